@@ -1,0 +1,349 @@
+package netcode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
+)
+
+// ClientConfig configures a Client. Zero fields take the documented
+// defaults.
+type ClientConfig struct {
+	// TLS is the QUIC client's TLS configuration. Nil verifies the server
+	// against the system roots by the URL's host name.
+	TLS *tls.Config
+	// InsecureSkipVerify accepts any server certificate, for development
+	// against a server with a self-signed certificate. Never in production.
+	InsecureSkipVerify bool
+	// QUIC tunes the QUIC transport.
+	QUIC quic.Config
+	// Auth is sent in the HELLO for the server's Authenticate hook, such as
+	// a connect token.
+	Auth []byte
+	// RequestTimeout bounds a Request whose context has no deadline. Zero
+	// means 10 seconds.
+	RequestTimeout time.Duration
+	// MaxFrame is the largest reliable frame body accepted and sent. Zero
+	// means reliable.DefaultMaxFrame (64 KiB).
+	MaxFrame int
+	// MaxQueued is how many reliable bytes may wait unsent. Zero means 1 MiB.
+	MaxQueued int
+	// Dial, if set, replaces the URL's transport: tests use it to run the
+	// client over an in-memory or impaired transport.
+	Dial func(ctx context.Context, addr string) (transport.Session, error)
+	// Logger receives errors. Nil discards.
+	Logger *slog.Logger
+}
+
+// Client is a game client's connection to a Roomwire server. Register
+// handlers with On and OnSnapshot before Connect so that nothing the server
+// sends early is missed. Handlers run one at a time on the client's reader
+// goroutine, in arrival order; snapshot handlers on its datagram goroutine.
+// All methods are safe for concurrent use.
+type Client struct {
+	peer
+	cfg ClientConfig
+	id  ID
+
+	mu           sync.RWMutex
+	events       map[string]func(payload []byte)
+	onSnapshot   func(tick uint32, data []byte)
+	onDisconnect func(*CloseError)
+
+	maxDatagram int
+	reasm       unreliable.Reassembler // datagram goroutine only
+	connected   atomic.Bool
+	done        chan struct{}
+
+	unhandled  atomic.Uint64
+	inCallback atomic.Int32 // callbacks running: Close must not wait on them
+}
+
+// NewClient returns an unconnected client.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = reliable.DefaultMaxFrame
+	}
+	cfg.MaxFrame = min(cfg.MaxFrame, reliable.MaxFrameLimit)
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
+}
+
+// Dial connects to a server at rawURL ("quic://host:port") and completes the
+// Roomwire handshake. A refusal comes back as a *CloseError with the
+// server's reason.
+func Dial(ctx context.Context, rawURL string, cfg ClientConfig) (*Client, error) {
+	c := NewClient(cfg)
+	if err := c.Connect(ctx, rawURL); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// On registers the handler for a server event, replacing any earlier one.
+// payload is valid only until the handler returns.
+func (c *Client) On(event string, h func(payload []byte)) {
+	c.mu.Lock()
+	c.events[event] = h
+	c.mu.Unlock()
+}
+
+// OnSnapshot sets the handler for whole snapshots. Snapshots older than the
+// newest delivered are dropped before it. data is valid only until it
+// returns.
+func (c *Client) OnSnapshot(h func(tick uint32, data []byte)) {
+	c.mu.Lock()
+	c.onSnapshot = h
+	c.mu.Unlock()
+}
+
+// OnDisconnect sets the callback run once when the connection ends, with the
+// reason.
+func (c *Client) OnDisconnect(h func(*CloseError)) {
+	c.mu.Lock()
+	c.onDisconnect = h
+	c.mu.Unlock()
+}
+
+// Connect dials rawURL and completes the handshake; it may be called once.
+func (c *Client) Connect(ctx context.Context, rawURL string) error {
+	if !c.connected.CompareAndSwap(false, true) {
+		return errors.New("netcode: Connect called twice")
+	}
+	sess, err := c.dial(ctx, rawURL)
+	if err != nil {
+		close(c.done)
+		return err
+	}
+	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.Logger)
+	b, _ := c.out.begin()
+	b, err = reliable.AppendHello(b, reliable.Version, c.cfg.Auth)
+	if err != nil {
+		c.out.abort()
+		_ = sess.Close(uint16(CloseInternal), "bad hello")
+		close(c.done)
+		return err
+	}
+	_ = c.out.end(b)
+	c.start(sess.MaxDatagram(), c.onDatagram)
+
+	welcome := make(chan error, 1)
+	go c.run(welcome)
+	select {
+	case err := <-welcome:
+		if err != nil {
+			<-c.done
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+		c.close(&CloseError{Code: CloseNormal, Reason: "connect cancelled"})
+		<-c.done
+		return fmt.Errorf("netcode: connect %s: %w", rawURL, ctx.Err())
+	}
+}
+
+func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("netcode: bad server URL %q: %w", rawURL, err)
+	}
+	if c.cfg.Dial != nil {
+		return c.cfg.Dial(ctx, u.Host)
+	}
+	switch u.Scheme {
+	case "quic":
+		tc := c.cfg.TLS
+		if tc == nil {
+			host, _, _ := net.SplitHostPort(u.Host)
+			tc = &tls.Config{ServerName: host}
+		}
+		if c.cfg.InsecureSkipVerify {
+			tc = tc.Clone()
+			tc.InsecureSkipVerify = true
+		}
+		return quic.Dial(ctx, u.Host, tc, c.cfg.QUIC)
+	}
+	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://)", u.Scheme, rawURL)
+}
+
+// run is the client's reader goroutine: it owns the other goroutines and
+// ends after all of them, closing done.
+func (c *Client) run(welcome chan<- error) {
+	defer close(c.done)
+	r := reliable.NewReader(countingReader{&c.peer}, c.cfg.MaxFrame)
+	f, err := r.Next()
+	switch {
+	case err != nil:
+		c.close(c.readError(err))
+	case f.Type == reliable.FrameClose:
+		c.close(&CloseError{Code: f.Code, Reason: string(f.Payload), Remote: true})
+	case f.Type != reliable.FrameWelcome:
+		c.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("first frame is %s, want WELCOME", f.Type)})
+	case f.Version != reliable.Version:
+		c.close(&CloseError{Code: CloseVersionMismatch, Reason: fmt.Sprintf("server speaks version %d, client %d", f.Version, reliable.Version)})
+	case f.MaxDatagram < unreliable.MinDatagram:
+		c.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("server datagram limit %d < %d", f.MaxDatagram, unreliable.MinDatagram)})
+	}
+	if ce := c.closeErr.Load(); ce != nil {
+		c.finish()
+		welcome <- ce
+		return
+	}
+	c.id = f.ConnID
+	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram())
+	welcome <- nil
+
+	ce := c.readLoop(r, c.dispatch)
+	c.finish()
+	c.mu.RLock()
+	h := c.onDisconnect
+	c.mu.RUnlock()
+	if h != nil {
+		c.call(func() { h(ce) })
+	}
+}
+
+// ID is the connection id the server assigned: the name of the client's
+// private room.
+func (c *Client) ID() ID { return c.id }
+
+// Emit sends a reliable event to the server.
+func (c *Client) Emit(event string, payload []byte) error { return c.emit(event, payload) }
+
+// Request sends a reliable event and waits for the server handler's reply.
+// It fails with ErrRequestTimeout when ctx (or, without a deadline,
+// RequestTimeout) expires first, with a *RemoteError when the handler
+// failed or there is none, and with a *CloseError when the connection ends.
+func (c *Client) Request(ctx context.Context, event string, payload []byte) ([]byte, error) {
+	return c.request(ctx, event, payload, c.cfg.RequestTimeout)
+}
+
+// SendInput sends one input datagram. It never blocks: when the send queue is
+// full the oldest queued input is dropped.
+func (c *Client) SendInput(data []byte) error {
+	if err := c.err(); err != nil {
+		return err
+	}
+	if max := c.maxDatagram - unreliable.HeaderLen; len(data) > max {
+		return fmt.Errorf("%w: input of %d bytes > %d", unreliable.ErrTooLarge, len(data), max)
+	}
+	c.dq.put(unreliable.KindInput, data)
+	return nil
+}
+
+// Close closes the connection with CloseNormal and waits until the client's
+// goroutines ended (called from a handler, it does not wait). It is
+// idempotent.
+func (c *Client) Close() error {
+	if !c.connected.Load() {
+		return nil
+	}
+	c.close(&CloseError{Code: CloseNormal, Reason: "client closed"})
+	if c.inCallback.Load() == 0 {
+		<-c.done
+	}
+	return nil
+}
+
+// Done is closed when the connection ended and its goroutines stopped.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err is the reason the connection ended, or nil while it is open.
+func (c *Client) Err() error { return c.err() }
+
+// Stats returns the connection's counters.
+func (c *Client) Stats() Stats { return c.stats.snapshot() }
+
+func (c *Client) dispatch(f reliable.Frame) {
+	c.mu.RLock()
+	h := c.events[string(f.Name)]
+	c.mu.RUnlock()
+	if f.Type == reliable.FrameRequest {
+		// Servers do not send requests in this version; answer so the
+		// sender does not wait for its timeout.
+		_ = c.reply(f.ID, nil, fmt.Errorf("client has no request handlers"))
+		return
+	}
+	if h == nil {
+		c.unhandled.Add(1)
+		return
+	}
+	c.callEvent(h, f.Payload)
+}
+
+func (c *Client) callEvent(h func([]byte), p []byte) {
+	c.inCallback.Add(1)
+	defer c.recoverCallback()
+	h(p)
+}
+
+func (c *Client) call(f func()) {
+	c.inCallback.Add(1)
+	defer c.recoverCallback()
+	f()
+}
+
+func (c *Client) recoverCallback() {
+	c.inCallback.Add(-1)
+	if r := recover(); r != nil {
+		c.log.Error("recovered panic in client callback", "panic", r, "stack", string(debug.Stack()))
+	}
+}
+
+func (c *Client) onDatagram(d []byte) {
+	h, body, ok := c.parseDatagram(d)
+	if !ok {
+		return
+	}
+	if h.Kind != unreliable.KindSnapshot {
+		c.stats.datagramsBad.Add(1)
+		return
+	}
+	sh, frag, err := unreliable.ParseSnapshotHeader(body)
+	if err != nil {
+		c.stats.datagramsBad.Add(1)
+		return
+	}
+	stale, dropped := c.reasm.Stale, c.reasm.Dropped
+	tick, data, done := c.reasm.Add(sh, frag, time.Now())
+	c.stats.datagramsStale.Add(c.reasm.Stale - stale)
+	c.stats.snapshotsIncomplete.Add(c.reasm.Dropped - dropped)
+	if !done {
+		return
+	}
+	c.stats.snapshotsReceived.Add(1)
+	c.mu.RLock()
+	hs := c.onSnapshot
+	c.mu.RUnlock()
+	if hs != nil {
+		c.callSnapshot(hs, tick, data)
+	}
+}
+
+func (c *Client) callSnapshot(h func(uint32, []byte), tick uint32, data []byte) {
+	c.inCallback.Add(1)
+	defer c.recoverCallback()
+	h(tick, data)
+}

@@ -1,0 +1,277 @@
+package netcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
+)
+
+// Conn is the server's side of one client connection. Its methods are safe
+// for concurrent use and never block on the network: sends are queued and
+// written by the connection's own goroutines.
+type Conn struct {
+	peer
+	srv      *Server
+	id       ID
+	identity Identity
+	inputs   unreliable.Latest // owned by the datagram read goroutine
+	data     atomic.Pointer[any]
+}
+
+// ID is the connection's random, unguessable id.
+func (c *Conn) ID() ID { return c.id }
+
+// Identity is what the server's Authenticate hook returned for the client.
+func (c *Conn) Identity() Identity { return c.identity }
+
+// RemoteAddr is the client's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.sess.RemoteAddr() }
+
+// Context is cancelled when the connection closes; its cause is the
+// *CloseError.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Err is the reason the connection closed, or nil while it is open.
+func (c *Conn) Err() error { return c.err() }
+
+// Stats returns the connection's counters.
+func (c *Conn) Stats() Stats { return c.stats.snapshot() }
+
+// Data returns the value last stored with SetData, or nil.
+func (c *Conn) Data() any {
+	if p := c.data.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetData keeps an application value with the connection.
+func (c *Conn) SetData(v any) { c.data.Store(&v) }
+
+// Emit sends a reliable event to the client. It fails once the connection is
+// closed, for an invalid name or a payload over the frame limit, and with
+// ErrSlowConsumer (closing the connection) when too much is queued.
+func (c *Conn) Emit(event string, payload []byte) error {
+	return c.emit(event, payload)
+}
+
+// SendFrames queues reliable frames that were encoded once for many
+// connections (see AppendEvent); rooms use it to broadcast without
+// re-encoding per member.
+func (c *Conn) SendFrames(frames []byte) error { return c.sendFrames(frames) }
+
+// SendSnapshot queues s for the client as datagrams, replacing an unsent
+// older snapshot. It never blocks; the connection holds its own reference.
+func (c *Conn) SendSnapshot(s *Snapshot) { c.dq.putSnapshot(s) }
+
+// Close closes the connection with CloseKicked and the given reason, which
+// the client receives. It does not block and is idempotent.
+func (c *Conn) Close(reason string) {
+	c.close(&CloseError{Code: CloseKicked, Reason: reason})
+}
+
+// AppendEvent appends an encoded EVENT frame to b, for Conn.SendFrames.
+func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
+	return reliable.AppendEvent(b, event, payload)
+}
+
+func (s *Server) serveConn(sess transport.Session) {
+	defer s.wg.Done()
+	c := &Conn{srv: s, id: newID()}
+	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.Logger)
+	s.metrics.connsAccepted.Add(1)
+
+	// The writer runs from the start so that refusals reach the client.
+	c.start(sess.MaxDatagram(), c.onDatagram)
+	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
+		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO within %v", s.cfg.HandshakeTimeout)})
+	})
+	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
+	ok := c.handshake(r)
+	timer.Stop()
+	if !ok {
+		s.metrics.handshakesFailed.Add(1)
+		ce := c.closeErr.Load()
+		c.log.Debug("handshake failed", "remote", sess.RemoteAddr(), "reason", ce)
+		c.finish()
+		return
+	}
+
+	s.connsMu.Lock()
+	s.conns[c.id] = c
+	s.connsMu.Unlock()
+	s.metrics.connsActive.Add(1)
+	if s.closing.Load() {
+		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
+	}
+	s.mu.RLock()
+	hooks := s.onConnect
+	s.mu.RUnlock()
+	for _, f := range hooks {
+		c.callHook(f)
+	}
+
+	ce := c.readLoop(r, c.dispatch)
+	c.finish()
+
+	s.connsMu.Lock()
+	delete(s.conns, c.id)
+	s.connsMu.Unlock()
+	s.metrics.connsActive.Add(-1)
+	switch ce.Code {
+	case CloseProtocolError, CloseFrameTooLarge:
+		s.metrics.protocolErrors.Add(1)
+	case CloseSlowConsumer:
+		s.metrics.slowConsumers.Add(1)
+	}
+	c.log.Debug("connection closed", "id", c.id, "reason", ce)
+	s.mu.RLock()
+	dhooks := s.onDisconnect
+	s.mu.RUnlock()
+	for _, f := range dhooks {
+		c.callDisconnect(f, ce)
+	}
+}
+
+// handshake reads the HELLO, authenticates and answers WELCOME. On failure
+// the connection is closed with the reason and handshake returns false.
+func (c *Conn) handshake(r *reliable.Reader) bool {
+	f, err := r.Next()
+	if err != nil {
+		c.close(c.readError(err))
+		return false
+	}
+	if f.Type != reliable.FrameHello {
+		c.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("first frame is %s, want HELLO", f.Type)})
+		return false
+	}
+	if f.Version != reliable.Version {
+		c.close(&CloseError{Code: CloseVersionMismatch, Reason: fmt.Sprintf("protocol version %d not supported; server speaks %d", f.Version, reliable.Version)})
+		return false
+	}
+	if auth := c.srv.cfg.Authenticate; auth != nil {
+		h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.sess.RemoteAddr()}
+		ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
+		id, err := auth(ctx, h)
+		cancel()
+		if err != nil {
+			c.close(&CloseError{Code: CloseRefused, Reason: err.Error()})
+			return false
+		}
+		c.identity = id
+	}
+	if c.err() != nil {
+		return false // timed out while authenticating
+	}
+	b, ok := c.out.begin()
+	if !ok {
+		return false
+	}
+	b = reliable.AppendWelcome(b, reliable.Version, c.id, uint16(c.sess.MaxDatagram()))
+	return c.enqueued(c.out.end(b)) == nil
+}
+
+// dispatch runs the handler for an EVENT or REQUEST.
+func (c *Conn) dispatch(f reliable.Frame) {
+	s := c.srv
+	if f.Type == reliable.FrameEvent {
+		h := s.lookupEvent(f.Name)
+		if h == nil {
+			s.metrics.eventsUnhandled.Add(1)
+			return
+		}
+		c.callEvent(h, f.Payload)
+		return
+	}
+	h := s.lookupRequest(f.Name)
+	if h == nil {
+		s.metrics.requestsUnhandled.Add(1)
+		_ = c.reply(f.ID, nil, fmt.Errorf("no handler for %q", f.Name))
+		return
+	}
+	reply, herr := c.callRequest(h, f.Payload)
+	_ = c.reply(f.ID, reply, herr)
+}
+
+// The call* helpers run application code, recovering a panic: it is logged
+// and counted and the connection goes on.
+
+func (c *Conn) recovered(what string, r any) {
+	c.srv.metrics.handlerPanics.Add(1)
+	c.log.Error("recovered panic in "+what, "conn", c.id, "panic", r, "stack", string(debug.Stack()))
+}
+
+func (c *Conn) callEvent(h EventHandler, p []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered("event handler", r)
+		}
+	}()
+	h(c, p)
+}
+
+func (c *Conn) callInput(h InputHandler, p []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered("input handler", r)
+		}
+	}()
+	h(c, p)
+}
+
+func (c *Conn) callRequest(h RequestHandler, p []byte) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered("request handler", r)
+			reply, err = nil, errors.New("internal error in request handler")
+		}
+	}()
+	return h(c, p)
+}
+
+func (c *Conn) callHook(f func(*Conn)) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered("connect hook", r)
+		}
+	}()
+	f(c)
+}
+
+func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.recovered("disconnect hook", r)
+		}
+	}()
+	f(c, ce)
+}
+
+// onDatagram handles one datagram from the client: inputs go to the input
+// handler unless stale; anything else is dropped and counted.
+func (c *Conn) onDatagram(d []byte) {
+	h, body, ok := c.parseDatagram(d)
+	if !ok || h.Kind != unreliable.KindInput {
+		if ok {
+			c.stats.datagramsBad.Add(1)
+		}
+		c.srv.metrics.datagramsBad.Add(1)
+		return
+	}
+	if !c.inputs.Accept(h.Seq) {
+		c.stats.datagramsStale.Add(1)
+		c.srv.metrics.datagramsStale.Add(1)
+		return
+	}
+	if in := c.srv.inputHandler(); in != nil {
+		c.callInput(in, body)
+	}
+}

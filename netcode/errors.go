@@ -1,0 +1,84 @@
+package netcode
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// CloseCode says why a connection ended; see PROTOCOL.md for the list.
+type CloseCode = reliable.CloseCode
+
+// Close codes, re-exported from the wire protocol for convenience.
+const (
+	CloseNormal           = reliable.CloseNormal
+	CloseGoingAway        = reliable.CloseGoingAway
+	CloseProtocolError    = reliable.CloseProtocolError
+	CloseFrameTooLarge    = reliable.CloseFrameTooLarge
+	CloseVersionMismatch  = reliable.CloseVersionMismatch
+	CloseHandshakeTimeout = reliable.CloseHandshakeTimeout
+	CloseRefused          = reliable.CloseRefused
+	CloseSlowConsumer     = reliable.CloseSlowConsumer
+	CloseInternal         = reliable.CloseInternal
+	CloseKicked           = reliable.CloseKicked
+	CloseTimeout          = reliable.CloseTimeout
+)
+
+// CloseError is the reason a connection ended: a code, a readable reason, and
+// whether the peer (Remote) or this side closed it. Disconnect callbacks and
+// the errors of calls on a closed connection carry one.
+// errors.Is(err, net.ErrClosed) holds for every CloseError.
+type CloseError struct {
+	Code   CloseCode
+	Reason string
+	Remote bool
+}
+
+func (e *CloseError) Error() string {
+	who := "locally"
+	if e.Remote {
+		who = "by peer"
+	}
+	return fmt.Sprintf("netcode: connection closed %s (%s): %s", who, e.Code, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, net.ErrClosed) true.
+func (e *CloseError) Unwrap() error { return net.ErrClosed }
+
+// closeErrorFrom turns a transport error into the CloseError it means.
+func closeErrorFrom(err error) *CloseError {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	if te, ok := transport.AsCloseError(err); ok {
+		return &CloseError{Code: CloseCode(te.Code), Reason: te.Reason, Remote: te.Remote}
+	}
+	return &CloseError{Code: CloseInternal, Reason: err.Error()}
+}
+
+// Errors of the netcode API.
+var (
+	// ErrServerClosed is returned by Serve after Shutdown or Close.
+	ErrServerClosed = errors.New("netcode: server closed")
+	// ErrRequestTimeout is returned by Request when no reply came in time.
+	// It also satisfies errors.Is(err, context.DeadlineExceeded) when the
+	// caller's context expired.
+	ErrRequestTimeout = errors.New("netcode: request timed out")
+	// ErrSlowConsumer closes a connection whose unsent reliable bytes passed
+	// the configured limit.
+	ErrSlowConsumer = errors.New("netcode: peer too slow to read")
+)
+
+// RemoteError is a request's failure as the peer's handler reported it.
+type RemoteError struct {
+	Event   string
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("netcode: request %q failed at peer: %s", e.Event, e.Message)
+}

@@ -1,0 +1,353 @@
+package netcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
+)
+
+// closeGrace is how long a closing connection may spend flushing its last
+// frames before the session is closed regardless.
+const closeGrace = 250 * time.Millisecond
+
+// peer is the part of a connection that client and server share: the
+// session, the reliable outbox and its writer, the datagram queue and its
+// sender, request correlation and the close logic.
+//
+// Goroutines: the owner (server's serveConn or the client's run) runs the
+// reliable read loop itself and starts writeLoop, sendLoop and the datagram
+// read loop through start; all three end once close was called and the
+// session is gone, and finish waits for them.
+type peer struct {
+	sess     transport.Session
+	out      *outbox
+	dq       *dgramQueue
+	stats    connStats
+	log      *slog.Logger
+	maxFrame int
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	closeOnce sync.Once
+	closeErr  atomic.Pointer[CloseError]
+	force     *time.Timer
+	forceMu   sync.Mutex
+
+	wg sync.WaitGroup
+
+	nextReq atomic.Uint32
+	pendMu  sync.Mutex
+	pending map[uint32]chan result
+}
+
+type result struct {
+	payload []byte
+	err     error
+}
+
+func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, log *slog.Logger) {
+	p.sess = sess
+	p.log = log
+	p.maxFrame = maxFrame
+	p.out = newOutbox(outboxLimit)
+	p.dq = newDgramQueue(&p.stats)
+	p.ctx, p.cancel = context.WithCancelCause(context.Background())
+	p.pending = make(map[uint32]chan result)
+}
+
+// start launches the writer, the datagram sender and the datagram reader,
+// which hands each datagram to onDatagram.
+func (p *peer) start(maxDatagram int, onDatagram func([]byte)) {
+	p.wg.Add(3)
+	go func() {
+		defer p.wg.Done()
+		p.out.writeLoop(p.sess.Write, func(n int) {
+			p.stats.bytesSent.Add(uint64(n))
+		}, p.closeSession)
+	}()
+	go func() {
+		defer p.wg.Done()
+		p.dq.sendLoop(p.ctx.Done(), maxDatagram, p.sess.SendDatagram)
+	}()
+	go func() {
+		defer p.wg.Done()
+		for {
+			d, err := p.sess.ReceiveDatagram(p.ctx)
+			if err != nil {
+				return
+			}
+			p.stats.datagramsReceived.Add(1)
+			p.stats.bytesReceived.Add(uint64(len(d)))
+			onDatagram(d)
+		}
+	}()
+}
+
+// closeSession closes the transport session with the recorded reason.
+func (p *peer) closeSession() {
+	ce := p.closeErr.Load()
+	if ce == nil {
+		ce = &CloseError{Code: CloseInternal, Reason: "writer stopped"}
+	}
+	_ = p.sess.Close(uint16(ce.Code), ce.Reason)
+}
+
+// close ends the connection for reason ce, once. A local close queues a
+// CLOSE frame; the writer flushes it and closes the session, or a timer does
+// after closeGrace if the writer is stuck. close never blocks, so it is safe
+// from a tick loop or a handler.
+func (p *peer) close(ce *CloseError) {
+	p.closeOnce.Do(func() {
+		p.closeErr.Store(ce)
+		var last []byte
+		if !ce.Remote {
+			last = reliable.AppendClose(nil, ce.Code, ce.Reason)
+		}
+		p.out.shut(last)
+		p.dq.close()
+		p.cancel(ce)
+		p.forceMu.Lock()
+		p.force = time.AfterFunc(closeGrace, p.closeSession)
+		p.forceMu.Unlock()
+		p.failPending(ce)
+	})
+}
+
+// finish waits for the connection's goroutines after the read loop ended.
+func (p *peer) finish() {
+	p.wg.Wait()
+	p.forceMu.Lock()
+	if p.force != nil {
+		p.force.Stop()
+	}
+	p.forceMu.Unlock()
+	p.closeSession()
+}
+
+// err is the reason the connection closed, or nil while it is open.
+func (p *peer) err() error {
+	if ce := p.closeErr.Load(); ce != nil {
+		return ce
+	}
+	return nil
+}
+
+func (p *peer) closedErr() error {
+	if err := p.err(); err != nil {
+		return err
+	}
+	return net.ErrClosed
+}
+
+// enqueueResult handles the outcome of an outbox append.
+func (p *peer) enqueued(err error) error {
+	if errors.Is(err, ErrSlowConsumer) {
+		p.close(&CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("more than %d unsent bytes queued", p.out.limit)})
+		return err
+	}
+	if err == nil {
+		p.stats.framesSent.Add(1)
+	}
+	return err
+}
+
+func (p *peer) emit(name string, payload []byte) error {
+	b, ok := p.out.begin()
+	if !ok {
+		return p.closedErr()
+	}
+	b, err := reliable.AppendEvent(b, name, payload)
+	if err != nil {
+		p.out.abort()
+		return err
+	}
+	if len(b)-reliable.HeaderLen > p.maxFrame {
+		p.out.abort()
+		return fmt.Errorf("%w: event %q of %d bytes > limit %d", reliable.ErrFrameTooLarge, name, len(payload), p.maxFrame)
+	}
+	return p.enqueued(p.out.end(b))
+}
+
+// sendFrames queues already encoded frames.
+func (p *peer) sendFrames(frames []byte) error {
+	b, ok := p.out.begin()
+	if !ok {
+		return p.closedErr()
+	}
+	return p.enqueued(p.out.end(append(b, frames...)))
+}
+
+func (p *peer) reply(id uint32, payload []byte, herr error) error {
+	b, ok := p.out.begin()
+	if !ok {
+		return p.closedErr()
+	}
+	if herr != nil {
+		b = reliable.AppendReplyError(b, id, herr.Error())
+	} else {
+		var err error
+		if b, err = reliable.AppendReply(b, id, payload); err != nil {
+			p.out.abort()
+			return err
+		}
+	}
+	return p.enqueued(p.out.end(b))
+}
+
+func (p *peer) request(ctx context.Context, name string, payload []byte, timeout time.Duration) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok && timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	id := p.nextReq.Add(1)
+	ch := make(chan result, 1)
+	p.pendMu.Lock()
+	if err := p.err(); err != nil {
+		p.pendMu.Unlock()
+		return nil, err
+	}
+	p.pending[id] = ch
+	p.pendMu.Unlock()
+	defer func() {
+		p.pendMu.Lock()
+		delete(p.pending, id)
+		p.pendMu.Unlock()
+	}()
+
+	b, ok := p.out.begin()
+	if !ok {
+		return nil, p.closedErr()
+	}
+	b, err := reliable.AppendRequest(b, id, name, payload)
+	if err != nil {
+		p.out.abort()
+		return nil, err
+	}
+	if err := p.enqueued(p.out.end(b)); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			if re, ok := r.err.(*RemoteError); ok {
+				re.Event = name
+			}
+		}
+		return r.payload, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %q after %v: %w", ErrRequestTimeout, name, timeout, ctx.Err())
+	}
+}
+
+func (p *peer) failPending(ce *CloseError) {
+	p.pendMu.Lock()
+	for id, ch := range p.pending {
+		ch <- result{err: ce}
+		delete(p.pending, id)
+	}
+	p.pendMu.Unlock()
+}
+
+func (p *peer) resolve(f reliable.Frame) {
+	p.pendMu.Lock()
+	ch, ok := p.pending[f.ID]
+	delete(p.pending, f.ID)
+	p.pendMu.Unlock()
+	if !ok {
+		return // late reply to a request that timed out
+	}
+	if f.Type == reliable.FrameReplyError {
+		ch <- result{err: &RemoteError{Message: string(f.Payload)}}
+		return
+	}
+	ch <- result{payload: append([]byte(nil), f.Payload...)}
+}
+
+// countingReader counts the reliable bytes read.
+type countingReader struct{ p *peer }
+
+func (r countingReader) Read(b []byte) (int, error) {
+	n, err := r.p.sess.Read(b)
+	r.p.stats.bytesReceived.Add(uint64(n))
+	return n, err
+}
+
+// readLoop reads frames until the connection ends, answering the frames both
+// sides share and handing events and requests to dispatch. It returns the
+// reason the connection ended, having closed it.
+func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *CloseError {
+	for {
+		f, err := r.Next()
+		if err != nil {
+			ce := p.readError(err)
+			p.close(ce)
+			return p.closeErr.Load()
+		}
+		p.stats.framesReceived.Add(1)
+		switch f.Type {
+		case reliable.FrameEvent, reliable.FrameRequest:
+			dispatch(f)
+		case reliable.FrameReply, reliable.FrameReplyError:
+			p.resolve(f)
+		case reliable.FramePing:
+			if b, ok := p.out.begin(); ok {
+				_ = p.enqueued(p.out.end(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano()))))
+			}
+		case reliable.FramePong:
+		case reliable.FrameClose:
+			p.close(&CloseError{Code: f.Code, Reason: string(f.Payload), Remote: true})
+			return p.closeErr.Load()
+		default:
+			p.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("unexpected %s frame", f.Type)})
+			return p.closeErr.Load()
+		}
+	}
+}
+
+// readError maps a read failure to the reason the connection ends.
+func (p *peer) readError(err error) *CloseError {
+	if ce := p.closeErr.Load(); ce != nil {
+		return ce // we closed first; the read failed because of it
+	}
+	switch {
+	case errors.Is(err, reliable.ErrFrameTooLarge):
+		return &CloseError{Code: CloseFrameTooLarge, Reason: err.Error()}
+	case errors.Is(err, reliable.ErrUnknownFrame), errors.Is(err, reliable.ErrBadFrame),
+		errors.Is(err, reliable.ErrBadName), errors.Is(err, reliable.ErrTruncated):
+		return &CloseError{Code: CloseProtocolError, Reason: err.Error()}
+	case errors.Is(err, io.EOF):
+		return &CloseError{Code: CloseNormal, Reason: "stream ended", Remote: true}
+	}
+	return closeErrorFrom(err)
+}
+
+// isClosed reports whether err means the session is gone for good.
+func isClosed(err error) bool {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	_, ok := transport.AsCloseError(err)
+	return ok
+}
+
+// parseDatagram decodes a datagram header, counting a malformed one.
+func (p *peer) parseDatagram(d []byte) (unreliable.Header, []byte, bool) {
+	h, body, err := unreliable.ParseHeader(d)
+	if err != nil {
+		p.stats.datagramsBad.Add(1)
+		return h, nil, false
+	}
+	return h, body, true
+}

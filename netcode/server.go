@@ -1,0 +1,328 @@
+package netcode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// Config configures a Server. Zero fields take the documented defaults.
+type Config struct {
+	// QUICAddr is the UDP address the QUIC transport listens on, such as
+	// ":7777". Empty disables QUIC.
+	QUICAddr string
+	// TLS is the server's TLS configuration for QUIC; it needs a
+	// certificate. See DevTLSConfig for development.
+	TLS *tls.Config
+	// QUIC tunes the QUIC transport.
+	QUIC quic.Config
+
+	// Listeners are extra transports to accept connections from, for tests
+	// and custom transports. They are closed by Shutdown and Close.
+	Listeners []transport.Listener
+
+	// HandshakeTimeout closes a connection that sends no valid HELLO within
+	// it. Zero means 5 seconds.
+	HandshakeTimeout time.Duration
+	// MaxFrame is the largest reliable frame body accepted and sent, in
+	// bytes. Zero means reliable.DefaultMaxFrame (64 KiB).
+	MaxFrame int
+	// MaxQueued is how many reliable bytes may wait unsent for one
+	// connection before it is closed as a slow consumer. Zero means 1 MiB.
+	MaxQueued int
+	// Authenticate, if set, admits or refuses each connection from its
+	// HELLO. A refusal's error text reaches the client as the close reason.
+	Authenticate func(ctx context.Context, h Hello) (Identity, error)
+	// Logger receives connection lifecycle and error logs. Nil discards.
+	Logger *slog.Logger
+}
+
+// Hello is what a client presented when it connected.
+type Hello struct {
+	// Version is the client's protocol version.
+	Version uint16
+	// Auth is the client's authentication bytes (ClientConfig.Auth).
+	Auth []byte
+	// RemoteAddr is the client's network address.
+	RemoteAddr net.Addr
+}
+
+// Identity is what Authenticate learned about a client; Conn.Identity
+// returns it.
+type Identity struct {
+	// User is the application's name for the client, such as a player id.
+	User string
+	// Data is anything else the application wants to keep with the
+	// connection.
+	Data any
+}
+
+func (c *Config) populate() error {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = reliable.DefaultMaxFrame
+	}
+	if c.MaxFrame > reliable.MaxFrameLimit {
+		return fmt.Errorf("netcode: MaxFrame %d > %d", c.MaxFrame, reliable.MaxFrameLimit)
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 1 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.QUICAddr == "" && len(c.Listeners) == 0 {
+		return errors.New("netcode: no transport configured (set QUICAddr or Listeners)")
+	}
+	if c.QUICAddr != "" && c.TLS == nil {
+		return errors.New("netcode: QUICAddr needs a TLS config")
+	}
+	return nil
+}
+
+// EventHandler handles an event a client emitted. payload is valid only until
+// the handler returns; copy it to keep it.
+type EventHandler func(c *Conn, payload []byte)
+
+// RequestHandler answers a client's request. Its reply (or error text)
+// reaches the client's Request call. req is valid only until it returns.
+type RequestHandler func(c *Conn, req []byte) ([]byte, error)
+
+// InputHandler handles an input datagram a client sent. data is valid only
+// until it returns.
+type InputHandler func(c *Conn, data []byte)
+
+// Server accepts connections on its transports and dispatches their events.
+// Register handlers before Serve; all methods are safe for concurrent use.
+// Handlers for one connection run one at a time, in the order its frames
+// arrived, on that connection's goroutine; different connections' handlers
+// run concurrently.
+type Server struct {
+	cfg       Config
+	listeners []transport.Listener
+
+	mu           sync.RWMutex
+	events       map[string]EventHandler
+	requests     map[string]RequestHandler
+	onConnect    []func(*Conn)
+	onDisconnect []func(*Conn, *CloseError)
+	onInput      InputHandler
+
+	connsMu sync.Mutex
+	conns   map[ID]*Conn
+
+	metrics serverMetrics
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	serving  atomic.Bool
+	wg       sync.WaitGroup // accept loops and connections
+	stopOnce sync.Once
+}
+
+// NewServer validates cfg and binds its listeners, so the addresses are known
+// (Addrs) before Serve starts accepting.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.populate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		events:   make(map[string]EventHandler),
+		requests: make(map[string]RequestHandler),
+		conns:    make(map[ID]*Conn),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.QUICAddr != "" {
+		ln, err := quic.Listen(cfg.QUICAddr, cfg.TLS, cfg.QUIC)
+		if err != nil {
+			return nil, err
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	s.listeners = append(s.listeners, cfg.Listeners...)
+	return s, nil
+}
+
+// Addrs are the bound addresses of the server's listeners, QUIC first.
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// On registers the handler for event, replacing any earlier one.
+func (s *Server) On(event string, h EventHandler) {
+	s.mu.Lock()
+	s.events[event] = h
+	s.mu.Unlock()
+}
+
+// Handle registers the request handler for event, replacing any earlier one.
+func (s *Server) Handle(event string, h RequestHandler) {
+	s.mu.Lock()
+	s.requests[event] = h
+	s.mu.Unlock()
+}
+
+// OnConnect adds a callback run for each connection after its handshake,
+// before any of its events is dispatched.
+func (s *Server) OnConnect(f func(*Conn)) {
+	s.mu.Lock()
+	s.onConnect = append(s.onConnect, f)
+	s.mu.Unlock()
+}
+
+// OnDisconnect adds a callback run once for each connection that ended, with
+// the reason, after its goroutines stopped.
+func (s *Server) OnDisconnect(f func(*Conn, *CloseError)) {
+	s.mu.Lock()
+	s.onDisconnect = append(s.onDisconnect, f)
+	s.mu.Unlock()
+}
+
+// OnInput sets the handler for clients' input datagrams. Inputs older than
+// the newest one received from the same connection are dropped before it.
+func (s *Server) OnInput(h InputHandler) {
+	s.mu.Lock()
+	s.onInput = h
+	s.mu.Unlock()
+}
+
+// Conn returns the open connection with the given id, or nil.
+func (s *Server) Conn(id ID) *Conn {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return s.conns[id]
+}
+
+// Conns calls f for each open connection.
+func (s *Server) Conns(f func(*Conn)) {
+	s.connsMu.Lock()
+	list := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		list = append(list, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range list {
+		f(c)
+	}
+}
+
+// Metrics returns the server's counters.
+func (s *Server) Metrics() Metrics { return s.metrics.snapshot() }
+
+// Serve accepts connections until ctx is cancelled or the server is shut
+// down; it then returns ErrServerClosed. Cancelling ctx closes the server
+// as Close does.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("netcode: Serve called twice")
+	}
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	for _, l := range s.listeners {
+		s.wg.Add(1)
+		go s.acceptLoop(l)
+	}
+	select {
+	case <-ctx.Done():
+		s.Close()
+	case <-s.ctx.Done():
+	}
+	return ErrServerClosed
+}
+
+func (s *Server) acceptLoop(l transport.Listener) {
+	defer s.wg.Done()
+	for {
+		sess, err := l.Accept(s.ctx)
+		if err != nil {
+			if !s.closing.Load() {
+				s.cfg.Logger.Error("accept failed; listener stopped", "addr", l.Addr(), "err", err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go s.serveConn(sess)
+	}
+}
+
+// stop stops accepting and closes the listeners, once.
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		s.closing.Store(true)
+		s.cancel()
+		for _, l := range s.listeners {
+			_ = l.Close()
+		}
+	})
+}
+
+// Shutdown stops accepting, closes every connection with the reason "server
+// shutting down" and waits for their goroutines until ctx expires; then it
+// closes whatever is left without waiting for flushes.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stop()
+	s.closeAll(CloseGoingAway, "server shutting down")
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Conns(func(c *Conn) { c.closeSession() })
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, and waits for
+// the server's goroutines. It is idempotent.
+func (s *Server) Close() error {
+	s.stop()
+	s.closeAll(CloseGoingAway, "server closed")
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeAll(code CloseCode, reason string) {
+	s.Conns(func(c *Conn) { c.close(&CloseError{Code: code, Reason: reason}) })
+}
+
+func (s *Server) lookupEvent(name []byte) EventHandler {
+	s.mu.RLock()
+	h := s.events[string(name)]
+	s.mu.RUnlock()
+	return h
+}
+
+func (s *Server) lookupRequest(name []byte) RequestHandler {
+	s.mu.RLock()
+	h := s.requests[string(name)]
+	s.mu.RUnlock()
+	return h
+}
+
+func (s *Server) inputHandler() InputHandler {
+	s.mu.RLock()
+	h := s.onInput
+	s.mu.RUnlock()
+	return h
+}

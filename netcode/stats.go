@@ -1,0 +1,102 @@
+package netcode
+
+import (
+	"sync/atomic"
+)
+
+// Stats are one connection's counters since it opened.
+type Stats struct {
+	// BytesSent and BytesReceived count both channels' payload bytes as
+	// Roomwire handed them to or got them from the transport.
+	BytesSent, BytesReceived uint64
+	// FramesSent and FramesReceived count reliable frames.
+	FramesSent, FramesReceived uint64
+	// DatagramsSent and DatagramsReceived count unreliable datagrams.
+	DatagramsSent, DatagramsReceived uint64
+	// DatagramsStale counts received datagrams dropped as older than the
+	// newest; DatagramsBad those dropped as malformed.
+	DatagramsStale, DatagramsBad uint64
+	// DatagramsDropped counts outgoing datagrams dropped: queue full or the
+	// transport refused them.
+	DatagramsDropped uint64
+	// SnapshotsReplaced counts snapshots dropped unsent because a newer one
+	// for this connection was ready first.
+	SnapshotsReplaced uint64
+	// SnapshotsTooLarge counts snapshots too big to fragment.
+	SnapshotsTooLarge uint64
+	// SnapshotsReceived counts whole snapshots delivered to the client;
+	// SnapshotsIncomplete those given up with fragments missing.
+	SnapshotsReceived, SnapshotsIncomplete uint64
+}
+
+type connStats struct {
+	bytesSent, bytesReceived         atomic.Uint64
+	framesSent, framesReceived       atomic.Uint64
+	datagramsSent, datagramsReceived atomic.Uint64
+	datagramsStale, datagramsBad     atomic.Uint64
+	datagramsDropped                 atomic.Uint64
+	snapshotsReplaced                atomic.Uint64
+	snapshotsTooLarge                atomic.Uint64
+	snapshotsReceived                atomic.Uint64
+	snapshotsIncomplete              atomic.Uint64
+}
+
+func (s *connStats) snapshot() Stats {
+	return Stats{
+		BytesSent:           s.bytesSent.Load(),
+		BytesReceived:       s.bytesReceived.Load(),
+		FramesSent:          s.framesSent.Load(),
+		FramesReceived:      s.framesReceived.Load(),
+		DatagramsSent:       s.datagramsSent.Load(),
+		DatagramsReceived:   s.datagramsReceived.Load(),
+		DatagramsStale:      s.datagramsStale.Load(),
+		DatagramsBad:        s.datagramsBad.Load(),
+		DatagramsDropped:    s.datagramsDropped.Load(),
+		SnapshotsReplaced:   s.snapshotsReplaced.Load(),
+		SnapshotsTooLarge:   s.snapshotsTooLarge.Load(),
+		SnapshotsReceived:   s.snapshotsReceived.Load(),
+		SnapshotsIncomplete: s.snapshotsIncomplete.Load(),
+	}
+}
+
+// Metrics are a server's counters since it started, for dashboards and tests.
+type Metrics struct {
+	ConnsAccepted     uint64 `json:"conns_accepted"`
+	ConnsActive       int64  `json:"conns_active"`
+	HandshakesFailed  uint64 `json:"handshakes_failed"`
+	ProtocolErrors    uint64 `json:"protocol_errors"`
+	SlowConsumers     uint64 `json:"slow_consumers"`
+	DatagramsBad      uint64 `json:"datagrams_bad"`
+	DatagramsStale    uint64 `json:"datagrams_stale"`
+	EventsUnhandled   uint64 `json:"events_unhandled"`
+	RequestsUnhandled uint64 `json:"requests_unhandled"`
+	HandlerPanics     uint64 `json:"handler_panics"`
+}
+
+type serverMetrics struct {
+	connsAccepted     atomic.Uint64
+	connsActive       atomic.Int64
+	handshakesFailed  atomic.Uint64
+	protocolErrors    atomic.Uint64
+	slowConsumers     atomic.Uint64
+	datagramsBad      atomic.Uint64
+	datagramsStale    atomic.Uint64
+	eventsUnhandled   atomic.Uint64
+	requestsUnhandled atomic.Uint64
+	handlerPanics     atomic.Uint64
+}
+
+func (m *serverMetrics) snapshot() Metrics {
+	return Metrics{
+		ConnsAccepted:     m.connsAccepted.Load(),
+		ConnsActive:       m.connsActive.Load(),
+		HandshakesFailed:  m.handshakesFailed.Load(),
+		ProtocolErrors:    m.protocolErrors.Load(),
+		SlowConsumers:     m.slowConsumers.Load(),
+		DatagramsBad:      m.datagramsBad.Load(),
+		DatagramsStale:    m.datagramsStale.Load(),
+		EventsUnhandled:   m.eventsUnhandled.Load(),
+		RequestsUnhandled: m.requestsUnhandled.Load(),
+		HandlerPanics:     m.handlerPanics.Load(),
+	}
+}

@@ -1,0 +1,220 @@
+// Package quic is Roomwire's QUIC transport: the reliable channel is one
+// bidirectional QUIC stream that the client opens, the unreliable channel is
+// RFC 9221 datagrams. quic-go does the work; this package adapts it to
+// transport.Session and maps QUIC's application close to transport.CloseError.
+package quic
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
+)
+
+// Config tunes the QUIC transport. The zero value is ready to use.
+type Config struct {
+	// IdleTimeout closes a connection that hears nothing for this long.
+	// Zero means 15 seconds; keepalives are sent at a third of it.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the QUIC/TLS handshake. Zero means 5 seconds.
+	HandshakeTimeout time.Duration
+}
+
+func (c Config) quicConfig() *quicgo.Config {
+	idle := c.IdleTimeout
+	if idle <= 0 {
+		idle = 15 * time.Second
+	}
+	hs := c.HandshakeTimeout
+	if hs <= 0 {
+		hs = 5 * time.Second
+	}
+	return &quicgo.Config{
+		EnableDatagrams:      true,
+		MaxIdleTimeout:       idle,
+		KeepAlivePeriod:      idle / 3,
+		HandshakeIdleTimeout: hs,
+	}
+}
+
+func withALPN(t *tls.Config) *tls.Config {
+	t = t.Clone()
+	if len(t.NextProtos) == 0 {
+		t.NextProtos = []string{reliable.ALPN}
+	}
+	return t
+}
+
+// Listener accepts QUIC connections and their reliable stream.
+type Listener struct {
+	ln *quicgo.Listener
+}
+
+var _ transport.Listener = (*Listener)(nil)
+var _ transport.Session = (*Session)(nil)
+
+// Listen binds a QUIC listener on the UDP address addr.
+func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
+	if tlsConf == nil {
+		return nil, errors.New("quic: listen: a TLS config is required")
+	}
+	qc := cfg.quicConfig()
+	ln, err := quicgo.ListenAddr(addr, withALPN(tlsConf), qc)
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	return &Listener{ln: ln}, nil
+}
+
+// Accept waits for a connection whose QUIC handshake completed. The client's
+// stream is accepted lazily, on the session's first Read or Write, so a client
+// that never opens one holds up no other; the caller's handshake deadline
+// closes it.
+func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
+	conn, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newSession(conn, nil), nil
+}
+
+// Close stops the listener. Connections already accepted stay open.
+func (l *Listener) Close() error {
+	err := l.ln.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Addr is the bound UDP address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Dial connects to a QUIC server at addr (host:port) and opens the reliable
+// stream.
+func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*Session, error) {
+	if tlsConf == nil {
+		return nil, errors.New("quic: dial: a TLS config is required")
+	}
+	conn, err := quicgo.DialAddr(ctx, addr, withALPN(tlsConf), cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		_ = conn.CloseWithError(0, "no stream")
+		return nil, fmt.Errorf("quic: open stream: %w", err)
+	}
+	return newSession(conn, st), nil
+}
+
+// Session is one QUIC connection with its reliable stream.
+type Session struct {
+	conn *quicgo.Conn
+
+	stOnce sync.Once
+	st     *quicgo.Stream
+	stErr  error
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	local     *transport.CloseError
+}
+
+func newSession(conn *quicgo.Conn, st *quicgo.Stream) *Session {
+	s := &Session{conn: conn, st: st}
+	if st != nil {
+		s.stOnce.Do(func() {})
+	}
+	return s
+}
+
+// stream returns the reliable stream, waiting for the client to open it on
+// the server side.
+func (s *Session) stream() (*quicgo.Stream, error) {
+	s.stOnce.Do(func() {
+		s.st, s.stErr = s.conn.AcceptStream(s.conn.Context())
+	})
+	return s.st, s.stErr
+}
+
+func (s *Session) Read(p []byte) (int, error) {
+	st, err := s.stream()
+	if err != nil {
+		return 0, s.mapErr(err)
+	}
+	n, err := st.Read(p)
+	return n, s.mapErr(err)
+}
+
+func (s *Session) Write(p []byte) (int, error) {
+	st, err := s.stream()
+	if err != nil {
+		return 0, s.mapErr(err)
+	}
+	n, err := st.Write(p)
+	return n, s.mapErr(err)
+}
+
+// SendDatagram sends p as one QUIC datagram; quic-go copies it.
+func (s *Session) SendDatagram(p []byte) error {
+	return s.mapErr(s.conn.SendDatagram(p))
+}
+
+// ReceiveDatagram returns the next datagram quic-go has queued.
+func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	b, err := s.conn.ReceiveDatagram(ctx)
+	return b, s.mapErr(err)
+}
+
+// MaxDatagram is the protocol's datagram limit, which always fits a QUIC
+// datagram frame in a 1280-byte packet.
+func (s *Session) MaxDatagram() int { return unreliable.MaxDatagram }
+
+// Close closes the connection with an application error code and reason.
+func (s *Session) Close(code uint16, reason string) error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.local = &transport.CloseError{Code: code, Reason: reason}
+		s.mu.Unlock()
+		_ = s.conn.CloseWithError(quicgo.ApplicationErrorCode(code), reason)
+	})
+	return nil
+}
+
+// Done is closed when the QUIC connection ends.
+func (s *Session) Done() <-chan struct{} { return s.conn.Context().Done() }
+
+// RemoteAddr is the peer's UDP address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// mapErr turns quic-go's close errors into transport.CloseError.
+func (s *Session) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *quicgo.ApplicationError
+	if errors.As(err, &ae) {
+		return &transport.CloseError{Code: uint16(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+	}
+	s.mu.Lock()
+	local := s.local
+	s.mu.Unlock()
+	if local != nil {
+		return local
+	}
+	var ie *quicgo.IdleTimeoutError
+	if errors.As(err, &ie) {
+		return &transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: "idle timeout", Remote: false}
+	}
+	return err
+}

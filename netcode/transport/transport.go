@@ -1,0 +1,79 @@
+// Package transport is the seam between Roomwire's connection logic and the
+// network. A transport gives each connection a Session: one reliable, ordered
+// byte stream and an unreliable datagram channel. Implementations live in
+// subpackages (quic today; kcp, webtransport and websocket later) and must
+// pass the conformance suite in transporttest.
+//
+// A Session's Read and Write may be called from different goroutines, and
+// SendDatagram and ReceiveDatagram likewise, but no method is called by two
+// goroutines at once except Close, which is safe at any time and more than
+// once. After Close, or after the peer closes, every blocking method returns
+// an error that satisfies errors.Is(err, net.ErrClosed) or is a *CloseError.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Session is one connection's pair of channels.
+type Session interface {
+	// Read reads from the reliable stream.
+	Read(p []byte) (int, error)
+	// Write writes to the reliable stream. It blocks only on flow control.
+	Write(p []byte) (int, error)
+	// SendDatagram sends one unreliable datagram. It does not keep p. It may
+	// block briefly when the transport's own queue is full, so callers on
+	// latency-critical goroutines should hand datagrams to a sender goroutine.
+	SendDatagram(p []byte) error
+	// ReceiveDatagram returns the next datagram. The caller owns the slice.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
+	// MaxDatagram is the largest datagram SendDatagram accepts now.
+	MaxDatagram() int
+	// Close ends the session, telling the peer the code and reason where the
+	// transport can carry them. It is idempotent.
+	Close(code uint16, reason string) error
+	// Done is closed once the session has ended, for either side's reason.
+	Done() <-chan struct{}
+	// RemoteAddr is the peer's network address.
+	RemoteAddr() net.Addr
+}
+
+// Listener accepts sessions from clients.
+type Listener interface {
+	// Accept waits for the next session whose transport handshake completed.
+	Accept(ctx context.Context) (Session, error)
+	// Close stops accepting and releases the socket. Sessions already
+	// accepted live on. It is idempotent.
+	Close() error
+	// Addr is the local address the listener is bound to.
+	Addr() net.Addr
+}
+
+// CloseError reports a session ended by a close code and reason, from the peer
+// (Remote) or from this side.
+type CloseError struct {
+	Code   uint16
+	Reason string
+	Remote bool
+}
+
+func (e *CloseError) Error() string {
+	who := "local"
+	if e.Remote {
+		who = "peer"
+	}
+	return fmt.Sprintf("closed by %s: code %d: %s", who, e.Code, e.Reason)
+}
+
+// Unwrap lets errors.Is(err, net.ErrClosed) hold for every CloseError.
+func (e *CloseError) Unwrap() error { return net.ErrClosed }
+
+// AsCloseError returns the *CloseError in err's chain, if any.
+func AsCloseError(err error) (*CloseError, bool) {
+	var ce *CloseError
+	ok := errors.As(err, &ce)
+	return ce, ok
+}

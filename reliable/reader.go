@@ -1,0 +1,51 @@
+package reliable
+
+import (
+	"bufio"
+	"errors"
+	"io"
+)
+
+// Reader reads frames from a byte stream. It owns one body buffer that grows
+// to the largest frame seen, never past the limit; a frame returned by Next is
+// valid until the following call. A Reader is not safe for concurrent use.
+type Reader struct {
+	r   *bufio.Reader
+	max int
+	hdr [HeaderLen]byte
+	buf []byte
+}
+
+// NewReader returns a Reader that refuses bodies larger than max bytes
+// (DefaultMaxFrame when max is zero or negative, MaxFrameLimit at most).
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	max = min(max, MaxFrameLimit)
+	return &Reader{r: bufio.NewReaderSize(r, 16<<10), max: max}
+}
+
+// Next reads and decodes one frame. A stream that ends between frames
+// returns io.EOF; one that ends inside a frame returns an error wrapping
+// ErrTruncated and io.ErrUnexpectedEOF.
+func (r *Reader) Next() (Frame, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	t, n, err := ParseHeader(r.hdr[:], r.max)
+	if err != nil {
+		return Frame{Type: t}, err
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	body := r.buf[:n]
+	if _, err := io.ReadFull(r.r, body); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{Type: t}, errors.Join(truncated(t, n), io.ErrUnexpectedEOF)
+		}
+		return Frame{Type: t}, err
+	}
+	return ParseBody(t, body)
+}

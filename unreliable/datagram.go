@@ -1,0 +1,121 @@
+// Package unreliable encodes and decodes Roomwire's datagrams: the unreliable,
+// sequenced channel that carries snapshots down and inputs up. A datagram is
+// never retransmitted; a receiver drops one older than the newest it has.
+//
+// The package does no I/O, starts no goroutines and reads no clock: time is
+// passed in. Its types are not safe for concurrent use; each connection owns
+// its own. Every datagram starts with
+//
+//	kind u8 | seq u16 (big endian)
+//
+// and PROTOCOL.md specifies each kind's body byte by byte.
+package unreliable
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Kind names a datagram's content.
+type Kind uint8
+
+// The datagram kinds of protocol version 1.
+const (
+	// KindSnapshot carries one fragment of a room snapshot, server → client.
+	KindSnapshot Kind = 0x01
+	// KindInput carries one game input, client → server.
+	KindInput Kind = 0x02
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSnapshot:
+		return "SNAPSHOT"
+	case KindInput:
+		return "INPUT"
+	}
+	return fmt.Sprintf("Kind(0x%02x)", uint8(k))
+}
+
+// Limits of protocol version 1.
+const (
+	// HeaderLen is the size of the header every datagram starts with.
+	HeaderLen = 3
+	// SnapshotHeaderLen is the size of a SNAPSHOT body's own header.
+	SnapshotHeaderLen = 6
+	// MaxDatagram is the largest datagram, header included, that a sender
+	// emits. It fits QUIC's smallest datagram payload (1280-byte packets).
+	MaxDatagram = 1200
+	// MinDatagram is the smallest datagram limit a peer may announce.
+	MinDatagram = 256
+	// MaxFragments is the most fragments one snapshot may be split into.
+	MaxFragments = 64
+)
+
+// Errors returned by the decoders, wrapped with detail; test with errors.Is.
+var (
+	ErrShort       = errors.New("unreliable: datagram too short")
+	ErrUnknownKind = errors.New("unreliable: unknown datagram kind")
+	ErrTooLarge    = errors.New("unreliable: datagram too large")
+	ErrBadFragment = errors.New("unreliable: bad fragment header")
+	ErrSnapshotBig = errors.New("unreliable: snapshot needs too many fragments")
+)
+
+// Header is the part every datagram starts with.
+type Header struct {
+	Kind Kind
+	Seq  uint16
+}
+
+// AppendHeader appends a datagram header.
+func AppendHeader(b []byte, h Header) []byte {
+	return append(b, byte(h.Kind), byte(h.Seq>>8), byte(h.Seq))
+}
+
+// ParseHeader decodes a datagram header and returns the body after it.
+func ParseHeader(d []byte) (Header, []byte, error) {
+	if len(d) < HeaderLen {
+		return Header{}, nil, fmt.Errorf("%w: %d bytes", ErrShort, len(d))
+	}
+	if len(d) > MaxDatagram {
+		return Header{}, nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(d), MaxDatagram)
+	}
+	h := Header{Kind: Kind(d[0]), Seq: binary.BigEndian.Uint16(d[1:])}
+	switch h.Kind {
+	case KindSnapshot, KindInput:
+	default:
+		return h, nil, fmt.Errorf("%w: 0x%02x", ErrUnknownKind, d[0])
+	}
+	return h, d[HeaderLen:], nil
+}
+
+// SeqNewer reports whether 16-bit sequence a is newer than b, allowing for
+// wraparound: a is newer when it is ahead of b by less than half the space.
+func SeqNewer(a, b uint16) bool {
+	return a != b && a-b < 1<<15
+}
+
+// TickNewer reports whether 32-bit tick a is newer than b, allowing for
+// wraparound.
+func TickNewer(a, b uint32) bool {
+	return a != b && a-b < 1<<31
+}
+
+// Latest accepts a sequence number only when it is newer than every one
+// accepted before: the stale-drop rule of the unreliable channel.
+// The zero value accepts any first sequence.
+type Latest struct {
+	seq  uint16
+	seen bool
+}
+
+// Accept reports whether seq is newer than the newest accepted so far, and if
+// so records it.
+func (l *Latest) Accept(seq uint16) bool {
+	if l.seen && !SeqNewer(seq, l.seq) {
+		return false
+	}
+	l.seq, l.seen = seq, true
+	return true
+}

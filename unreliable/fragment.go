@@ -1,0 +1,178 @@
+package unreliable
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// SnapshotHeader precedes every fragment of a snapshot.
+type SnapshotHeader struct {
+	Tick  uint32 // the server tick that produced the snapshot
+	Index uint8  // this fragment's position, 0-based
+	Count uint8  // how many fragments the snapshot has, 1..MaxFragments
+}
+
+// AppendSnapshotHeader appends a SNAPSHOT body header.
+func AppendSnapshotHeader(b []byte, h SnapshotHeader) []byte {
+	b = binary.BigEndian.AppendUint32(b, h.Tick)
+	return append(b, h.Index, h.Count)
+}
+
+// ParseSnapshotHeader decodes a SNAPSHOT body header and returns the fragment
+// bytes after it.
+func ParseSnapshotHeader(body []byte) (SnapshotHeader, []byte, error) {
+	if len(body) < SnapshotHeaderLen {
+		return SnapshotHeader{}, nil, fmt.Errorf("%w: snapshot body of %d bytes", ErrShort, len(body))
+	}
+	h := SnapshotHeader{Tick: binary.BigEndian.Uint32(body), Index: body[4], Count: body[5]}
+	if h.Count == 0 || h.Count > MaxFragments || h.Index >= h.Count {
+		return h, nil, fmt.Errorf("%w: fragment %d of %d", ErrBadFragment, h.Index, h.Count)
+	}
+	return h, body[SnapshotHeaderLen:], nil
+}
+
+// FragmentPayload is the most snapshot bytes one datagram of maxDatagram
+// bytes carries.
+func FragmentPayload(maxDatagram int) int {
+	return maxDatagram - HeaderLen - SnapshotHeaderLen
+}
+
+// FragmentCount is how many fragments a snapshot of n bytes needs in
+// datagrams of maxDatagram bytes; an empty snapshot still takes one.
+func FragmentCount(n, maxDatagram int) (int, error) {
+	p := FragmentPayload(maxDatagram)
+	c := max(1, (n+p-1)/p)
+	if c > MaxFragments {
+		return 0, fmt.Errorf("%w: %d bytes in %d-byte datagrams need %d > %d", ErrSnapshotBig, n, maxDatagram, c, MaxFragments)
+	}
+	return c, nil
+}
+
+// AppendFragment appends the whole datagram for fragment i of snapshot data:
+// header, snapshot header and the fragment's bytes. count must come from
+// FragmentCount with the same maxDatagram.
+func AppendFragment(b []byte, seq uint16, tick uint32, data []byte, i, count, maxDatagram int) []byte {
+	p := FragmentPayload(maxDatagram)
+	lo := min(i*p, len(data))
+	hi := min(lo+p, len(data))
+	b = AppendHeader(b, Header{Kind: KindSnapshot, Seq: seq})
+	b = AppendSnapshotHeader(b, SnapshotHeader{Tick: tick, Index: uint8(i), Count: uint8(count)})
+	return append(b, data[lo:hi]...)
+}
+
+// reassemblySlots is how many snapshots may be in reassembly at once.
+const reassemblySlots = 4
+
+type slot struct {
+	used     bool
+	tick     uint32
+	count    uint8
+	have     uint64 // bit i set: fragment i received
+	got      int
+	started  time.Time
+	frags    [MaxFragments][]byte
+	complete []byte
+}
+
+// Reassembler rebuilds snapshots from their fragments with bounded memory:
+// at most a few snapshots in flight, each at most MaxFragments fragments of at
+// most MaxDatagram bytes. It drops fragments of snapshots no newer than the
+// newest one completed, and forgets an incomplete snapshot after a deadline
+// or when a newer one needs its slot. Buffers are reused, so steady-state
+// reassembly does not allocate.
+type Reassembler struct {
+	// Timeout is how long an incomplete snapshot is kept; zero means 1 s.
+	Timeout time.Duration
+
+	slots   [reassemblySlots]slot
+	newest  uint32
+	haveAny bool
+
+	// Dropped counts snapshots given up incomplete; Stale counts fragments
+	// dropped because a newer snapshot was already complete.
+	Dropped, Stale uint64
+}
+
+// Add takes one fragment received at now. When it completes a snapshot, Add
+// returns the snapshot's tick and bytes, valid until the next call to Add and
+// as long as frag is (a single-fragment snapshot is returned in place).
+func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32, []byte, bool) {
+	if r.haveAny && !TickNewer(h.Tick, r.newest) {
+		r.Stale++
+		return 0, nil, false
+	}
+	if h.Count == 1 {
+		r.newest, r.haveAny = h.Tick, true
+		r.dropOlder(h.Tick)
+		return h.Tick, frag, true
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	var s *slot
+	for i := range r.slots {
+		c := &r.slots[i]
+		if c.used && now.Sub(c.started) > timeout {
+			c.used = false
+			r.Dropped++
+		}
+		if c.used && c.tick == h.Tick {
+			s = c
+		}
+	}
+	if s == nil {
+		s = r.claim()
+		s.used, s.tick, s.count, s.have, s.got, s.started = true, h.Tick, h.Count, 0, 0, now
+	}
+	if s.count != h.Count {
+		return 0, nil, false // inconsistent sender; the slot times out
+	}
+	bit := uint64(1) << h.Index
+	if s.have&bit != 0 {
+		return 0, nil, false // duplicate
+	}
+	s.have |= bit
+	s.got++
+	s.frags[h.Index] = append(s.frags[h.Index][:0], frag...)
+	if s.got < int(s.count) {
+		return 0, nil, false
+	}
+	s.complete = s.complete[:0]
+	for i := 0; i < int(s.count); i++ {
+		s.complete = append(s.complete, s.frags[i]...)
+	}
+	s.used = false
+	r.newest, r.haveAny = h.Tick, true
+	r.dropOlder(h.Tick)
+	return h.Tick, s.complete, true
+}
+
+// dropOlder forgets snapshots in progress that can never be delivered now
+// that tick is complete.
+func (r *Reassembler) dropOlder(tick uint32) {
+	for i := range r.slots {
+		c := &r.slots[i]
+		if c.used && !TickNewer(c.tick, tick) {
+			c.used = false
+			r.Dropped++
+		}
+	}
+}
+
+// claim returns a free slot, or evicts the oldest snapshot in progress.
+func (r *Reassembler) claim() *slot {
+	var oldest *slot
+	for i := range r.slots {
+		c := &r.slots[i]
+		if !c.used {
+			return c
+		}
+		if oldest == nil || TickNewer(oldest.tick, c.tick) {
+			oldest = c
+		}
+	}
+	r.Dropped++
+	return oldest
+}
