@@ -1,0 +1,131 @@
+// Package arena is Roomwire's demo game: players move on a 2D field by their
+// inputs, and each tick's snapshot is every player's id and position. The
+// game server runs it as the room kind "arena"; the bot client plays it.
+//
+// Input (2 bytes): dx int8 | dy int8, the direction to move in, each -127..127.
+//
+// Snapshot: count u16 | count × (id [16]byte | x float32 | y float32), big
+// endian, players in join order.
+package arena
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode"
+)
+
+// Kind is the room kind the game server registers the arena under.
+const Kind = "arena"
+
+// Field size and player speed, in world units.
+const (
+	FieldSize = 1000
+	Speed     = 200 // units per second at full input
+)
+
+// PlayerSize is the bytes one player takes in a snapshot.
+const PlayerSize = 16 + 4 + 4
+
+type player struct {
+	id     netcode.ID
+	x, y   float32
+	dx, dy int8
+}
+
+// Game is one arena. It is driven by its room and is not safe for concurrent
+// use on its own.
+type Game struct {
+	players []*player
+	byConn  map[*netcode.Conn]*player
+	spawns  uint32
+}
+
+// New returns an empty arena.
+func New() *Game { return &Game{byConn: make(map[*netcode.Conn]*player)} }
+
+// Join places a new player at a spawn point.
+func (g *Game) Join(c *netcode.Conn) error {
+	if _, ok := g.byConn[c]; ok {
+		return errors.New("arena: already playing")
+	}
+	g.spawns++
+	// Spread spawns over the field deterministically.
+	s := float32(g.spawns)
+	p := &player{id: c.ID(), x: float32(math.Mod(float64(s*137.5), FieldSize)), y: float32(math.Mod(float64(s*71.3), FieldSize))}
+	g.players = append(g.players, p)
+	g.byConn[c] = p
+	return nil
+}
+
+// Leave removes the player.
+func (g *Game) Leave(c *netcode.Conn) {
+	p := g.byConn[c]
+	if p == nil {
+		return
+	}
+	delete(g.byConn, c)
+	for i, q := range g.players {
+		if q == p {
+			g.players = append(g.players[:i], g.players[i+1:]...)
+			break
+		}
+	}
+}
+
+// Input sets the player's direction; malformed inputs are ignored.
+func (g *Game) Input(c *netcode.Conn, data []byte) {
+	p := g.byConn[c]
+	if p == nil || len(data) != 2 {
+		return
+	}
+	p.dx, p.dy = int8(data[0]), int8(data[1])
+}
+
+// Tick moves every player and appends the snapshot.
+func (g *Game) Tick(_ uint32, dt time.Duration, snap []byte) []byte {
+	step := float32(Speed * dt.Seconds() / 127)
+	snap = binary.BigEndian.AppendUint16(snap, uint16(len(g.players)))
+	for _, p := range g.players {
+		p.x = clamp(p.x + float32(p.dx)*step)
+		p.y = clamp(p.y + float32(p.dy)*step)
+		snap = append(snap, p.id[:]...)
+		snap = binary.BigEndian.AppendUint32(snap, math.Float32bits(p.x))
+		snap = binary.BigEndian.AppendUint32(snap, math.Float32bits(p.y))
+	}
+	return snap
+}
+
+func clamp(v float32) float32 { return min(max(v, 0), FieldSize) }
+
+// Player is one entry of a decoded snapshot.
+type Player struct {
+	ID   netcode.ID
+	X, Y float32
+}
+
+// Decode appends the players of a snapshot to dst.
+func Decode(dst []Player, snap []byte) ([]Player, error) {
+	if len(snap) < 2 {
+		return dst, fmt.Errorf("arena: snapshot of %d bytes", len(snap))
+	}
+	n := int(binary.BigEndian.Uint16(snap))
+	if len(snap) != 2+n*PlayerSize {
+		return dst, fmt.Errorf("arena: snapshot of %d bytes for %d players", len(snap), n)
+	}
+	for i := 0; i < n; i++ {
+		b := snap[2+i*PlayerSize:]
+		var p Player
+		copy(p.ID[:], b)
+		p.X = math.Float32frombits(binary.BigEndian.Uint32(b[16:]))
+		p.Y = math.Float32frombits(binary.BigEndian.Uint32(b[20:]))
+		dst = append(dst, p)
+	}
+	return dst, nil
+}
+
+// EncodeInput returns the 2-byte input for direction (dx, dy).
+func EncodeInput(dst []byte, dx, dy int8) []byte { return append(dst, byte(dx), byte(dy)) }

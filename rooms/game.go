@@ -1,0 +1,385 @@
+package rooms
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/roomwire/roomwire/netcode"
+)
+
+// Game is one room's game logic. The room calls its methods one at a time,
+// never concurrently, so a Game needs no locks of its own.
+type Game interface {
+	// Join admits a player, or refuses with an error whose text the client
+	// receives as the reason.
+	Join(p *netcode.Conn) error
+	// Leave removes a player that left or disconnected.
+	Leave(p *netcode.Conn)
+	// Input applies one input datagram from a player. It is called from the
+	// tick loop, before Tick, for each input received since the last tick,
+	// in arrival order. data is valid only until Input returns.
+	Input(p *netcode.Conn, data []byte)
+	// Tick steps the game by dt and appends the snapshot every member is
+	// sent to snap, returning it.
+	Tick(tick uint32, dt time.Duration, snap []byte) []byte
+}
+
+// Options configure a kind of game room.
+type Options struct {
+	// TickRate is ticks per second, 1 to 128. Zero means 30.
+	TickRate int
+	// MaxMembers caps a room's players. Zero means 16.
+	MaxMembers int
+	// EmptyGrace is how long an empty room lives before it is disposed.
+	// Zero means 10 seconds.
+	EmptyGrace time.Duration
+	// MaxInputsPerTick caps the inputs queued between two ticks; more are
+	// dropped and counted. Zero means 8 per member slot.
+	MaxInputsPerTick int
+}
+
+func (o *Options) populate() error {
+	if o.TickRate == 0 {
+		o.TickRate = 30
+	}
+	if o.TickRate < 1 || o.TickRate > 128 {
+		return fmt.Errorf("rooms: tick rate %d not in 1..128", o.TickRate)
+	}
+	if o.MaxMembers <= 0 {
+		o.MaxMembers = 16
+	}
+	if o.EmptyGrace <= 0 {
+		o.EmptyGrace = 10 * time.Second
+	}
+	if o.MaxInputsPerTick <= 0 {
+		o.MaxInputsPerTick = 8 * o.MaxMembers
+	}
+	return nil
+}
+
+// Define registers a kind of game room: newGame makes each room's Game.
+func (h *Hub) Define(kindName string, newGame func() Game, opts Options) error {
+	if err := opts.populate(); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.kinds[kindName] = kind{newGame: newGame, opts: opts}
+	h.mu.Unlock()
+	return nil
+}
+
+// RoomInfo describes a game room for listings such as the server's /rooms.
+type RoomInfo struct {
+	Name       string  `json:"name"`
+	Kind       string  `json:"kind"`
+	Members    int     `json:"members"`
+	MaxMembers int     `json:"max_members"`
+	TickRate   int     `json:"tick_rate"`
+	AgeSeconds float64 `json:"age_s"`
+	Ticks      uint64  `json:"ticks"`
+	LateTicks  uint64  `json:"late_ticks"`
+	// TickP50Micros and TickP99Micros are tick durations in microseconds.
+	TickP50Micros int64 `json:"tick_p50_us"`
+	TickP99Micros int64 `json:"tick_p99_us"`
+	// InputsDropped counts inputs over MaxInputsPerTick.
+	InputsDropped uint64 `json:"inputs_dropped"`
+}
+
+// Rooms lists the game rooms, sorted by name.
+func (h *Hub) Rooms() []RoomInfo {
+	h.mu.Lock()
+	list := make([]*GameRoom, 0, len(h.games))
+	for _, g := range h.games {
+		list = append(list, g)
+	}
+	h.mu.Unlock()
+	out := make([]RoomInfo, 0, len(list))
+	for _, g := range list {
+		out = append(out, g.Info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Room returns the game room named name, or nil.
+func (h *Hub) Room(name string) *GameRoom {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.games[name]
+}
+
+// JoinGame puts c in a game room of kindName: the room called name, created
+// if it does not exist, or with an empty name any room of that kind with a
+// free place, or a new one. c leaves the game room it was in first.
+func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
+	if c.Err() != nil {
+		return nil, c.Err()
+	}
+	h.leaveGame(c)
+	for attempt := 0; attempt < 8; attempt++ {
+		g, err := h.pick(kindName, name)
+		if err != nil {
+			return nil, err
+		}
+		switch err := g.join(c); {
+		case err == nil:
+			h.inGameMu.Lock()
+			h.mu.Lock()
+			h.inGame[c] = g
+			h.mu.Unlock()
+			h.inGameMu.Unlock()
+			h.Join(c, g.name)
+			_ = h.To(g.name).Except(c).Emit(EventMemberJoined, []byte(c.ID().String()))
+			return g, nil
+		case errors.Is(err, errRoomClosed):
+			continue // disposed between pick and join: pick again
+		default:
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("rooms: could not join a %q room: rooms keep closing", kindName)
+}
+
+// pick finds or creates the room to join.
+func (h *Hub) pick(kindName, name string) (*GameRoom, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrHubClosed
+	}
+	k, ok := h.kinds[kindName]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kindName)
+	}
+	if name != "" {
+		if g := h.games[name]; g != nil {
+			if g.kind != kindName {
+				return nil, fmt.Errorf("%w: %q is a %q room", ErrKindClash, name, g.kind)
+			}
+			return g, nil
+		}
+	} else {
+		var best *GameRoom
+		for _, g := range h.games {
+			if g.kind == kindName && g.hasRoom() && (best == nil || g.name < best.name) {
+				best = g
+			}
+		}
+		if best != nil {
+			return best, nil
+		}
+		for {
+			h.nextNum[kindName]++
+			name = fmt.Sprintf("%s-%d", kindName, h.nextNum[kindName])
+			if h.games[name] == nil {
+				break
+			}
+		}
+	}
+	g := newGameRoom(h, name, kindName, k)
+	h.games[name] = g
+	h.wg.Add(1)
+	go g.run()
+	h.log.Info("room created", "room", name, "kind", kindName, "tick_rate", k.opts.TickRate)
+	return g, nil
+}
+
+// LeaveGame takes c out of its game room, if any.
+func (h *Hub) LeaveGame(c *netcode.Conn) bool { return h.leaveGame(c) }
+
+func (h *Hub) leaveGame(c *netcode.Conn) bool {
+	h.inGameMu.Lock()
+	h.mu.Lock()
+	g := h.inGame[c]
+	delete(h.inGame, c)
+	h.mu.Unlock()
+	h.inGameMu.Unlock()
+	if g == nil {
+		return false
+	}
+	g.leave(c)
+	h.Leave(c, g.name)
+	_ = h.To(g.name).Emit(EventMemberLeft, []byte(c.ID().String()))
+	return true
+}
+
+// GameOf returns the game room c is in, or nil.
+func (h *Hub) GameOf(c *netcode.Conn) *GameRoom {
+	h.inGameMu.RLock()
+	g := h.inGame[c]
+	h.inGameMu.RUnlock()
+	return g
+}
+
+func (h *Hub) input(c *netcode.Conn, data []byte) {
+	if g := h.GameOf(c); g != nil {
+		g.pushInput(c, data)
+	}
+}
+
+// dispose removes an empty room whose grace period passed. It reports
+// whether the room is gone.
+func (h *Hub) dispose(g *GameRoom) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.members) > 0 {
+		return false
+	}
+	g.closed = true
+	if h.games[g.name] == g {
+		delete(h.games, g.name)
+	}
+	h.log.Info("room disposed", "room", g.name)
+	return true
+}
+
+// Close stops every room's tick loop and waits for them. Connections are the
+// server's to close.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	list := make([]*GameRoom, 0, len(h.games))
+	for _, g := range h.games {
+		list = append(list, g)
+	}
+	h.mu.Unlock()
+	for _, g := range list {
+		g.stopOnce.Do(func() { close(g.stop) })
+	}
+	h.wg.Wait()
+}
+
+var errRoomClosed = errors.New("rooms: room closed")
+
+// GameRoom is one running game: its members, its Game and its tick loop.
+type GameRoom struct {
+	hub     *Hub
+	name    string
+	kind    string
+	opts    Options
+	created time.Time
+	period  time.Duration
+
+	mu        sync.Mutex // guards game, members, closed and the stats
+	game      Game
+	members   []*netcode.Conn
+	closed    bool
+	ticks     uint64
+	lateTicks uint64
+	tickDur   *hdrhistogram.Histogram
+
+	inMu      sync.Mutex
+	inputs    []queuedInput
+	inBytes   []byte
+	inDropped uint64
+
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+type queuedInput struct {
+	c        *netcode.Conn
+	off, end int
+}
+
+func newGameRoom(h *Hub, name, kindName string, k kind) *GameRoom {
+	return &GameRoom{
+		hub:     h,
+		name:    name,
+		kind:    kindName,
+		opts:    k.opts,
+		created: time.Now(),
+		period:  time.Second / time.Duration(k.opts.TickRate),
+		game:    k.newGame(),
+		tickDur: hdrhistogram.New(1, int64(10*time.Second/time.Microsecond), 2),
+		stop:    make(chan struct{}),
+	}
+}
+
+// Name is the room's name, which is also the name of the broadcast room of
+// its members.
+func (g *GameRoom) Name() string { return g.name }
+
+// Kind is the room's kind.
+func (g *GameRoom) Kind() string { return g.kind }
+
+// TickRate is the room's ticks per second.
+func (g *GameRoom) TickRate() int { return g.opts.TickRate }
+
+// Info describes the room.
+func (g *GameRoom) Info() RoomInfo {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inMu.Lock()
+	dropped := g.inDropped
+	g.inMu.Unlock()
+	return RoomInfo{
+		Name:          g.name,
+		Kind:          g.kind,
+		Members:       len(g.members),
+		MaxMembers:    g.opts.MaxMembers,
+		TickRate:      g.opts.TickRate,
+		AgeSeconds:    time.Since(g.created).Seconds(),
+		Ticks:         g.ticks,
+		LateTicks:     g.lateTicks,
+		TickP50Micros: g.tickDur.ValueAtQuantile(50),
+		TickP99Micros: g.tickDur.ValueAtQuantile(99),
+		InputsDropped: dropped,
+	}
+}
+
+func (g *GameRoom) hasRoom() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.closed && len(g.members) < g.opts.MaxMembers
+}
+
+func (g *GameRoom) join(c *netcode.Conn) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errRoomClosed
+	}
+	if len(g.members) >= g.opts.MaxMembers {
+		return fmt.Errorf("%w: %q has %d of %d players", ErrRoomFull, g.name, len(g.members), g.opts.MaxMembers)
+	}
+	if err := g.game.Join(c); err != nil {
+		return err
+	}
+	g.members = append(g.members, c)
+	return nil
+}
+
+func (g *GameRoom) leave(c *netcode.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, m := range g.members {
+		if m == c {
+			g.members = append(g.members[:i], g.members[i+1:]...)
+			g.game.Leave(c)
+			return
+		}
+	}
+}
+
+// pushInput queues one input for the next tick, copying it into the room's
+// input buffer; over the per-tick cap it is dropped and counted.
+func (g *GameRoom) pushInput(c *netcode.Conn, data []byte) {
+	g.inMu.Lock()
+	if len(g.inputs) >= g.opts.MaxInputsPerTick {
+		g.inDropped++
+		g.inMu.Unlock()
+		return
+	}
+	off := len(g.inBytes)
+	g.inBytes = append(g.inBytes, data...)
+	g.inputs = append(g.inputs, queuedInput{c: c, off: off, end: len(g.inBytes)})
+	g.inMu.Unlock()
+}

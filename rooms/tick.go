@@ -1,0 +1,80 @@
+package rooms
+
+import (
+	"time"
+
+	"github.com/roomwire/roomwire/netcode"
+)
+
+// run is the room's tick loop. Ticks are scheduled against the room's start
+// time, so the loop never drifts; when a tick runs late past the next one's
+// slot, the missed slots are counted as late and skipped, never bunched.
+// It ends when the hub closes or the room was empty for EmptyGrace.
+func (g *GameRoom) run() {
+	defer g.hub.wg.Done()
+	start := time.Now()
+	var tick uint32
+	timer := time.NewTimer(g.period)
+	defer timer.Stop()
+	var emptySince time.Time
+	var inputs []queuedInput
+	var inBytes []byte
+	for {
+		select {
+		case <-g.stop:
+			g.shut()
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		due := uint32(now.Sub(start) / g.period)
+		if due <= tick {
+			due = tick + 1 // woke a hair early
+		}
+		late := uint64(due - tick - 1)
+		tick = due
+
+		// Take the inputs queued since the last tick, leaving the previous
+		// tick's buffers for the producers to fill next.
+		g.inMu.Lock()
+		inputs, g.inputs = g.inputs, inputs[:0]
+		inBytes, g.inBytes = g.inBytes, inBytes[:0]
+		g.inMu.Unlock()
+
+		g.mu.Lock()
+		for _, in := range inputs {
+			g.game.Input(in.c, inBytes[in.off:in.end])
+		}
+		for i := range inputs {
+			inputs[i].c = nil // let closed connections go
+		}
+		snap := netcode.NewSnapshot(tick)
+		snap.Data = g.game.Tick(tick, g.period, snap.Data)
+		for _, m := range g.members {
+			m.SendSnapshot(snap)
+		}
+		empty := len(g.members) == 0
+		g.ticks++
+		g.lateTicks += late
+		_ = g.tickDur.RecordValue(int64(time.Since(now) / time.Microsecond))
+		g.mu.Unlock()
+		snap.Release()
+
+		if !empty {
+			emptySince = time.Time{}
+		} else if emptySince.IsZero() {
+			emptySince = now
+		} else if now.Sub(emptySince) >= g.opts.EmptyGrace && g.hub.dispose(g) {
+			return
+		}
+		next := start.Add(time.Duration(tick+1) * g.period)
+		timer.Reset(time.Until(next))
+	}
+}
+
+// shut marks the room closed when the hub closes.
+func (g *GameRoom) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
