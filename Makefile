@@ -1,0 +1,38 @@
+# Roomwire. `make run` starts the game server; `make test` runs the tests.
+GO ?= go
+BOTS ?= 50
+DURATION ?= 20s
+
+.PHONY: run test bench demo fuzz build vet
+
+run:
+	$(GO) run ./cmd/gameserver
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+build:
+	$(GO) build ./...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+# Server plus $(BOTS) bots for $(DURATION), then the bots' report.
+demo:
+	$(GO) build -o bin/gameserver ./cmd/gameserver
+	$(GO) build -o bin/botclient ./cmd/botclient
+	@./bin/gameserver -log warn & pid=$$!; \
+	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
+	sleep 1; \
+	./bin/botclient -addr quic://127.0.0.1:7777 -insecure -n $(BOTS) -per-room 10 -duration $(DURATION)
+
+# Each fuzz target for a few seconds (CI runs this too).
+FUZZTIME ?= 5s
+fuzz:
+	@for pkg in ./reliable ./unreliable; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done

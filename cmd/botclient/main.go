@@ -1,0 +1,107 @@
+// Command botclient runs headless bots against a Roomwire game server for
+// load tests: each bot connects, joins an arena room, sends an input every
+// tick and a reliable ping every second, and counts snapshots. It prints a
+// live progress line and a table, or with -json one JSON object as its last
+// line of output.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/roomwire/roomwire/loadtest"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "botclient:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("botclient", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL` (quic://host:port)")
+	insecure := fs.Bool("insecure", false, "skip server certificate verification (development servers)")
+	n := fs.Int("n", 50, "number of bots")
+	perRoom := fs.Int("per-room", 10, "bots per room")
+	kind := fs.String("kind", "arena", "room `kind` to join")
+	duration := fs.Duration("duration", 20*time.Second, "how long each bot plays after joining")
+	ping := fs.Duration("ping", time.Second, "interval between a bot's reliable ping requests")
+	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "bound on each bot's connect and join")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: botclient [flags]\n\nRuns headless bots against a Roomwire server and reports what they measured.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := loadtest.Config{
+		Addr:           *addr,
+		Insecure:       *insecure,
+		Bots:           *n,
+		PerRoom:        *perRoom,
+		Kind:           *kind,
+		Duration:       *duration,
+		PingInterval:   *ping,
+		ConnectTimeout: *connectTimeout,
+	}
+	if !*asJSON {
+		cfg.Progress = func(p loadtest.Progress) {
+			fmt.Fprintf(stderr, "\r%5.0fs  connected %d/%d  failed %d  acked %d/%d  snapshots %d   ",
+				p.Elapsed.Seconds(), p.Connected, *n, p.Failed, p.EventsAcked, p.EventsSent, p.SnapshotsReceived)
+		}
+	}
+	rep, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, string(b))
+		return err
+	}
+	fmt.Fprintln(stderr)
+	printTable(stdout, rep)
+	return nil
+}
+
+func printTable(w io.Writer, r loadtest.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	pct := 0.0
+	if r.SnapshotsExpected > 0 {
+		pct = 100 * float64(r.SnapshotsReceived) / float64(r.SnapshotsExpected)
+	}
+	fmt.Fprintf(tw, "transport\t%s\n", r.Transport)
+	fmt.Fprintf(tw, "bots\t%d connected, %d failed of %d\n", r.Connected, r.Failed, r.Bots)
+	fmt.Fprintf(tw, "duration\t%.1f s\n", r.DurationSeconds)
+	fmt.Fprintf(tw, "reliable events\t%d acked of %d sent\n", r.EventsAcked, r.EventsSent)
+	fmt.Fprintf(tw, "ack RTT (ms)\tp50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.Max)
+	fmt.Fprintf(tw, "snapshots\t%d of %d expected (%.1f%%)\n", r.SnapshotsReceived, r.SnapshotsExpected, pct)
+	fmt.Fprintf(tw, "snapshot gap (ms)\tp50 %.2f  p99 %.2f\n", r.SnapshotGap.P50, r.SnapshotGap.P99)
+	fmt.Fprintf(tw, "bytes\t%d sent, %d received\n", r.BytesSent, r.BytesReceived)
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "error\t%s\n", e)
+	}
+	_ = tw.Flush()
+}

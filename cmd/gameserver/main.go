@@ -1,0 +1,204 @@
+// Command gameserver runs a Roomwire game server with the built-in arena demo
+// game: QUIC on UDP :7777 with a development certificate, and an HTTP side
+// port (:8080) with /healthz, /rooms and /metrics. Every flag can also be set
+// from an environment variable named ROOMWIRE_ and the flag in upper case
+// (-tick → ROOMWIRE_TICK, -max-members → ROOMWIRE_MAX_MEMBERS).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/rooms"
+	"github.com/roomwire/roomwire/rooms/arena"
+)
+
+type options struct {
+	quicAddr   string
+	httpAddr   string
+	tick       int
+	maxMembers int
+	cert, key  string
+	logLevel   string
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "gameserver:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("gameserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.quicAddr, "quic", ":7777", "UDP `address` for QUIC clients")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics); empty disables")
+	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
+	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
+	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
+	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
+	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gameserver [flags]\n\nRuns a Roomwire game server with the arena demo game.\n\nFlags (each also read from the environment variable shown):\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(stderr, "  -%s %s\n    \t%s (default %q, env %s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && !set[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	if (o.cert == "") != (o.key == "") {
+		return o, errors.New("-cert and -key go together")
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func envName(flagName string) string {
+	return "ROOMWIRE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func run(args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, o, log, nil)
+}
+
+// serve runs the server until ctx is cancelled, then shuts down within 5 s.
+// ready, if not nil, receives the bound addresses once the server accepts.
+func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, http net.Addr)) error {
+	tlsConf, err := loadTLS(o, log)
+	if err != nil {
+		return err
+	}
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: o.quicAddr, TLS: tlsConf, Logger: log})
+	if err != nil {
+		return err
+	}
+	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log})
+	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	srv.On("chat", func(c *netcode.Conn, msg []byte) {
+		if g := hub.GameOf(c); g != nil {
+			_ = hub.To(g.Name()).Except(c).Emit("chat", msg)
+		}
+	})
+
+	var httpSrv *http.Server
+	var httpAddr net.Addr
+	httpDone := make(chan error, 1)
+	if o.httpAddr != "" {
+		ln, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("http side port: %w", err)
+		}
+		httpAddr = ln.Addr()
+		httpSrv = &http.Server{Handler: sideHandler(srv, hub), ReadHeaderTimeout: 5 * time.Second}
+		go func() { httpDone <- httpSrv.Serve(ln) }()
+	}
+
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(context.Background()) }()
+	log.Info("game server ready", "quic", srv.Addrs()[0].String(), "http", o.httpAddr, "tick", o.tick, "game", arena.Kind)
+	if ready != nil {
+		ready(srv.Addrs()[0], httpAddr)
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown deadline passed; connections closed hard", "err", err)
+	}
+	<-serveDone
+	hub.Close()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+		<-httpDone
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func loadTLS(o options, log *slog.Logger) (*tls.Config, error) {
+	if o.cert != "" {
+		cert, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}, nil
+	}
+	log.Warn("using a self-signed development certificate; clients must skip verification (-insecure). Set -cert and -key in production.")
+	return netcode.DevTLSConfig()
+}
+
+func sideHandler(srv *netcode.Server, hub *rooms.Hub) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /rooms", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, hub.Rooms())
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, srv.Metrics())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,371 @@
+// Package loadtest runs headless bots against a Roomwire server and measures
+// what players would feel: connects, reliable round trips, snapshot delivery
+// and bandwidth. Bots use only the library's public client API, like any game
+// client. cmd/botclient is its command-line front end.
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/rooms"
+	"github.com/roomwire/roomwire/rooms/arena"
+)
+
+// Config describes a load run. Zero fields take the documented defaults.
+type Config struct {
+	// Addr is the server URL, such as "quic://127.0.0.1:7777".
+	Addr string
+	// Insecure skips server certificate verification (development servers).
+	Insecure bool
+	// Bots is how many bots connect. Zero means 1.
+	Bots int
+	// PerRoom is how many bots share a room. Zero means 10.
+	PerRoom int
+	// Kind is the room kind to join. Empty means "arena".
+	Kind string
+	// Duration is how long each bot plays after joining. Zero means 10 s.
+	Duration time.Duration
+	// PingInterval is the time between a bot's reliable ping requests. Zero
+	// means 1 s.
+	PingInterval time.Duration
+	// ConnectTimeout bounds each bot's connect and join. Zero means 10 s.
+	ConnectTimeout time.Duration
+	// Client is the base client configuration for every bot.
+	Client netcode.ClientConfig
+	// Progress, if set, is called about once a second while the run lasts.
+	Progress func(Progress)
+}
+
+// Progress is a running tally.
+type Progress struct {
+	Elapsed           time.Duration
+	Connected         int64
+	Failed            int64
+	EventsSent        int64
+	EventsAcked       int64
+	SnapshotsReceived int64
+}
+
+// Percentiles of a latency distribution, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90,omitempty"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max,omitempty"`
+}
+
+// Report is a run's result; its JSON form is the bot client's -json output.
+type Report struct {
+	Transport         string      `json:"transport"`
+	Bots              int         `json:"bots"`
+	Connected         int         `json:"connected"`
+	Failed            int         `json:"failed"`
+	DurationSeconds   float64     `json:"duration_s"`
+	EventsSent        int64       `json:"events_sent"`
+	EventsAcked       int64       `json:"events_acked"`
+	RTT               Percentiles `json:"rtt_ms"`
+	SnapshotsReceived int64       `json:"snapshots_received"`
+	SnapshotsExpected int64       `json:"snapshots_expected"`
+	SnapshotGap       Percentiles `json:"snapshot_gap_ms"`
+	BytesSent         uint64      `json:"bytes_sent"`
+	BytesReceived     uint64      `json:"bytes_received"`
+	Errors            []string    `json:"errors"`
+}
+
+func (c *Config) populate() error {
+	if c.Addr == "" {
+		return errors.New("loadtest: no server address")
+	}
+	if c.Bots <= 0 {
+		c.Bots = 1
+	}
+	if c.PerRoom <= 0 {
+		c.PerRoom = 10
+	}
+	if c.Kind == "" {
+		c.Kind = arena.Kind
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = time.Second
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// run is the shared state of one load run.
+type run struct {
+	cfg   Config
+	runID string
+
+	connected, failed      atomic.Int64
+	eventsSent, eventsAckd atomic.Int64
+	snapshots              atomic.Int64
+
+	mu        sync.Mutex
+	rtt       *hdrhistogram.Histogram // microseconds
+	gap       *hdrhistogram.Histogram // microseconds
+	expected  float64
+	bytesSent uint64
+	bytesRecv uint64
+	errs      map[string]int
+}
+
+// Run connects the bots, lets them play for cfg.Duration and reports. It
+// returns early, with what was measured, when ctx is cancelled.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	if err := cfg.populate(); err != nil {
+		return Report{}, err
+	}
+	var idb [4]byte
+	_, _ = rand.Read(idb[:])
+	r := &run{
+		cfg:   cfg,
+		runID: hex.EncodeToString(idb[:]),
+		rtt:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		gap:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		errs:  make(map[string]int),
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Bots; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.bot(ctx, i)
+		}()
+	}
+	progressDone := make(chan struct{})
+	var pwg sync.WaitGroup
+	if cfg.Progress != nil {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-progressDone:
+					return
+				case <-t.C:
+					cfg.Progress(r.progress(time.Since(start)))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(progressDone)
+	pwg.Wait()
+	return r.report(time.Since(start)), nil
+}
+
+func (r *run) progress(elapsed time.Duration) Progress {
+	return Progress{
+		Elapsed:           elapsed,
+		Connected:         r.connected.Load(),
+		Failed:            r.failed.Load(),
+		EventsSent:        r.eventsSent.Load(),
+		EventsAcked:       r.eventsAckd.Load(),
+		SnapshotsReceived: r.snapshots.Load(),
+	}
+}
+
+func (r *run) addError(what string, err error) {
+	r.mu.Lock()
+	r.errs[what+": "+err.Error()]++
+	r.mu.Unlock()
+}
+
+func (r *run) report(elapsed time.Duration) Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := Report{
+		Transport:         transportOf(r.cfg.Addr),
+		Bots:              r.cfg.Bots,
+		Connected:         int(r.connected.Load()),
+		Failed:            int(r.failed.Load()),
+		DurationSeconds:   math.Round(elapsed.Seconds()*100) / 100,
+		EventsSent:        r.eventsSent.Load(),
+		EventsAcked:       r.eventsAckd.Load(),
+		RTT:               percentiles(r.rtt, true),
+		SnapshotsReceived: r.snapshots.Load(),
+		SnapshotsExpected: int64(math.Round(r.expected)),
+		SnapshotGap:       percentiles(r.gap, false),
+		BytesSent:         r.bytesSent,
+		BytesReceived:     r.bytesRecv,
+		Errors:            []string{},
+	}
+	for msg, n := range r.errs {
+		if n > 1 {
+			msg = fmt.Sprintf("%s (×%d)", msg, n)
+		}
+		rep.Errors = append(rep.Errors, msg)
+	}
+	sort.Strings(rep.Errors)
+	return rep
+}
+
+func percentiles(h *hdrhistogram.Histogram, full bool) Percentiles {
+	ms := func(us int64) float64 { return math.Round(float64(us)/10) / 100 }
+	p := Percentiles{P50: ms(h.ValueAtQuantile(50)), P99: ms(h.ValueAtQuantile(99))}
+	if full {
+		p.P90 = ms(h.ValueAtQuantile(90))
+		p.Max = ms(h.Max())
+	}
+	return p
+}
+
+func transportOf(addr string) string {
+	for i := 0; i+3 <= len(addr); i++ {
+		if addr[i:i+3] == "://" {
+			return addr[:i]
+		}
+	}
+	return "quic"
+}
+
+// bot plays one client: connect, join, then send inputs every tick and a ping
+// every PingInterval until the duration is over.
+func (r *run) bot(ctx context.Context, i int) {
+	cfg := r.cfg
+	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+
+	ccfg := cfg.Client
+	ccfg.InsecureSkipVerify = ccfg.InsecureSkipVerify || cfg.Insecure
+	cl := netcode.NewClient(ccfg)
+
+	var (
+		joined   atomic.Bool
+		lastSnap atomic.Int64 // unix nanoseconds of the previous snapshot
+		local    = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+		localMu  sync.Mutex
+	)
+	cl.OnSnapshot(func(uint32, []byte) {
+		if !joined.Load() {
+			return
+		}
+		r.snapshots.Add(1)
+		now := time.Now().UnixNano()
+		if prev := lastSnap.Swap(now); prev != 0 {
+			localMu.Lock()
+			_ = local.RecordValue((now - prev) / int64(time.Microsecond))
+			localMu.Unlock()
+		}
+	})
+	disconnected := make(chan *netcode.CloseError, 1)
+	cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
+
+	if err := cl.Connect(cctx, cfg.Addr); err != nil {
+		r.failed.Add(1)
+		r.addError("connect", err)
+		return
+	}
+	defer func() { _ = cl.Close() }()
+	r.eventsSent.Add(1)
+	room := fmt.Sprintf("bots-%s-%d", r.runID, i/cfg.PerRoom)
+	jr, err := rooms.Join(cctx, cl, cfg.Kind, room)
+	if err != nil {
+		r.failed.Add(1)
+		r.addError("join", err)
+		return
+	}
+	r.eventsAckd.Add(1)
+	r.connected.Add(1)
+	joined.Store(true)
+	joinedAt := time.Now()
+
+	r.play(ctx, cl, jr.TickRate, disconnected)
+
+	inRoom := time.Since(joinedAt).Seconds()
+	st := cl.Stats()
+	r.mu.Lock()
+	r.expected += inRoom * float64(jr.TickRate)
+	r.bytesSent += st.BytesSent
+	r.bytesRecv += st.BytesReceived
+	localMu.Lock()
+	r.gap.Merge(local)
+	localMu.Unlock()
+	r.mu.Unlock()
+}
+
+// play sends inputs at the tick rate and pings every PingInterval until the
+// run's duration is over, the context ends or the connection drops.
+func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, disconnected <-chan *netcode.CloseError) {
+	end := time.NewTimer(r.cfg.Duration)
+	defer end.Stop()
+	inputs := time.NewTicker(time.Second / time.Duration(max(tickRate, 1)))
+	defer inputs.Stop()
+	pings := time.NewTicker(r.cfg.PingInterval)
+	defer pings.Stop()
+
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	dir := binary.BigEndian.Uint64(seed[:])
+	input := make([]byte, 0, 2)
+	var pingWG sync.WaitGroup
+	defer pingWG.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-end.C:
+			return
+		case ce := <-disconnected:
+			r.addError("disconnected", ce)
+			return
+		case <-inputs.C:
+			dir = dir*6364136223846793005 + 1442695040888963407
+			input = arena.EncodeInput(input[:0], int8(dir>>56), int8(dir>>48))
+			if err := cl.SendInput(input); err != nil {
+				r.addError("input", err)
+			}
+		case <-pings.C:
+			pingWG.Add(1)
+			r.eventsSent.Add(1)
+			go func() {
+				defer pingWG.Done()
+				r.ping(ctx, cl)
+			}()
+		}
+	}
+}
+
+func (r *run) ping(ctx context.Context, cl *netcode.Client) {
+	var b [8]byte
+	start := time.Now()
+	binary.BigEndian.PutUint64(b[:], uint64(start.UnixNano()))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rep, err := cl.Request(pctx, "ping", b[:])
+	if err != nil {
+		r.addError("ping", err)
+		return
+	}
+	rtt := time.Since(start)
+	if len(rep) != 8 || binary.BigEndian.Uint64(rep) != uint64(start.UnixNano()) {
+		r.addError("ping", errors.New("reply does not echo the request"))
+		return
+	}
+	r.eventsAckd.Add(1)
+	r.mu.Lock()
+	_ = r.rtt.RecordValue(max(int64(rtt/time.Microsecond), 1))
+	r.mu.Unlock()
+}
