@@ -162,7 +162,18 @@ func (p *peer) enqueued(err error) error {
 	return err
 }
 
+// checkSize refuses a frame whose body would pass the frame limit.
+func (p *peer) checkSize(what, name string, body int) error {
+	if body > p.maxFrame {
+		return fmt.Errorf("%w: %s %q of %d bytes > limit %d", reliable.ErrFrameTooLarge, what, name, body, p.maxFrame)
+	}
+	return nil
+}
+
 func (p *peer) emit(name string, payload []byte) error {
+	if err := p.checkSize("event", name, 1+len(name)+len(payload)); err != nil {
+		return err
+	}
 	b, ok := p.out.begin()
 	if !ok {
 		return p.closedErr()
@@ -172,15 +183,22 @@ func (p *peer) emit(name string, payload []byte) error {
 		p.out.abort()
 		return err
 	}
-	if len(b)-reliable.HeaderLen > p.maxFrame {
-		p.out.abort()
-		return fmt.Errorf("%w: event %q of %d bytes > limit %d", reliable.ErrFrameTooLarge, name, len(payload), p.maxFrame)
-	}
 	return p.enqueued(p.out.end(b))
 }
 
-// sendFrames queues already encoded frames.
+// sendFrames queues already encoded frames, refusing them unless every one
+// is whole and within the frame limit.
 func (p *peer) sendFrames(frames []byte) error {
+	for rest := frames; len(rest) > 0; {
+		t, n, err := reliable.ParseHeader(rest, p.maxFrame)
+		if err != nil {
+			return err
+		}
+		if len(rest) < reliable.HeaderLen+n {
+			return fmt.Errorf("%w: %s frame of %d bytes cut short", reliable.ErrTruncated, t, n)
+		}
+		rest = rest[reliable.HeaderLen+n:]
+	}
 	b, ok := p.out.begin()
 	if !ok {
 		return p.closedErr()
@@ -189,6 +207,9 @@ func (p *peer) sendFrames(frames []byte) error {
 }
 
 func (p *peer) reply(id uint32, payload []byte, herr error) error {
+	if herr == nil && 4+len(payload) > p.maxFrame {
+		herr = fmt.Errorf("reply of %d bytes > frame limit %d", len(payload), p.maxFrame)
+	}
 	b, ok := p.out.begin()
 	if !ok {
 		return p.closedErr()
@@ -210,6 +231,9 @@ func (p *peer) request(ctx context.Context, name string, payload []byte, timeout
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
+	}
+	if err := p.checkSize("request", name, 5+len(name)+len(payload)); err != nil {
+		return nil, err
 	}
 	id := p.nextReq.Add(1)
 	ch := make(chan result, 1)
@@ -272,7 +296,7 @@ func (p *peer) resolve(f reliable.Frame) {
 		ch <- result{err: &RemoteError{Message: string(f.Payload)}}
 		return
 	}
-	ch <- result{payload: append([]byte(nil), f.Payload...)}
+	ch <- result{payload: append([]byte{}, f.Payload...)}
 }
 
 // countingReader counts the reliable bytes read.

@@ -1,0 +1,201 @@
+// Package netcodetest runs Roomwire servers and clients over real loopback
+// transports for tests. Its Transports table is what makes the behaviour
+// tests a conformance suite: every test ranges over it, so a new transport
+// is one more entry. Production code must not import it.
+package netcodetest
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/mem"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
+)
+
+// Transport is one way to run a server and connect clients to it.
+type Transport struct {
+	// Name is the URL scheme, such as "quic".
+	Name string
+	// Listen configures cfg to listen on this transport on 127.0.0.1.
+	Listen func(t testing.TB, cfg *netcode.Config)
+	// URL is the address clients dial for srv.
+	URL func(srv *netcode.Server) string
+	// Client configures a client for this transport and srv.
+	Client func(srv *netcode.Server, cfg *netcode.ClientConfig)
+	// Raw opens a bare transport session to srv, for tests that speak the
+	// wire protocol by hand.
+	Raw func(ctx context.Context, srv *netcode.Server) (transport.Session, error)
+}
+
+var (
+	memMu        sync.Mutex
+	memListeners = map[string]*mem.Listener{}
+	memNext      int
+)
+
+func memListener(srv *netcode.Server) *mem.Listener {
+	memMu.Lock()
+	defer memMu.Unlock()
+	for _, a := range srv.Addrs() {
+		if l := memListeners[a.String()]; l != nil {
+			return l
+		}
+	}
+	return nil
+}
+
+var devTLS = func() func(t testing.TB) *netcode.Config {
+	return func(t testing.TB) *netcode.Config {
+		tc, err := netcode.DevTLSConfig()
+		require.NoError(t, err)
+		return &netcode.Config{TLS: tc}
+	}
+}()
+
+// Transports are every transport the library ships.
+var Transports = []Transport{
+	{
+		Name: "quic",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			cfg.QUICAddr = "127.0.0.1:0"
+			if cfg.TLS == nil {
+				cfg.TLS = devTLS(t).TLS
+			}
+		},
+		URL:    func(srv *netcode.Server) string { return "quic://" + srv.Addrs()[0].String() },
+		Client: func(_ *netcode.Server, cfg *netcode.ClientConfig) { cfg.InsecureSkipVerify = true },
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			return quic.Dial(ctx, srv.Addrs()[0].String(), &tls.Config{InsecureSkipVerify: true}, quic.Config{})
+		},
+	},
+	{
+		Name: "mem",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			memMu.Lock()
+			memNext++
+			l := mem.NewListener(fmt.Sprintf("mem-%d", memNext))
+			memListeners[l.Addr().String()] = l
+			memMu.Unlock()
+			t.Cleanup(func() {
+				memMu.Lock()
+				delete(memListeners, l.Addr().String())
+				memMu.Unlock()
+			})
+			cfg.Listeners = append(cfg.Listeners, l)
+		},
+		URL: func(srv *netcode.Server) string { return "mem://" + srv.Addrs()[0].String() },
+		Client: func(srv *netcode.Server, cfg *netcode.ClientConfig) {
+			l := memListener(srv)
+			cfg.Dial = func(ctx context.Context, _ string) (transport.Session, error) { return l.Dial(ctx) }
+		},
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			return memListener(srv).Dial(ctx)
+		},
+	},
+}
+
+// Find returns the transport called name.
+func Find(name string) Transport {
+	for _, tr := range Transports {
+		if tr.Name == name {
+			return tr
+		}
+	}
+	panic("netcodetest: no transport " + name)
+}
+
+// Each runs f as a subtest for every transport.
+func Each(t *testing.T, f func(t *testing.T, tr Transport)) {
+	for _, tr := range Transports {
+		t.Run(tr.Name, func(t *testing.T) { f(t, tr) })
+	}
+}
+
+// Server starts a server on tr, configured by cfg (which may be nil) and then
+// by setup (which may be nil; register handlers there). It is closed when
+// the test ends.
+func Server(t testing.TB, tr Transport, cfg *netcode.Config, setup func(*netcode.Server)) *netcode.Server {
+	t.Helper()
+	if cfg == nil {
+		cfg = &netcode.Config{}
+	}
+	tr.Listen(t, cfg)
+	srv, err := netcode.NewServer(*cfg)
+	require.NoError(t, err)
+	if setup != nil {
+		setup(srv)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(context.Background())
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return srv
+}
+
+// Client connects a client to srv over tr, after setup (which may be nil)
+// registered its handlers. It is closed when the test ends.
+func Client(t testing.TB, tr Transport, srv *netcode.Server, setup func(*netcode.Client)) *netcode.Client {
+	t.Helper()
+	cl, err := TryClient(tr, srv, netcode.ClientConfig{}, setup)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// TryClient connects like Client but returns the error and leaves closing to
+// the caller.
+func TryClient(tr Transport, srv *netcode.Server, cfg netcode.ClientConfig, setup func(*netcode.Client)) (*netcode.Client, error) {
+	tr.Client(srv, &cfg)
+	cl := netcode.NewClient(cfg)
+	if setup != nil {
+		setup(cl)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.Connect(ctx, tr.URL(srv)); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Eventually waits up to 10 s for cond, polling; it fails the test with msg
+// when cond never holds.
+func Eventually(t testing.TB, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, append([]any{msg}, args...)...)
+}
+
+// Recv waits up to 10 s for a value on ch.
+func Recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// Never asserts that nothing arrives on ch for d.
+func Never[T any](t testing.TB, ch <-chan T, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case v := <-ch:
+		t.Fatalf("unexpected %s: %v", what, v)
+	case <-time.After(d):
+	}
+}
