@@ -7,6 +7,7 @@ package mem
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -30,6 +31,8 @@ type Listener struct {
 	incoming chan *Session
 	done     chan struct{}
 	once     sync.Once
+	mu       sync.Mutex
+	dials    int
 	// SendDatagramHook, if set, replaces SendDatagram on the server side of
 	// every new session: tests use it to make a member stall.
 	SendDatagramHook func(s *Session, p []byte) error
@@ -64,9 +67,14 @@ func (l *Listener) Close() error {
 func (l *Listener) Addr() net.Addr { return addr(l.name) }
 
 // Dial makes a connected pair and hands the server side to Accept; it
-// returns the client side.
+// returns the client side. The n-th dialled client's address is "client-n".
 func (l *Listener) Dial(ctx context.Context) (transport.Session, error) {
 	c, s := Pipe()
+	l.mu.Lock()
+	l.dials++
+	c.local = fmt.Sprintf("client-%d", l.dials)
+	s.local = fmt.Sprintf("server-%d", l.dials)
+	l.mu.Unlock()
 	s.hook = l.SendDatagramHook
 	select {
 	case l.incoming <- s:
