@@ -127,7 +127,7 @@ func TestHandshakeTimeout(t *testing.T) {
 		start := time.Now()
 		code, reason := closeOf(t, raw)
 		require.Equal(t, reliable.CloseHandshakeTimeout, code)
-		require.Contains(t, reason, "no HELLO within")
+		require.Contains(t, reason, "no HELLO accepted within")
 		require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 		require.EqualValues(t, 1, srv.Metrics().HandshakesFailed)
 	})

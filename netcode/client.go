@@ -37,7 +37,8 @@ type ClientConfig struct {
 	// means 10 seconds.
 	RequestTimeout time.Duration
 	// MaxFrame is the largest reliable frame body accepted and sent. Zero
-	// means reliable.DefaultMaxFrame (64 KiB).
+	// means reliable.DefaultMaxFrame (64 KiB); less than MinMaxFrame is
+	// raised to it.
 	MaxFrame int
 	// MaxQueued is how many reliable bytes may wait unsent. Zero means 1 MiB.
 	MaxQueued int
@@ -65,12 +66,18 @@ type Client struct {
 
 	maxDatagram int
 	reasm       unreliable.Reassembler // datagram goroutine only
+	resetReasm  atomic.Bool
 	connected   atomic.Bool
 	done        chan struct{}
 
 	unhandled  atomic.Uint64
 	inCallback atomic.Int32 // callbacks running: Close must not wait on them
 }
+
+// snapshotRestart is how far back (in ticks) a snapshot may be before it is
+// taken as a new tick sequence rather than as stale: about half a second at
+// the highest tick rate, far more than any reordering on a working path.
+const snapshotRestart = 64
 
 // NewClient returns an unconnected client.
 func NewClient(cfg ClientConfig) *Client {
@@ -80,14 +87,16 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = reliable.DefaultMaxFrame
 	}
-	cfg.MaxFrame = min(cfg.MaxFrame, reliable.MaxFrameLimit)
+	cfg.MaxFrame = min(max(cfg.MaxFrame, MinMaxFrame), reliable.MaxFrameLimit)
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
+	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
+	c.reasm.Restart = snapshotRestart
+	return c
 }
 
 // Dial connects to a server at rawURL ("quic://host:port") and completes the
@@ -146,7 +155,7 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 		return err
 	}
 	_ = c.out.end(b)
-	c.start(sess.MaxDatagram(), c.onDatagram)
+	c.start(sess.MaxDatagram())
 
 	welcome := make(chan error, 1)
 	go c.run(welcome)
@@ -212,7 +221,8 @@ func (c *Client) run(welcome chan<- error) {
 		return
 	}
 	c.id = f.ConnID
-	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram())
+	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram(), unreliable.MaxDatagram)
+	c.startReceiving(c.onDatagram)
 	welcome <- nil
 
 	ce := c.readLoop(r, c.dispatch)
@@ -252,6 +262,11 @@ func (c *Client) SendInput(data []byte) error {
 	c.dq.put(unreliable.KindInput, data)
 	return nil
 }
+
+// ResetSnapshots makes the client accept the next snapshot whatever its
+// tick. Call it when the snapshots' source changes, such as after joining
+// another room, whose ticks count from its own start.
+func (c *Client) ResetSnapshots() { c.resetReasm.Store(true) }
 
 // Close closes the connection with CloseNormal and waits until the client's
 // goroutines ended (called from a handler, it does not wait). It is
@@ -325,6 +340,9 @@ func (c *Client) onDatagram(d []byte) {
 	if err != nil {
 		c.stats.datagramsBad.Add(1)
 		return
+	}
+	if c.resetReasm.CompareAndSwap(true, false) {
+		c.reasm.Reset()
 	}
 	stale, dropped := c.reasm.Stale, c.reasm.Dropped
 	tick, data, done := c.reasm.Add(sh, frag, time.Now())

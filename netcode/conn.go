@@ -90,9 +90,9 @@ func (s *Server) serveConn(sess transport.Session) {
 	s.metrics.connsAccepted.Add(1)
 
 	// The writer runs from the start so that refusals reach the client.
-	c.start(sess.MaxDatagram(), c.onDatagram)
+	c.start(sess.MaxDatagram())
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
-		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO within %v", s.cfg.HandshakeTimeout)})
+		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO accepted within %v", s.cfg.HandshakeTimeout)})
 	})
 	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	ok := c.handshake(r)
@@ -109,6 +109,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	s.conns[c.id] = c
 	s.connsMu.Unlock()
 	s.metrics.connsActive.Add(1)
+	c.startReceiving(c.onDatagram)
 	if s.closing.Load() {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}

@@ -66,10 +66,10 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, log *slog
 	p.pending = make(map[uint32]chan result)
 }
 
-// start launches the writer, the datagram sender and the datagram reader,
-// which hands each datagram to onDatagram.
-func (p *peer) start(maxDatagram int, onDatagram func([]byte)) {
-	p.wg.Add(3)
+// start launches the writer and the datagram sender. They run from before
+// the handshake, so that a refusal reaches the peer.
+func (p *peer) start(maxDatagram int) {
+	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
 		p.out.writeLoop(p.sess.Write, func(n int) {
@@ -80,6 +80,13 @@ func (p *peer) start(maxDatagram int, onDatagram func([]byte)) {
 		defer p.wg.Done()
 		p.dq.sendLoop(p.ctx.Done(), maxDatagram, p.sess.SendDatagram)
 	}()
+}
+
+// startReceiving launches the datagram reader, which hands each datagram to
+// onDatagram. It starts once the handshake is done, so no datagram reaches
+// the application from an unauthenticated peer.
+func (p *peer) startReceiving(onDatagram func([]byte)) {
+	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		for {
@@ -109,6 +116,7 @@ func (p *peer) closeSession() {
 // from a tick loop or a handler.
 func (p *peer) close(ce *CloseError) {
 	p.closeOnce.Do(func() {
+		ce.Reason = reliable.TruncateReason(ce.Reason)
 		p.closeErr.Store(ce)
 		var last []byte
 		if !ce.Remote {
@@ -271,7 +279,7 @@ func (p *peer) request(ctx context.Context, name string, payload []byte, timeout
 		}
 		return r.payload, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %q after %v: %w", ErrRequestTimeout, name, timeout, ctx.Err())
+		return nil, fmt.Errorf("%w: %q: %w", ErrRequestTimeout, name, ctx.Err())
 	}
 }
 
@@ -322,7 +330,9 @@ func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *Clos
 		p.stats.framesReceived.Add(1)
 		switch f.Type {
 		case reliable.FrameEvent, reliable.FrameRequest:
-			dispatch(f)
+			if p.closeErr.Load() == nil { // nothing runs for a closing connection
+				dispatch(f)
+			}
 		case reliable.FrameReply, reliable.FrameReplyError:
 			p.resolve(f)
 		case reliable.FramePing:

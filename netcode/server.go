@@ -35,7 +35,8 @@ type Config struct {
 	// it. Zero means 5 seconds.
 	HandshakeTimeout time.Duration
 	// MaxFrame is the largest reliable frame body accepted and sent, in
-	// bytes. Zero means reliable.DefaultMaxFrame (64 KiB).
+	// bytes, at least MinMaxFrame. Zero means reliable.DefaultMaxFrame
+	// (64 KiB).
 	MaxFrame int
 	// MaxQueued is how many reliable bytes may wait unsent for one
 	// connection before it is closed as a slow consumer. Zero means 1 MiB.
@@ -46,6 +47,10 @@ type Config struct {
 	// Logger receives connection lifecycle and error logs. Nil discards.
 	Logger *slog.Logger
 }
+
+// MinMaxFrame is the smallest frame limit a peer may set: every control
+// frame (CLOSE with its longest reason, WELCOME) must fit.
+const MinMaxFrame = 1024
 
 // Hello is what a client presented when it connected.
 type Hello struct {
@@ -74,8 +79,8 @@ func (c *Config) populate() error {
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = reliable.DefaultMaxFrame
 	}
-	if c.MaxFrame > reliable.MaxFrameLimit {
-		return fmt.Errorf("netcode: MaxFrame %d > %d", c.MaxFrame, reliable.MaxFrameLimit)
+	if c.MaxFrame < MinMaxFrame || c.MaxFrame > reliable.MaxFrameLimit {
+		return fmt.Errorf("netcode: MaxFrame %d not in %d..%d", c.MaxFrame, MinMaxFrame, reliable.MaxFrameLimit)
 	}
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 1 << 20

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -229,14 +230,22 @@ func AppendClose(b []byte, code CloseCode, reason string) []byte {
 	return append(b, reason...)
 }
 
+// TruncateReason makes s valid UTF-8 of at most MaxCloseReason bytes, cut at
+// a rune boundary: the form close reasons and error messages travel in.
+func TruncateReason(s string) string { return truncateUTF8(s, MaxCloseReason) }
+
 func truncateUTF8(s string, n int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	if len(s) <= n {
 		return s
 	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	// Cut before the rune that byte n belongs to.
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
+	s = s[:n]
 	return s
 }
 

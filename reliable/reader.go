@@ -3,6 +3,7 @@ package reliable
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -31,6 +32,9 @@ func NewReader(r io.Reader, max int) *Reader {
 // ErrTruncated and io.ErrUnexpectedEOF.
 func (r *Reader) Next() (Frame, error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Frame{}, fmt.Errorf("%w: stream ended inside a frame header: %w", ErrTruncated, err)
+		}
 		return Frame{}, err
 	}
 	t, n, err := ParseHeader(r.hdr[:], r.max)
@@ -43,7 +47,7 @@ func (r *Reader) Next() (Frame, error) {
 	body := r.buf[:n]
 	if _, err := io.ReadFull(r.r, body); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return Frame{Type: t}, errors.Join(truncated(t, n), io.ErrUnexpectedEOF)
+			return Frame{Type: t}, fmt.Errorf("%w: stream ended inside a %s body of %d bytes: %w", ErrTruncated, t, n, io.ErrUnexpectedEOF)
 		}
 		return Frame{Type: t}, err
 	}

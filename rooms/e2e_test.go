@@ -386,3 +386,47 @@ func TestEmptyRoomIsDisposedAfterGrace(t *testing.T) {
 		require.NotNil(t, f.hub.Room("brief"))
 	})
 }
+
+func TestGameRoomCannotTakeAPrivateRoomName(t *testing.T) {
+	nt.Each(t, func(t *testing.T, tr nt.Transport) {
+		f := newFixture(t, tr, rooms.Options{})
+		victim, attacker := f.player(t), f.player(t)
+		_, err := rooms.Join(context.Background(), attacker.Client, "test", victim.ID().String())
+		var re *netcode.RemoteError
+		require.ErrorAs(t, err, &re)
+		require.Contains(t, re.Message, "connection id")
+		require.NoError(t, f.hub.To(victim.ID().String()).Emit("dm", []byte("private")))
+		require.Equal(t, "private", nt.Recv(t, victim.dm, "dm"))
+		nt.Never(t, attacker.dm, 100*time.Millisecond, "another connection's private message")
+	})
+}
+
+func TestRefusedJoinKeepsTheCurrentRoom(t *testing.T) {
+	nt.Each(t, func(t *testing.T, tr nt.Transport) {
+		f := newFixture(t, tr, rooms.Options{MaxMembers: 1})
+		a, b := f.player(t), f.player(t)
+		a.join(t, "test", "mine")
+		b.join(t, "test", "full")
+		_, err := rooms.Join(context.Background(), a.Client, "test", "full")
+		require.Error(t, err)
+		require.Equal(t, "mine", f.hub.GameOf(f.srv.Conn(a.ID())).Name())
+		jr := a.join(t, "test", "mine")
+		require.Equal(t, 1, jr.Members, "rejoining the room one is in changes nothing")
+	})
+}
+
+func TestSnapshotsFollowARoomChange(t *testing.T) {
+	tr := nt.Find("mem")
+	f := newFixture(t, tr, rooms.Options{TickRate: 100})
+	p := f.player(t)
+	p.join(t, "test", "old")
+	time.Sleep(300 * time.Millisecond) // the old room's ticks run ahead
+	p.join(t, "test", "new")
+	for len(p.snaps) > 0 {
+		<-p.snaps
+	}
+	// The new room counts from its own start; its snapshots must arrive
+	// though their ticks are lower than the old room's.
+	tick := nt.Recv(t, p.snaps, "a snapshot from the new room")
+	require.Less(t, tick, uint32(30))
+}

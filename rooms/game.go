@@ -33,7 +33,7 @@ type Game interface {
 type Options struct {
 	// TickRate is ticks per second, 1 to 128. Zero means 30.
 	TickRate int
-	// MaxMembers caps a room's players. Zero means 16.
+	// MaxMembers caps a room's players, at most 65535. Zero means 16.
 	MaxMembers int
 	// EmptyGrace is how long an empty room lives before it is disposed.
 	// Zero means 10 seconds.
@@ -53,6 +53,9 @@ func (o *Options) populate() error {
 	if o.MaxMembers <= 0 {
 		o.MaxMembers = 16
 	}
+	if o.MaxMembers > 65535 {
+		return fmt.Errorf("rooms: MaxMembers %d > 65535", o.MaxMembers)
+	}
 	if o.EmptyGrace <= 0 {
 		o.EmptyGrace = 10 * time.Second
 	}
@@ -62,8 +65,31 @@ func (o *Options) populate() error {
 	return nil
 }
 
+// MaxKindName is the longest room kind name.
+const MaxKindName = 64
+
+// ErrBadName refuses a room name that is too long or that could be taken
+// for a connection's private room.
+var ErrBadName = errors.New("rooms: bad room name")
+
+// checkRoomName refuses names that would let a game room stand in for a
+// private room: 32 hex digits, the form of a connection id.
+func checkRoomName(name string) error {
+	if len(name) > 255 {
+		return fmt.Errorf("%w: %d bytes > 255", ErrBadName, len(name))
+	}
+	if _, err := netcode.ParseID(name); err == nil {
+		return fmt.Errorf("%w: %q has the form of a connection id", ErrBadName, name)
+	}
+	return nil
+}
+
 // Define registers a kind of game room: newGame makes each room's Game.
+// Kind names are 1..MaxKindName bytes.
 func (h *Hub) Define(kindName string, newGame func() Game, opts Options) error {
+	if len(kindName) == 0 || len(kindName) > MaxKindName {
+		return fmt.Errorf("rooms: kind name of %d bytes not in 1..%d", len(kindName), MaxKindName)
+	}
 	if err := opts.populate(); err != nil {
 		return err
 	}
@@ -120,14 +146,25 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 	if c.Err() != nil {
 		return nil, c.Err()
 	}
-	h.leaveGame(c)
+	if err := checkRoomName(name); err != nil {
+		return nil, err
+	}
+	if old := h.GameOf(c); old != nil && old.name == name && old.kind == kindName {
+		return old, nil // already there
+	}
 	for attempt := 0; attempt < 8; attempt++ {
 		g, err := h.pick(kindName, name)
 		if err != nil {
 			return nil, err
 		}
+		if g == h.GameOf(c) {
+			return g, nil // join-or-create picked the room c is in
+		}
 		switch err := g.join(c); {
 		case err == nil:
+			// Only now that the new room took c does it leave the old one,
+			// so a refused join leaves c where it was.
+			h.leaveGame(c)
 			h.inGameMu.Lock()
 			h.mu.Lock()
 			h.inGame[c] = g

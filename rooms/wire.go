@@ -36,9 +36,6 @@ func (h *Hub) handleJoin(c *netcode.Conn, req []byte) ([]byte, error) {
 	}
 	kindName := string(req[1 : 1+int(req[0])])
 	name := string(req[1+int(req[0]):])
-	if len(name) > 255 {
-		return nil, fmt.Errorf("%w: room name of %d bytes > 255", errBadJoin, len(name))
-	}
 	g, err := h.JoinGame(c, kindName, name)
 	if err != nil {
 		return nil, err
@@ -75,6 +72,7 @@ func Join(ctx context.Context, c *netcode.Client, kind, name string) (JoinResult
 	if err != nil {
 		return JoinResult{}, err
 	}
+	c.ResetSnapshots() // the new room counts ticks from its own start
 	if len(rep) < 1 || len(rep) != 1+int(rep[0])+5 {
 		return JoinResult{}, fmt.Errorf("rooms: malformed $join reply of %d bytes", len(rep))
 	}

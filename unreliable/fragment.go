@@ -84,6 +84,11 @@ type slot struct {
 type Reassembler struct {
 	// Timeout is how long an incomplete snapshot is kept; zero means 1 s.
 	Timeout time.Duration
+	// Restart is how many ticks behind the newest completed snapshot a
+	// fragment may be before it is taken as the start of a new tick
+	// sequence (the client moved to another room, or the server
+	// restarted) rather than as stale. Zero means never.
+	Restart uint32
 
 	slots   [reassemblySlots]slot
 	newest  uint32
@@ -99,8 +104,11 @@ type Reassembler struct {
 // as long as frag is (a single-fragment snapshot is returned in place).
 func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32, []byte, bool) {
 	if r.haveAny && !TickNewer(h.Tick, r.newest) {
-		r.Stale++
-		return 0, nil, false
+		if r.Restart == 0 || r.newest-h.Tick <= r.Restart {
+			r.Stale++
+			return 0, nil, false
+		}
+		r.Reset()
 	}
 	if h.Count == 1 {
 		r.newest, r.haveAny = h.Tick, true
@@ -123,7 +131,10 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 		}
 	}
 	if s == nil {
-		s = r.claim()
+		if s = r.claim(h.Tick); s == nil {
+			r.Stale++ // older than every snapshot in progress, and no room
+			return 0, nil, false
+		}
 		s.used, s.tick, s.count, s.have, s.got, s.started = true, h.Tick, h.Count, 0, 0, now
 	}
 	if s.count != h.Count {
@@ -161,8 +172,9 @@ func (r *Reassembler) dropOlder(tick uint32) {
 	}
 }
 
-// claim returns a free slot, or evicts the oldest snapshot in progress.
-func (r *Reassembler) claim() *slot {
+// claim returns a free slot, or evicts the oldest snapshot in progress when
+// tick is newer than it; otherwise nil.
+func (r *Reassembler) claim(tick uint32) *slot {
 	var oldest *slot
 	for i := range r.slots {
 		c := &r.slots[i]
@@ -173,6 +185,18 @@ func (r *Reassembler) claim() *slot {
 			oldest = c
 		}
 	}
+	if !TickNewer(tick, oldest.tick) {
+		return nil
+	}
 	r.Dropped++
 	return oldest
+}
+
+// Reset forgets every snapshot in progress and the newest tick, so that the
+// next snapshot is accepted whatever its tick.
+func (r *Reassembler) Reset() {
+	for i := range r.slots {
+		r.slots[i].used = false
+	}
+	r.haveAny = false
 }

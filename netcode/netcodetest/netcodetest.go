@@ -199,3 +199,10 @@ func Never[T any](t testing.TB, ch <-chan T, d time.Duration, what string) {
 	case <-time.After(d):
 	}
 }
+
+// EachB runs f as a sub-benchmark for every transport.
+func EachB(b *testing.B, f func(b *testing.B, tr Transport)) {
+	for _, tr := range Transports {
+		b.Run(tr.Name, func(b *testing.B) { f(b, tr) })
+	}
+}

@@ -82,7 +82,7 @@ func (g *Game) Input(c *netcode.Conn, data []byte) {
 	if p == nil || len(data) != 2 {
 		return
 	}
-	p.dx, p.dy = int8(data[0]), int8(data[1])
+	p.dx, p.dy = max(int8(data[0]), -127), max(int8(data[1]), -127)
 }
 
 // Tick moves every player and appends the snapshot.

@@ -204,7 +204,11 @@ func (s *Session) mapErr(err error) error {
 	}
 	var ae *quicgo.ApplicationError
 	if errors.As(err, &ae) {
-		return &transport.CloseError{Code: uint16(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+		code := uint16(ae.ErrorCode)
+		if ae.ErrorCode > 0xffff {
+			code = uint16(reliable.CloseProtocolError) // not a Roomwire close code
+		}
+		return &transport.CloseError{Code: code, Reason: ae.ErrorMessage, Remote: ae.Remote}
 	}
 	s.mu.Lock()
 	local := s.local
