@@ -317,6 +317,11 @@ type GameRoom struct {
 	inBytes   []byte
 	inDropped uint64
 
+	// The buffers the last tick drained, refilled by the next (tick loop
+	// only, under inMu when swapped).
+	spareInputs []queuedInput
+	spareBytes  []byte
+
 	stop     chan struct{}
 	stopOnce sync.Once
 }

@@ -17,8 +17,6 @@ func (g *GameRoom) run() {
 	timer := time.NewTimer(g.period)
 	defer timer.Stop()
 	var emptySince time.Time
-	var inputs []queuedInput
-	var inBytes []byte
 	for {
 		select {
 		case <-g.stop:
@@ -33,33 +31,7 @@ func (g *GameRoom) run() {
 		}
 		late := uint64(due - tick - 1)
 		tick = due
-
-		// Take the inputs queued since the last tick, leaving the previous
-		// tick's buffers for the producers to fill next.
-		g.inMu.Lock()
-		inputs, g.inputs = g.inputs, inputs[:0]
-		inBytes, g.inBytes = g.inBytes, inBytes[:0]
-		g.inMu.Unlock()
-
-		g.mu.Lock()
-		for _, in := range inputs {
-			g.game.Input(in.c, inBytes[in.off:in.end])
-		}
-		for i := range inputs {
-			inputs[i].c = nil // let closed connections go
-		}
-		snap := netcode.NewSnapshot(tick)
-		snap.Data = g.game.Tick(tick, g.period, snap.Data)
-		for _, m := range g.members {
-			m.SendSnapshot(snap)
-		}
-		empty := len(g.members) == 0
-		g.ticks++
-		g.lateTicks += late
-		_ = g.tickDur.RecordValue(int64(time.Since(now) / time.Microsecond))
-		g.mu.Unlock()
-		snap.Release()
-
+		empty := g.step(tick, late, now)
 		if !empty {
 			emptySince = time.Time{}
 		} else if emptySince.IsZero() {
@@ -70,6 +42,39 @@ func (g *GameRoom) run() {
 		next := start.Add(time.Duration(tick+1) * g.period)
 		timer.Reset(time.Until(next))
 	}
+}
+
+// step runs one tick: the inputs queued since the last tick go to the game,
+// the game steps, and its snapshot is queued for every member. It reports
+// whether the room is empty. In steady state it does not allocate.
+func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
+	// Take the inputs queued since the last tick, leaving the previous
+	// tick's buffers for the producers to fill next.
+	g.inMu.Lock()
+	inputs, inBytes := g.inputs, g.inBytes
+	g.inputs, g.inBytes = g.spareInputs[:0], g.spareBytes[:0]
+	g.inMu.Unlock()
+
+	g.mu.Lock()
+	for _, in := range inputs {
+		g.game.Input(in.c, inBytes[in.off:in.end])
+	}
+	for i := range inputs {
+		inputs[i].c = nil // let closed connections go
+	}
+	g.spareInputs, g.spareBytes = inputs, inBytes
+	snap := netcode.NewSnapshot(tick)
+	snap.Data = g.game.Tick(tick, g.period, snap.Data)
+	for _, m := range g.members {
+		m.SendSnapshot(snap)
+	}
+	empty = len(g.members) == 0
+	g.ticks++
+	g.lateTicks += late
+	_ = g.tickDur.RecordValue(int64(time.Since(now) / time.Microsecond))
+	g.mu.Unlock()
+	snap.Release()
+	return empty
 }
 
 // shut marks the room closed when the hub closes.
