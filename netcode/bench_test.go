@@ -58,14 +58,14 @@ func quicPair(b *testing.B) (*quicgo.Conn, *quicgo.Conn, func()) {
 	}
 }
 
-// BenchmarkBareQUICStreamEcho is the floor for BenchmarkEventRoundTrip.
-func BenchmarkBareQUICStreamEcho(b *testing.B) {
+// bareStreamEcho is a quic-go stream echoed by a goroutine on the other
+// side: the floor for the library's request round trip.
+func bareStreamEcho(b *testing.B) (pingPong, func()) {
 	cl, sv, done := quicPair(b)
-	defer done()
 	st, err := cl.OpenStreamSync(context.Background())
 	require.NoError(b, err)
 	msg := make([]byte, rttPayload)
-	_, err = st.Write(msg)
+	_, err = st.Write(msg) // the peer sees the stream once it has data
 	require.NoError(b, err)
 	ss, err := sv.AcceptStream(context.Background())
 	require.NoError(b, err)
@@ -83,30 +83,24 @@ func BenchmarkBareQUICStreamEcho(b *testing.B) {
 		}
 	}()
 	buf := make([]byte, rttPayload)
-	_, err = io.ReadFull(st, buf) // the first message's echo
+	_, err = io.ReadFull(st, buf)
 	require.NoError(b, err)
-	r := make(rtts, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		if _, err := st.Write(msg); err != nil {
-			b.Fatal(err)
+	return func() bool {
+			if _, err := st.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			_, err := io.ReadFull(st, buf)
+			return err == nil
+		}, func() {
+			done()
+			<-echoDone
 		}
-		if _, err := io.ReadFull(st, buf); err != nil {
-			b.Fatal(err)
-		}
-		r = append(r, time.Since(start))
-	}
-	b.StopTimer()
-	r.report(b)
-	done()
-	<-echoDone
 }
 
-// BenchmarkBareQUICDatagramEcho is the floor for BenchmarkDatagramRoundTrip.
-func BenchmarkBareQUICDatagramEcho(b *testing.B) {
+// bareDatagramEcho is quic-go datagrams echoed by a goroutine on the other
+// side: the floor for the library's datagram round trip.
+func bareDatagramEcho(b *testing.B) (pingPong, func()) {
 	cl, sv, done := quicPair(b)
-	defer done()
 	echoDone := make(chan struct{})
 	go func() {
 		defer close(echoDone)
@@ -121,86 +115,96 @@ func BenchmarkBareQUICDatagramEcho(b *testing.B) {
 		}
 	}()
 	msg := make([]byte, rttPayload)
+	return func() bool {
+			require.NoError(b, cl.SendDatagram(msg))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := cl.ReceiveDatagram(ctx) // a loss on a loaded loopback is no round trip
+			return err == nil
+		}, func() {
+			done()
+			<-echoDone
+		}
+}
+
+// libRequest is the library's request/reply round trip over tr.
+func libRequest(b *testing.B, tr nt.Transport) pingPong {
+	srv := nt.Server(b, tr, nil, func(s *netcode.Server) {
+		s.Handle("echo", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	})
+	cl := nt.Client(b, tr, srv, nil)
+	msg := make([]byte, rttPayload)
+	return func() bool {
+		if _, err := cl.Request(context.Background(), "echo", msg); err != nil {
+			b.Fatal(err)
+		}
+		return true
+	}
+}
+
+// libDatagram is the library's datagram round trip over tr: an input
+// echoed by the server as a snapshot.
+func libDatagram(b *testing.B, tr nt.Transport) pingPong {
+	var tick uint32
+	srv := nt.Server(b, tr, nil, func(s *netcode.Server) {
+		s.OnInput(func(c *netcode.Conn, d []byte) {
+			tick++
+			snap := netcode.NewSnapshot(tick)
+			snap.Data = append(snap.Data, d...)
+			c.SendSnapshot(snap)
+			snap.Release()
+		})
+	})
+	got := make(chan struct{}, 1)
+	cl := nt.Client(b, tr, srv, func(c *netcode.Client) {
+		c.OnSnapshot(func(uint32, []byte) {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		})
+	})
+	msg := make([]byte, rttPayload)
+	timer := time.NewTimer(time.Hour)
+	return func() bool {
+		if err := cl.SendInput(msg); err != nil {
+			b.Fatal(err)
+		}
+		timer.Reset(time.Second)
+		select {
+		case <-got:
+			return true
+		case <-timer.C: // lost on a loaded loopback
+			return false
+		}
+	}
+}
+
+// measure runs b.N round trips and reports their median and 99th
+// percentile.
+func measure(b *testing.B, rt pingPong) {
 	r := make(rtts, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		require.NoError(b, cl.SendDatagram(msg))
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cl.ReceiveDatagram(ctx)
-		cancel()
-		if err != nil {
-			continue // lost on loopback under load: not a round trip
+		if rt() {
+			r = append(r, time.Since(start))
 		}
-		r = append(r, time.Since(start))
 	}
 	b.StopTimer()
 	r.report(b)
-	done()
-	<-echoDone
 }
 
 // BenchmarkEventRoundTrip is a client Request answered by a server handler:
-// the library's acknowledgement round trip.
+// the library's acknowledgement round trip, on every transport.
 func BenchmarkEventRoundTrip(b *testing.B) {
-	nt.EachB(b, func(b *testing.B, tr nt.Transport) {
-		srv := nt.Server(b, tr, nil, func(s *netcode.Server) {
-			s.Handle("echo", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
-		})
-		cl := nt.Client(b, tr, srv, nil)
-		msg := make([]byte, rttPayload)
-		ctx := context.Background()
-		r := make(rtts, 0, b.N)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			start := time.Now()
-			if _, err := cl.Request(ctx, "echo", msg); err != nil {
-				b.Fatal(err)
-			}
-			r = append(r, time.Since(start))
-		}
-		b.StopTimer()
-		r.report(b)
-	})
+	nt.EachB(b, func(b *testing.B, tr nt.Transport) { measure(b, libRequest(b, tr)) })
 }
 
 // BenchmarkDatagramRoundTrip is a client input datagram echoed by the server
-// as a snapshot datagram.
+// as a snapshot datagram, on every transport.
 func BenchmarkDatagramRoundTrip(b *testing.B) {
-	nt.EachB(b, func(b *testing.B, tr nt.Transport) {
-		var tick uint32
-		srv := nt.Server(b, tr, nil, func(s *netcode.Server) {
-			s.OnInput(func(c *netcode.Conn, d []byte) {
-				tick++
-				snap := netcode.NewSnapshot(tick)
-				snap.Data = append(snap.Data, d...)
-				c.SendSnapshot(snap)
-				snap.Release()
-			})
-		})
-		got := make(chan struct{}, 1)
-		cl := nt.Client(b, tr, srv, func(c *netcode.Client) {
-			c.OnSnapshot(func(uint32, []byte) { got <- struct{}{} })
-		})
-		msg := make([]byte, rttPayload)
-		r := make(rtts, 0, b.N)
-		timer := time.NewTimer(time.Hour)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			start := time.Now()
-			if err := cl.SendInput(msg); err != nil {
-				b.Fatal(err)
-			}
-			timer.Reset(time.Second)
-			select {
-			case <-got:
-				r = append(r, time.Since(start))
-			case <-timer.C: // lost on loopback under load
-			}
-		}
-		b.StopTimer()
-		r.report(b)
-	})
+	nt.EachB(b, func(b *testing.B, tr nt.Transport) { measure(b, libDatagram(b, tr)) })
 }
 
 // BenchmarkConnEmit is the cost of queueing one 64-byte event for a
@@ -227,4 +231,55 @@ func BenchmarkAppendEventFrame(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		buf, _ = reliable.AppendEvent(buf[:0], "state", msg)
 	}
+}
+
+// pingPong is one round trip of some kind.
+type pingPong func() bool
+
+// interleave alternates round trips of the baseline and the library, so that
+// both see the same machine load, and reports each median and their ratio.
+func interleave(b *testing.B, base, lib pingPong) {
+	rb := make(rtts, 0, b.N)
+	rl := make(rtts, 0, b.N)
+	for i := 0; i < 200; i++ { // warm up both paths
+		base()
+		lib()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if base() {
+			rb = append(rb, time.Since(start))
+		}
+		start = time.Now()
+		if lib() {
+			rl = append(rl, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	if len(rb) == 0 || len(rl) == 0 {
+		b.Fatal("no round trip completed")
+	}
+	sort.Slice(rb, func(i, j int) bool { return rb[i] < rb[j] })
+	sort.Slice(rl, func(i, j int) bool { return rl[i] < rl[j] })
+	pb, pl := rb[len(rb)/2], rl[len(rl)/2]
+	b.ReportMetric(float64(pb.Nanoseconds())/1e3, "bare_p50_us")
+	b.ReportMetric(float64(pl.Nanoseconds())/1e3, "lib_p50_us")
+	b.ReportMetric(float64(pl)/float64(pb), "ratio")
+}
+
+// BenchmarkRatioEventVsStreamEcho sets the library's request/reply round
+// trip over QUIC against a bare quic-go stream echo, one of each in turn.
+func BenchmarkRatioEventVsStreamEcho(b *testing.B) {
+	base, done := bareStreamEcho(b)
+	defer done()
+	interleave(b, base, libRequest(b, nt.Find("quic")))
+}
+
+// BenchmarkRatioDatagramVsDatagramEcho sets the library's input → snapshot
+// datagram round trip over QUIC against a bare quic-go datagram echo.
+func BenchmarkRatioDatagramVsDatagramEcho(b *testing.B) {
+	base, done := bareDatagramEcho(b)
+	defer done()
+	interleave(b, base, libDatagram(b, nt.Find("quic")))
 }

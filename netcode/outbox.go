@@ -4,22 +4,29 @@ import "sync"
 
 // outbox is a connection's queue of encoded reliable frames. Producers append
 // under the lock with begin/end, so encoding goes straight into the queue
-// without a copy; one writer goroutine swaps the buffer out and writes it.
-// Two buffers alternate, so a steady flow does not allocate. The queue is
-// bounded: a producer that pushes it past limit gets ErrSlowConsumer.
+// without a copy. The writer goroutine swaps the buffer out and writes it;
+// a goroutine that is waiting for the peer anyway (a request, a reply on the
+// reader goroutine) may flush itself and save the hand-off. Two buffers
+// alternate, so a steady flow does not allocate. The queue is bounded: a
+// producer that pushes it past limit gets ErrSlowConsumer.
 type outbox struct {
 	mu      sync.Mutex
 	buf     []byte
 	spare   []byte
 	limit   int
-	closed  bool // no more frames accepted
-	closing bool // a CLOSE frame is queued: write it, then stop
+	closed  bool  // no more frames accepted
+	closing bool  // a CLOSE frame is queued: write it, then stop
+	writing bool  // a goroutine holds the write turn
+	failed  error // a write failed: the session is gone
 	wake    chan struct{}
 	flushed chan struct{} // closed by the writer after the last frame went out
+
+	write   func([]byte) (int, error)
+	written func(int)
 }
 
-func newOutbox(limit int) *outbox {
-	return &outbox{limit: limit, wake: make(chan struct{}, 1), flushed: make(chan struct{})}
+func newOutbox(limit int, write func([]byte) (int, error), written func(int)) *outbox {
+	return &outbox{limit: limit, wake: make(chan struct{}, 1), flushed: make(chan struct{}), write: write, written: written}
 }
 
 // begin locks the queue and returns its buffer to append to, or ok=false
@@ -48,6 +55,18 @@ func (o *outbox) end(b []byte) error {
 	return nil
 }
 
+// endQuiet is end without waking the writer goroutine: the caller flushes
+// itself right after.
+func (o *outbox) endQuiet(b []byte) error {
+	if len(b) > o.limit {
+		o.mu.Unlock()
+		return ErrSlowConsumer
+	}
+	o.buf = b
+	o.mu.Unlock()
+	return nil
+}
+
 // abort unlocks without storing anything.
 func (o *outbox) abort() { o.mu.Unlock() }
 
@@ -70,10 +89,46 @@ func (o *outbox) shut(last []byte) {
 	o.signal()
 }
 
-// writeLoop writes queued frames with write until the queue is shut (then it
-// writes what is left, calls closeSession and returns) or a write fails.
-// bytes is called with each write's size.
-func (o *outbox) writeLoop(write func([]byte) (int, error), bytes func(int), closeSession func()) {
+// flush writes what is queued until the queue is empty, unless another
+// goroutine is writing already: that one picks the new bytes up before it
+// stops. Whoever holds the queue's write turn is the only writer, so frames
+// never interleave. A failed write is returned; the writer goroutine then
+// ends the connection.
+func (o *outbox) flush() error {
+	o.mu.Lock()
+	if o.writing {
+		o.mu.Unlock()
+		return nil
+	}
+	o.writing = true
+	var err error
+	for len(o.buf) > 0 && err == nil {
+		b := o.buf
+		o.buf = o.spare[:0]
+		o.spare = nil
+		o.mu.Unlock()
+		var n int
+		n, err = o.write(b)
+		o.written(n)
+		o.mu.Lock()
+		o.spare = b[:0]
+	}
+	o.writing = false
+	if err != nil {
+		o.failed = err
+	}
+	wake := o.closing || err != nil
+	o.mu.Unlock()
+	if wake {
+		o.signal() // let the writer goroutine finish the close
+	}
+	return err
+}
+
+// writeLoop is the connection's writer goroutine: it flushes on every
+// signal until the queue is shut and empty (then it calls closeSession and
+// returns) or a write fails.
+func (o *outbox) writeLoop(closeSession func()) {
 	defer func() {
 		o.mu.Lock()
 		o.closed = true
@@ -81,25 +136,19 @@ func (o *outbox) writeLoop(write func([]byte) (int, error), bytes func(int), clo
 		closeSession()
 	}()
 	for range o.wake {
-		o.mu.Lock()
-		b := o.buf
-		o.buf = o.spare[:0]
-		o.spare = nil
-		last := o.closing
-		o.mu.Unlock()
-		if len(b) > 0 {
-			n, err := write(b)
-			bytes(n)
-			if err != nil {
-				return
-			}
-		}
-		if last {
-			close(o.flushed)
+		if err := o.flush(); err != nil {
 			return
 		}
 		o.mu.Lock()
-		o.spare = b[:0]
+		done := o.closing && !o.writing && len(o.buf) == 0
+		failed := o.failed != nil
 		o.mu.Unlock()
+		if failed {
+			return
+		}
+		if done {
+			close(o.flushed)
+			return
+		}
 	}
 }

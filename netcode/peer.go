@@ -60,7 +60,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, log *slog
 	p.sess = sess
 	p.log = log
 	p.maxFrame = maxFrame
-	p.out = newOutbox(outboxLimit)
+	p.out = newOutbox(outboxLimit, sess.Write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
 	p.dq = newDgramQueue(&p.stats)
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	p.pending = make(map[uint32]chan result)
@@ -72,9 +72,7 @@ func (p *peer) start(maxDatagram int) {
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
-		p.out.writeLoop(p.sess.Write, func(n int) {
-			p.stats.bytesSent.Add(uint64(n))
-		}, p.closeSession)
+		p.out.writeLoop(p.closeSession)
 	}()
 	go func() {
 		defer p.wg.Done()
@@ -214,6 +212,7 @@ func (p *peer) sendFrames(frames []byte) error {
 	return p.enqueued(p.out.end(append(b, frames...)))
 }
 
+// reply answers request id; it runs on the reader goroutine.
 func (p *peer) reply(id uint32, payload []byte, herr error) error {
 	if herr == nil && 4+len(payload) > p.maxFrame {
 		herr = fmt.Errorf("reply of %d bytes > frame limit %d", len(payload), p.maxFrame)
@@ -231,7 +230,14 @@ func (p *peer) reply(id uint32, payload []byte, herr error) error {
 			return err
 		}
 	}
-	return p.enqueued(p.out.end(b))
+	// Replies are written on the reader goroutine, which has nothing else to
+	// do meanwhile; a peer that does not read holds up only its own
+	// connection.
+	if err := p.enqueued(p.out.endQuiet(b)); err != nil {
+		return err
+	}
+	_ = p.out.flush()
+	return nil
 }
 
 func (p *peer) request(ctx context.Context, name string, payload []byte, timeout time.Duration) ([]byte, error) {
@@ -267,9 +273,12 @@ func (p *peer) request(ctx context.Context, name string, payload []byte, timeout
 		p.out.abort()
 		return nil, err
 	}
-	if err := p.enqueued(p.out.end(b)); err != nil {
+	// The caller waits for the reply anyway: write now rather than hand the
+	// bytes to the writer goroutine and wait for it to be scheduled.
+	if err := p.enqueued(p.out.endQuiet(b)); err != nil {
 		return nil, err
 	}
+	_ = p.out.flush()
 	select {
 	case r := <-ch:
 		if r.err != nil {
