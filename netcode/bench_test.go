@@ -211,7 +211,9 @@ func BenchmarkDatagramRoundTrip(b *testing.B) {
 // connection: encoding straight into its outbox.
 func BenchmarkConnEmit(b *testing.B) {
 	tr := nt.Find("mem")
-	srv := nt.Server(b, tr, nil, nil)
+	// Unpaced, the emits outrun the reader; a queue bound this large keeps
+	// the connection open for the whole run.
+	srv := nt.Server(b, tr, &netcode.Config{MaxQueued: 1 << 30}, nil)
 	cl := nt.Client(b, tr, srv, nil)
 	conn := srv.Conn(cl.ID())
 	msg := make([]byte, rttPayload)
