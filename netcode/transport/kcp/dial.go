@@ -1,0 +1,181 @@
+package kcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/secure"
+)
+
+// resendInterval is how often a client repeats its REQUEST or RESPONSE
+// until the server answers.
+const resendInterval = 100 * time.Millisecond
+
+// Errors of dialling.
+var (
+	// ErrDenied means the server answered the token with DENIED: it is full.
+	ErrDenied = errors.New("kcp: server denied the connection: server full")
+	// ErrNoAnswer means the server never answered. A server drops, without
+	// a word, tokens that are expired, forged, for another protocol id or
+	// used from another address, so any of those looks like this.
+	ErrNoAnswer = errors.New("kcp: no answer from server (expired or foreign token, wrong key or protocol id, or server down)")
+)
+
+// Dial connects to the server at addr (host:port) with a connect token.
+func Dial(ctx context.Context, addr string, tok *token.ConnectToken, cfg Config) (*Session, error) {
+	cfg.populate()
+	if tok == nil {
+		return nil, errors.New("kcp: dial: a connect token is required")
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
+	}
+	conn, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
+	}
+	remote := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
+	s, err := handshake(ctx, conn, remote, tok, &cfg)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// handshake runs request → challenge → response on conn and returns the
+// session once the server confirmed it, with its goroutines running.
+func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectToken, cfg *Config) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	request := secure.AppendRequest(make([]byte, 0, secure.RequestSize), tok)
+	hsOpener := secure.NewOpener(tok.ServerToClient, tok.ProtocolID)
+	opener := secure.NewOpener(tok.ServerToClient, tok.ProtocolID)
+	var response []byte // set once challenged
+	buf := make([]byte, 2048)
+	scratch := make([]byte, secure.MaxPacket)
+	for {
+		out := request
+		if response != nil {
+			out = response
+		}
+		if _, err := conn.Write(out); err != nil {
+			return nil, fmt.Errorf("kcp: handshake: %w", err)
+		}
+		deadline := time.Now().Add(resendInterval)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		_ = conn.SetReadDeadline(deadline)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					break // resend
+				}
+				if errors.Is(err, net.ErrClosed) {
+					return nil, err
+				}
+				continue // ICMP port unreachable and the like: keep trying
+			}
+			p := buf[:n]
+			seq, ok := secure.SeqOf(p)
+			if !ok {
+				continue
+			}
+			if secure.IsHandshakeSeq(seq) {
+				t, payload, err := hsOpener.Open(scratch[:0], p)
+				if err != nil {
+					continue
+				}
+				switch t {
+				case secure.PacketDenied:
+					return nil, ErrDenied
+				case secure.PacketChallenge:
+					if len(payload) == secure.ChallengeSize && response == nil {
+						response = append([]byte{byte(secure.PacketResponse)}, payload...)
+					}
+				}
+				continue
+			}
+			if response == nil {
+				continue
+			}
+			// A session packet: the server admitted us.
+			t, _, err := opener.Open(scratch[:0], p)
+			if err != nil || t != secure.PacketKeepAlive {
+				continue
+			}
+			_ = conn.SetReadDeadline(time.Time{})
+			return startClient(conn, remote, tok, opener, cfg), nil
+		}
+		if ctx.Err() != nil {
+			if response == nil {
+				return nil, ErrNoAnswer
+			}
+			return nil, fmt.Errorf("kcp: challenged but never confirmed: %w", ErrNoAnswer)
+		}
+	}
+}
+
+// startClient makes the session and starts its reader and ticker.
+func startClient(conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectToken, opener *secure.Opener, cfg *Config) *Session {
+	claims := &token.Claims{
+		ProtocolID: tok.ProtocolID, Expires: tok.Expires, Timeout: tok.Timeout,
+		ClientToServer: tok.ClientToServer, ServerToClient: tok.ServerToClient,
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	s := newSession(cfg, remote, claims,
+		secure.NewSealer(tok.ClientToServer, tok.ProtocolID), opener,
+		func(b []byte) error { _, err := conn.Write(b); return err },
+		func(*Session) {
+			close(stop)
+			_ = conn.Close()
+			// The goroutines end on the closed socket and stop channel;
+			// they are not waited for here since shut may run on them.
+		})
+	s.wait = wg.Wait
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 2048)
+		scratch := make([]byte, secure.MaxPacket)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			p := buf[:n]
+			if seq, ok := secure.SeqOf(p); !ok || secure.IsHandshakeSeq(seq) {
+				continue // late CHALLENGE copies
+			}
+			s.handle(p, scratch)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(tickInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				s.tick(now)
+			}
+		}
+	}()
+	return s
+}

@@ -1,0 +1,365 @@
+package kcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/secure"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// tickInterval is how often keepalives and timeouts are checked.
+const tickInterval = 100 * time.Millisecond
+
+// ListenerStats count what a listener did with the packets it received.
+// Nothing counted as dropped was ever answered.
+type ListenerStats struct {
+	Received         uint64 `json:"received"`
+	Challenges       uint64 `json:"challenges"`
+	Denied           uint64 `json:"denied"`
+	Accepted         uint64 `json:"accepted"`
+	DroppedMalformed uint64 `json:"dropped_malformed"`
+	DroppedToken     uint64 `json:"dropped_token"` // forged, expired, wrong protocol or version
+	DroppedReuse     uint64 `json:"dropped_reuse"` // token already used from another address
+	DroppedChallenge uint64 `json:"dropped_challenge"`
+	DroppedNoSession uint64 `json:"dropped_no_session"`
+	DroppedSession   uint64 `json:"dropped_session"` // failed to open or replayed on a session
+	Sessions         int    `json:"sessions"`
+	TokensRemembered int    `json:"tokens_remembered"`
+}
+
+type listenerStats struct {
+	received, challenges, denied, accepted              atomic.Uint64
+	malformed, badToken, reuse, badChallenge, noSession atomic.Uint64
+}
+
+// Listener accepts secure KCP sessions on one UDP socket.
+type Listener struct {
+	cfg        Config
+	conn       *net.UDPConn
+	opener     *token.Opener
+	challenger *secure.Challenger
+
+	mu       sync.Mutex
+	sessions map[netip.AddrPort]*Session
+	used     map[[16]byte]tokenUse // token tag → the address that used it
+	closed   bool
+	// closedDropped keeps the drop counts of sessions already gone.
+	closedDropped uint64
+
+	accept chan *Session
+	done   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	stats  listenerStats
+}
+
+type tokenUse struct {
+	addr    netip.AddrPort
+	expires time.Time
+}
+
+var _ transport.Listener = (*Listener)(nil)
+
+// Listen binds a UDP socket at addr and serves the secure handshake on it.
+func Listen(addr string, cfg Config) (*Listener, error) {
+	cfg.populate()
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kcp: listen %s: %w", addr, err)
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("kcp: listen %s: %w", addr, err)
+	}
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	l := &Listener{
+		cfg:        cfg,
+		conn:       conn,
+		opener:     token.NewOpener(cfg.Key, cfg.ProtocolID),
+		challenger: secure.NewChallenger(),
+		sessions:   make(map[netip.AddrPort]*Session),
+		used:       make(map[[16]byte]tokenUse),
+		accept:     make(chan *Session, 128),
+		done:       make(chan struct{}),
+	}
+	l.wg.Add(2)
+	go l.readLoop()
+	go l.tickLoop()
+	return l, nil
+}
+
+// Addr is the bound UDP address.
+func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// Accept returns the next session whose handshake completed.
+func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
+	select {
+	case s := <-l.accept:
+		return s, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close closes the socket and every session on it, and waits for the
+// listener's goroutines. It is idempotent.
+func (l *Listener) Close() error {
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		list := make([]*Session, 0, len(l.sessions))
+		for _, s := range l.sessions {
+			list = append(list, s)
+		}
+		l.mu.Unlock()
+		for _, s := range list {
+			s.Close(uint16(reliable.CloseGoingAway), "server closed")
+		}
+		close(l.done)
+		_ = l.conn.Close()
+		l.wg.Wait()
+		// Sessions accepted by nobody are closed with the rest.
+		for {
+			select {
+			case s := <-l.accept:
+				s.Close(uint16(reliable.CloseGoingAway), "server closed")
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() ListenerStats {
+	l.mu.Lock()
+	n, used := len(l.sessions), len(l.used)
+	l.mu.Unlock()
+	return ListenerStats{
+		Received:         l.stats.received.Load(),
+		Challenges:       l.stats.challenges.Load(),
+		Denied:           l.stats.denied.Load(),
+		Accepted:         l.stats.accepted.Load(),
+		DroppedMalformed: l.stats.malformed.Load(),
+		DroppedToken:     l.stats.badToken.Load(),
+		DroppedReuse:     l.stats.reuse.Load(),
+		DroppedChallenge: l.stats.badChallenge.Load(),
+		DroppedNoSession: l.stats.noSession.Load(),
+		DroppedSession:   l.droppedOnSessions(),
+		Sessions:         n,
+		TokensRemembered: used,
+	}
+}
+
+func (l *Listener) droppedOnSessions() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d uint64
+	for _, s := range l.sessions {
+		d += s.dropped.Load()
+	}
+	return d + l.closedDropped
+}
+
+func (l *Listener) readLoop() {
+	defer l.wg.Done()
+	buf := make([]byte, 2048)
+	scratch := make([]byte, secure.MaxPacket)
+	for {
+		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // ICMP errors and the like: not fatal for a UDP socket
+		}
+		l.stats.received.Add(1)
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		p := buf[:n]
+		if n == 0 || n > secure.MaxPacket {
+			l.stats.malformed.Add(1)
+			continue
+		}
+		switch secure.PacketType(p[0]) {
+		case secure.PacketRequest:
+			l.request(p, from)
+		case secure.PacketResponse:
+			l.response(p, from)
+		default:
+			l.mu.Lock()
+			s := l.sessions[from]
+			l.mu.Unlock()
+			if s == nil {
+				l.stats.noSession.Add(1)
+				continue
+			}
+			s.handle(p, scratch)
+		}
+	}
+}
+
+func (l *Listener) tickLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	var list []*Session
+	for {
+		select {
+		case <-l.done:
+			return
+		case now := <-t.C:
+			l.mu.Lock()
+			list = list[:0]
+			for _, s := range l.sessions {
+				list = append(list, s)
+			}
+			for tag, u := range l.used {
+				if now.After(u.expires) {
+					delete(l.used, tag)
+				}
+			}
+			l.mu.Unlock()
+			for _, s := range list {
+				s.tick(now)
+			}
+			clear(list)
+		}
+	}
+}
+
+// maxTokensRemembered bounds the token-reuse table.
+func (l *Listener) maxTokensRemembered() int { return 4*l.cfg.MaxClients + 1024 }
+
+// request answers a REQUEST with a CHALLENGE (or DENIED when full), keeping
+// no state for it but the token's first address.
+func (l *Listener) request(p []byte, from netip.AddrPort) {
+	if len(p) != secure.RequestSize {
+		l.stats.malformed.Add(1)
+		return
+	}
+	now := time.Now()
+	claims, err := l.opener.Open(p[1:], now)
+	if err != nil {
+		l.stats.badToken.Add(1)
+		return
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	if _, ok := l.sessions[from]; ok {
+		l.mu.Unlock()
+		return // connected already; its keepalives answer
+	}
+	if u, ok := l.used[claims.Tag]; ok && u.addr != from {
+		l.mu.Unlock()
+		l.stats.reuse.Add(1)
+		return
+	}
+	if len(l.used) >= l.maxTokensRemembered() {
+		l.mu.Unlock()
+		l.stats.reuse.Add(1)
+		return
+	}
+	l.used[claims.Tag] = tokenUse{addr: from, expires: claims.Expires}
+	full := len(l.sessions) >= l.cfg.MaxClients
+	l.mu.Unlock()
+
+	sealer := secure.NewSealer(claims.ServerToClient, l.cfg.ProtocolID)
+	buf := bufPool.Get().(*[secure.MaxPacket]byte)
+	defer bufPool.Put(buf)
+	var out []byte
+	if full {
+		l.stats.denied.Add(1)
+		out = sealer.SealSeq(buf[:0], secure.PacketDenied, secure.HandshakeSeq(), nil)
+	} else {
+		var ch [secure.ChallengeSize]byte
+		c := l.challenger.AppendChallenge(ch[:0], claims, from)
+		out = sealer.SealSeq(buf[:0], secure.PacketChallenge, secure.HandshakeSeq(), c)
+		l.stats.challenges.Add(1)
+	}
+	_, _ = l.conn.WriteToUDPAddrPort(out, from)
+}
+
+// response admits a client that echoed its challenge from the address the
+// challenge was sent to.
+func (l *Listener) response(p []byte, from netip.AddrPort) {
+	if len(p) != secure.ResponseSize {
+		l.stats.malformed.Add(1)
+		return
+	}
+	l.mu.Lock()
+	if s := l.sessions[from]; s != nil {
+		l.mu.Unlock()
+		_ = s.seal(secure.PacketKeepAlive, nil) // our confirmation was lost
+		return
+	}
+	l.mu.Unlock()
+	adm, err := l.challenger.Verify(p[1:], from, time.Now())
+	if err != nil {
+		l.stats.badChallenge.Add(1)
+		return
+	}
+	cl := adm.Claims
+	cl.ProtocolID = l.cfg.ProtocolID
+	send := func(b []byte) error {
+		_, err := l.conn.WriteToUDPAddrPort(b, from)
+		return err
+	}
+	l.mu.Lock()
+	if u, ok := l.used[cl.Tag]; ok && u.addr != from {
+		l.mu.Unlock()
+		l.stats.reuse.Add(1)
+		return
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	if len(l.sessions) >= l.cfg.MaxClients {
+		l.mu.Unlock()
+		l.stats.denied.Add(1)
+		buf := bufPool.Get().(*[secure.MaxPacket]byte)
+		_ = send(secure.NewSealer(cl.ServerToClient, l.cfg.ProtocolID).SealSeq(buf[:0], secure.PacketDenied, secure.HandshakeSeq(), nil))
+		bufPool.Put(buf)
+		return
+	}
+	s := newSession(&l.cfg, from, cl,
+		secure.NewSealer(cl.ServerToClient, l.cfg.ProtocolID),
+		secure.NewOpener(cl.ClientToServer, l.cfg.ProtocolID),
+		send, l.forget)
+	l.sessions[from] = s
+	l.mu.Unlock()
+
+	_ = s.seal(secure.PacketKeepAlive, nil) // confirms the connection
+	select {
+	case l.accept <- s:
+		l.stats.accepted.Add(1)
+	default:
+		s.Close(uint16(reliable.CloseRefused), "server busy: accept queue full")
+	}
+}
+
+// forget removes a closed session.
+func (l *Listener) forget(s *Session) {
+	l.mu.Lock()
+	if l.sessions[s.remote] == s {
+		delete(l.sessions, s.remote)
+		l.closedDropped += s.dropped.Load()
+	}
+	l.mu.Unlock()
+}
