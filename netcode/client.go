@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
@@ -30,8 +32,13 @@ type ClientConfig struct {
 	InsecureSkipVerify bool
 	// QUIC tunes the QUIC transport.
 	QUIC quic.Config
-	// Auth is sent in the HELLO for the server's Authenticate hook, such as
-	// a connect token.
+	// KCP tunes the KCP transport.
+	KCP kcp.Config
+	// Token is the connect token the matchmaker issued. KCP requires one;
+	// on QUIC it is sent in the HELLO (unless Auth is set).
+	Token *token.ConnectToken
+	// Auth is sent in the HELLO for the server's Authenticate hook. Empty
+	// means the token's wire form, when there is a token.
 	Auth []byte
 	// RequestTimeout bounds a Request whose context has no deadline. Zero
 	// means 10 seconds.
@@ -146,8 +153,14 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 		return err
 	}
 	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.Logger)
+	auth := c.cfg.Auth
+	if len(auth) == 0 && c.cfg.Token != nil {
+		if _, isKCP := sess.(*kcp.Session); !isKCP { // KCP presented it already
+			auth = c.cfg.Token.Wire()
+		}
+	}
 	b, _ := c.out.begin()
-	b, err = reliable.AppendHello(b, reliable.Version, c.cfg.Auth)
+	b, err = reliable.AppendHello(b, reliable.Version, auth)
 	if err != nil {
 		c.out.abort()
 		_ = sess.Close(uint16(CloseInternal), "bad hello")
@@ -193,8 +206,13 @@ func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, er
 			tc.InsecureSkipVerify = true
 		}
 		return quic.Dial(ctx, u.Host, tc, c.cfg.QUIC)
+	case "kcp":
+		if c.cfg.Token == nil {
+			return nil, errors.New("netcode: kcp:// needs ClientConfig.Token, a connect token")
+		}
+		return kcp.Dial(ctx, u.Host, c.cfg.Token, c.cfg.KCP)
 	}
-	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://)", u.Scheme, rawURL)
+	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic:// or kcp://)", u.Scheme, rawURL)
 }
 
 // run is the client's reader goroutine: it owns the other goroutines and

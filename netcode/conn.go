@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
@@ -88,6 +89,12 @@ func (s *Server) serveConn(sess transport.Session) {
 	c := &Conn{srv: s, id: newID()}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.Logger)
 	s.metrics.connsAccepted.Add(1)
+	s.connsMu.Lock()
+	s.handshaking[c] = struct{}{}
+	s.connsMu.Unlock()
+	if s.closing.Load() {
+		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
+	}
 
 	// The writer runs from the start so that refusals reach the client.
 	c.start(sess.MaxDatagram())
@@ -97,6 +104,12 @@ func (s *Server) serveConn(sess transport.Session) {
 	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	ok := c.handshake(r)
 	timer.Stop()
+	s.connsMu.Lock()
+	delete(s.handshaking, c)
+	if ok {
+		s.conns[c.id] = c
+	}
+	s.connsMu.Unlock()
 	if !ok {
 		s.metrics.handshakesFailed.Add(1)
 		ce := c.closeErr.Load()
@@ -105,9 +118,6 @@ func (s *Server) serveConn(sess transport.Session) {
 		return
 	}
 
-	s.connsMu.Lock()
-	s.conns[c.id] = c
-	s.connsMu.Unlock()
 	s.metrics.connsActive.Add(1)
 	c.startReceiving(c.onDatagram)
 	if s.closing.Load() {
@@ -158,8 +168,19 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 		c.close(&CloseError{Code: CloseVersionMismatch, Reason: fmt.Sprintf("protocol version %d not supported; server speaks %d", f.Version, reliable.Version)})
 		return false
 	}
+	h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.sess.RemoteAddr()}
+	if ts, ok := c.sess.(interface{ TokenClaims() *token.Claims }); ok {
+		h.Token = ts.TokenClaims() // the transport checked it in its own handshake
+	} else if c.srv.tokens != nil {
+		cl, err := c.srv.tokens.check(f.Payload, c.sess.RemoteAddr(), time.Now())
+		if err != nil {
+			c.close(&CloseError{Code: CloseRefused, Reason: err.Error()})
+			return false
+		}
+		h.Token = cl
+	}
+	c.identity.Token = h.Token
 	if auth := c.srv.cfg.Authenticate; auth != nil {
-		h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.sess.RemoteAddr()}
 		ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.HandshakeTimeout)
 		id, err := auth(ctx, h)
 		cancel()
@@ -167,6 +188,7 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 			c.close(&CloseError{Code: CloseRefused, Reason: err.Error()})
 			return false
 		}
+		id.Token = h.Token
 		c.identity = id
 	}
 	if c.err() != nil {

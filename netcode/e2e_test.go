@@ -14,6 +14,7 @@ import (
 
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
 )
 
 func echo(s *netcode.Server) {
@@ -178,7 +179,8 @@ func TestShutdownTellsClientsWhy(t *testing.T) {
 			require.Equal(t, netcode.CloseGoingAway, ce.Code)
 			require.Equal(t, "server shutting down", ce.Reason)
 		}
-		_, err := nt.TryClient(tr, srv, netcode.ClientConfig{}, func(c *netcode.Client) {})
+		short := netcode.ClientConfig{KCP: kcp.Config{HandshakeTimeout: 300 * time.Millisecond}}
+		_, err := nt.TryClient(tr, srv, short, func(c *netcode.Client) {})
 		require.Error(t, err, "a shut-down server accepts no one")
 	})
 }

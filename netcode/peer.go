@@ -139,6 +139,9 @@ func (p *peer) finish() {
 	}
 	p.forceMu.Unlock()
 	p.closeSession()
+	if w, ok := p.sess.(interface{ Wait() }); ok {
+		w.Wait() // a dialled transport session's own goroutines
+	}
 }
 
 // err is the reason the connection closed, or nil while it is open.

@@ -11,7 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
 	"github.com/roomwire/roomwire/reliable"
 )
@@ -26,6 +28,19 @@ type Config struct {
 	TLS *tls.Config
 	// QUIC tunes the QUIC transport.
 	QUIC quic.Config
+
+	// KCPAddr is the UDP address the KCP transport listens on, such as
+	// ":7778": reliable events over KCP and datagrams on the same socket,
+	// under the secure packet layer. Empty disables KCP. It needs Tokens.
+	KCPAddr string
+	// KCP tunes the KCP transport; its Key and ProtocolID come from Tokens.
+	KCP kcp.Config
+
+	// Tokens, if set, admit only clients with a valid connect token: in the
+	// KCP handshake, and in the HELLO on QUIC. One token admits a player on
+	// either transport, once: a token used from one address is refused from
+	// another.
+	Tokens *Tokens
 
 	// Listeners are extra transports to accept connections from, for tests
 	// and custom transports. They are closed by Shutdown and Close.
@@ -52,8 +67,19 @@ type Config struct {
 // frame (CLOSE with its longest reason, WELCOME) must fit.
 const MinMaxFrame = 1024
 
+// Tokens configure connect tokens (package token).
+type Tokens struct {
+	// Key is the private key shared with the token issuer.
+	Key token.Key
+	// ProtocolID is the game's protocol id; tokens for another are refused.
+	ProtocolID uint64
+}
+
 // Hello is what a client presented when it connected.
 type Hello struct {
+	// Token is the client's verified connect token, when the server
+	// requires tokens.
+	Token *token.Claims
 	// Version is the client's protocol version.
 	Version uint16
 	// Auth is the client's authentication bytes (ClientConfig.Auth).
@@ -70,6 +96,8 @@ type Identity struct {
 	// Data is anything else the application wants to keep with the
 	// connection.
 	Data any
+	// Token is the client's verified connect token, when tokens are on.
+	Token *token.Claims
 }
 
 func (c *Config) populate() error {
@@ -88,8 +116,11 @@ func (c *Config) populate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.QUICAddr == "" && len(c.Listeners) == 0 {
-		return errors.New("netcode: no transport configured (set QUICAddr or Listeners)")
+	if c.QUICAddr == "" && c.KCPAddr == "" && len(c.Listeners) == 0 {
+		return errors.New("netcode: no transport configured (set QUICAddr, KCPAddr or Listeners)")
+	}
+	if c.KCPAddr != "" && c.Tokens == nil {
+		return errors.New("netcode: KCPAddr needs Tokens: the KCP transport admits only connect tokens")
 	}
 	if c.QUICAddr != "" && c.TLS == nil {
 		return errors.New("netcode: QUICAddr needs a TLS config")
@@ -117,6 +148,8 @@ type InputHandler func(c *Conn, data []byte)
 type Server struct {
 	cfg       Config
 	listeners []transport.Listener
+	kcp       *kcp.Listener
+	tokens    *tokenCheck
 
 	mu           sync.RWMutex
 	events       map[string]EventHandler
@@ -125,8 +158,9 @@ type Server struct {
 	onDisconnect []func(*Conn, *CloseError)
 	onInput      InputHandler
 
-	connsMu sync.Mutex
-	conns   map[ID]*Conn
+	connsMu     sync.Mutex
+	conns       map[ID]*Conn
+	handshaking map[*Conn]struct{}
 
 	metrics serverMetrics
 
@@ -136,6 +170,8 @@ type Server struct {
 	serving  atomic.Bool
 	wg       sync.WaitGroup // accept loops and connections
 	stopOnce sync.Once
+
+	listenersOnce sync.Once
 }
 
 // NewServer validates cfg and binds its listeners, so the addresses are known
@@ -149,6 +185,8 @@ func NewServer(cfg Config) (*Server, error) {
 		events:   make(map[string]EventHandler),
 		requests: make(map[string]RequestHandler),
 		conns:    make(map[ID]*Conn),
+
+		handshaking: make(map[*Conn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.QUICAddr != "" {
@@ -158,11 +196,36 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 		s.listeners = append(s.listeners, ln)
 	}
+	if cfg.KCPAddr != "" {
+		kc := cfg.KCP
+		kc.Key, kc.ProtocolID = cfg.Tokens.Key, cfg.Tokens.ProtocolID
+		ln, err := kcp.Listen(cfg.KCPAddr, kc)
+		if err != nil {
+			for _, l := range s.listeners {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		s.kcp = ln
+		s.listeners = append(s.listeners, ln)
+	}
+	if cfg.Tokens != nil {
+		s.tokens = newTokenCheck(cfg.Tokens)
+	}
 	s.listeners = append(s.listeners, cfg.Listeners...)
 	return s, nil
 }
 
-// Addrs are the bound addresses of the server's listeners, QUIC first.
+// KCPStats returns the KCP listener's counters, when KCP is on.
+func (s *Server) KCPStats() (kcp.ListenerStats, bool) {
+	if s.kcp == nil {
+		return kcp.ListenerStats{}, false
+	}
+	return s.kcp.Stats(), true
+}
+
+// Addrs are the bound addresses of the server's listeners, QUIC first, then
+// KCP, then Config.Listeners.
 func (s *Server) Addrs() []net.Addr {
 	out := make([]net.Addr, len(s.listeners))
 	for i, l := range s.listeners {
@@ -273,7 +336,14 @@ func (s *Server) acceptLoop(l transport.Listener) {
 func (s *Server) stop() {
 	s.stopOnce.Do(func() {
 		s.closing.Store(true)
-		s.cancel()
+		s.cancel() // the accept loops end
+	})
+}
+
+// closeListeners releases the sockets, once every connection is gone: a
+// transport such as KCP sends its close packets on the listener's socket.
+func (s *Server) closeListeners() {
+	s.listenersOnce.Do(func() {
 		for _, l := range s.listeners {
 			_ = l.Close()
 		}
@@ -288,11 +358,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeAll(CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.closeListeners()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.Conns(func(c *Conn) { c.closeSession() })
+		s.allConns(func(c *Conn) { c.closeSession() })
 		<-done
 		return ctx.Err()
 	}
@@ -304,11 +375,29 @@ func (s *Server) Close() error {
 	s.stop()
 	s.closeAll(CloseGoingAway, "server closed")
 	s.wg.Wait()
+	s.closeListeners()
 	return nil
 }
 
+// closeAll closes every connection, those still in their handshake too.
 func (s *Server) closeAll(code CloseCode, reason string) {
-	s.Conns(func(c *Conn) { c.close(&CloseError{Code: code, Reason: reason}) })
+	s.allConns(func(c *Conn) { c.close(&CloseError{Code: code, Reason: reason}) })
+}
+
+// allConns calls f for every connection, open or in its handshake.
+func (s *Server) allConns(f func(*Conn)) {
+	s.connsMu.Lock()
+	list := make([]*Conn, 0, len(s.conns)+len(s.handshaking))
+	for _, c := range s.conns {
+		list = append(list, c)
+	}
+	for c := range s.handshaking {
+		list = append(list, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range list {
+		f(c)
+	}
 }
 
 func (s *Server) lookupEvent(name []byte) EventHandler {

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
 )
@@ -77,6 +80,24 @@ var Transports = []Transport{
 		},
 	},
 	{
+		Name: "kcp",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			cfg.KCPAddr = "127.0.0.1:0"
+			if cfg.Tokens == nil {
+				cfg.Tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: ProtocolID}
+			}
+		},
+		URL: func(srv *netcode.Server) string { return "kcp://" + srv.Addrs()[0].String() },
+		Client: func(_ *netcode.Server, cfg *netcode.ClientConfig) {
+			if cfg.Token == nil {
+				cfg.Token = Token()
+			}
+		},
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			return kcp.Dial(ctx, srv.Addrs()[0].String(), Token(), kcp.Config{})
+		},
+	},
+	{
 		Name: "mem",
 		Listen: func(t testing.TB, cfg *netcode.Config) {
 			memMu.Lock()
@@ -100,6 +121,28 @@ var Transports = []Transport{
 			return memListener(srv).Dial(ctx)
 		},
 	},
+}
+
+// ProtocolID is the protocol id of the tests' connect tokens.
+const ProtocolID = 0x726f6f6d77697265
+
+// Token issues a connect token under token.DevKey for ProtocolID.
+func Token() *token.ConnectToken {
+	tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: ProtocolID, ClientID: 1}, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// GoleakOptions are the options every TestMain that runs transports passes
+// to goleak: kcp-go starts a process-wide scheduler when the program loads
+// and never stops it.
+func GoleakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
+		goleak.IgnoreTopFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
+	}
 }
 
 // Find returns the transport called name.
