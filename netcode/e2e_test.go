@@ -15,6 +15,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
 )
 
 func echo(s *netcode.Server) {
@@ -179,7 +180,10 @@ func TestShutdownTellsClientsWhy(t *testing.T) {
 			require.Equal(t, netcode.CloseGoingAway, ce.Code)
 			require.Equal(t, "server shutting down", ce.Reason)
 		}
-		short := netcode.ClientConfig{KCP: kcp.Config{HandshakeTimeout: 300 * time.Millisecond}}
+		short := netcode.ClientConfig{
+			KCP:  kcp.Config{HandshakeTimeout: 300 * time.Millisecond},
+			QUIC: quic.Config{HandshakeTimeout: 300 * time.Millisecond},
+		}
 		_, err := nt.TryClient(tr, srv, short, func(c *netcode.Client) {})
 		require.Error(t, err, "a shut-down server accepts no one")
 	})
