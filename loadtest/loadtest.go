@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,14 +22,23 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
 
 // Config describes a load run. Zero fields take the documented defaults.
 type Config struct {
-	// Addr is the server URL, such as "quic://127.0.0.1:7777".
+	// Addr is the server URL, such as "quic://127.0.0.1:7777". Several URLs
+	// separated by commas spread the bots over them in turn (a mixed run:
+	// "quic://127.0.0.1:7777,kcp://127.0.0.1:7778").
 	Addr string
+	// TokenKey, if set, makes each bot mint its own connect token with it,
+	// as a matchmaker would; KCP needs one.
+	TokenKey *token.Key
+	// ProtocolID is the tokens' protocol id. Zero means
+	// token.DefaultProtocolID.
+	ProtocolID uint64
 	// Insecure skips server certificate verification (development servers).
 	Insecure bool
 	// Bots is how many bots connect. Zero means 1.
@@ -89,6 +100,9 @@ func (c *Config) populate() error {
 	if c.Addr == "" {
 		return errors.New("loadtest: no server address")
 	}
+	if c.ProtocolID == 0 {
+		c.ProtocolID = token.DefaultProtocolID
+	}
 	if c.Bots <= 0 {
 		c.Bots = 1
 	}
@@ -113,6 +127,7 @@ func (c *Config) populate() error {
 // run is the shared state of one load run.
 type run struct {
 	cfg   Config
+	addrs []string
 	runID string
 
 	connected, failed      atomic.Int64
@@ -138,6 +153,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	_, _ = rand.Read(idb[:])
 	r := &run{
 		cfg:   cfg,
+		addrs: strings.Split(cfg.Addr, ","),
 		runID: hex.EncodeToString(idb[:]),
 		rtt:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
 		gap:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
@@ -197,7 +213,7 @@ func (r *run) report(elapsed time.Duration) Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := Report{
-		Transport:         transportOf(r.cfg.Addr),
+		Transport:         r.transports(),
 		Bots:              r.cfg.Bots,
 		Connected:         int(r.connected.Load()),
 		Failed:            int(r.failed.Load()),
@@ -232,13 +248,19 @@ func percentiles(h *hdrhistogram.Histogram, full bool) Percentiles {
 	return p
 }
 
-func transportOf(addr string) string {
-	for i := 0; i+3 <= len(addr); i++ {
-		if addr[i:i+3] == "://" {
-			return addr[:i]
+// transports names the run's transports: "quic", "kcp" or "quic+kcp".
+func (r *run) transports() string {
+	var names []string
+	for _, a := range r.addrs {
+		name, _, ok := strings.Cut(a, "://")
+		if !ok {
+			name = "quic"
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
 		}
 	}
-	return "quic"
+	return strings.Join(names, "+")
 }
 
 // bot plays one client: connect, join, then send inputs every tick and a ping
@@ -248,8 +270,20 @@ func (r *run) bot(ctx context.Context, i int) {
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 
+	addr := r.addrs[i%len(r.addrs)]
 	ccfg := cfg.Client
 	ccfg.InsecureSkipVerify = ccfg.InsecureSkipVerify || cfg.Insecure
+	if cfg.TokenKey != nil && ccfg.Token == nil {
+		tok, err := token.Issue(*cfg.TokenKey, token.Params{
+			ProtocolID: cfg.ProtocolID, ClientID: uint64(i), Servers: []string{addr},
+		}, time.Now())
+		if err != nil {
+			r.failed.Add(1)
+			r.addError("token", err)
+			return
+		}
+		ccfg.Token = tok
+	}
 	cl := netcode.NewClient(ccfg)
 
 	var (
@@ -273,7 +307,7 @@ func (r *run) bot(ctx context.Context, i int) {
 	disconnected := make(chan *netcode.CloseError, 1)
 	cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
 
-	if err := cl.Connect(cctx, cfg.Addr); err != nil {
+	if err := cl.Connect(cctx, addr); err != nil {
 		r.failed.Add(1)
 		r.addError("connect", err)
 		return

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/roomwire/roomwire/loadtest"
+	"github.com/roomwire/roomwire/netcode/token"
 )
 
 func main() {
@@ -31,7 +32,10 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("botclient", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL` (quic://host:port)")
+	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL`s (quic://host:port or kcp://host:port), comma-separated to spread bots over them")
+	dev := fs.Bool("dev", true, "mint connect tokens with the built-in development key")
+	keyFile := fs.String("token-key", "", "`file` with the connect token key to mint tokens with, as a matchmaker would; turns -dev off")
+	protocolID := fs.Uint64("protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
 	insecure := fs.Bool("insecure", false, "skip server certificate verification (development servers)")
 	n := fs.Int("n", 50, "number of bots")
 	perRoom := fs.Int("per-room", 10, "bots per room")
@@ -51,10 +55,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	var key *token.Key
+	switch {
+	case *keyFile != "":
+		k, err := token.LoadKeyFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		key = &k
+	case *dev:
+		k := token.DevKey
+		key = &k
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := loadtest.Config{
 		Addr:           *addr,
+		TokenKey:       key,
+		ProtocolID:     *protocolID,
 		Insecure:       *insecure,
 		Bots:           *n,
 		PerRoom:        *perRoom,

@@ -1,6 +1,8 @@
 // Command gameserver runs a Roomwire game server with the built-in arena demo
-// game: QUIC on UDP :7777 with a development certificate, and an HTTP side
-// port (:8080) with /healthz, /rooms and /metrics. Every flag can also be set
+// game: QUIC on UDP :7777 with a development certificate, KCP on UDP :7778,
+// and an HTTP side port (:8080) with /healthz, /rooms and /metrics. Clients
+// of both transports present connect tokens; in development mode (-dev, the
+// default) the built-in public dev key checks them. Every flag can also be set
 // from an environment variable named ROOMWIRE_ and the flag in upper case
 // (-tick → ROOMWIRE_TICK, -max-members → ROOMWIRE_MAX_MEMBERS).
 package main
@@ -23,12 +25,17 @@ import (
 	"time"
 
 	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
 
 type options struct {
 	quicAddr   string
+	kcpAddr    string
+	dev        bool
+	tokenKey   string
+	protocolID uint64
 	httpAddr   string
 	tick       int
 	maxMembers int
@@ -47,7 +54,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("gameserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.quicAddr, "quic", ":7777", "UDP `address` for QUIC clients")
+	fs.StringVar(&o.quicAddr, "quic", ":7777", "UDP `address` for QUIC clients; empty disables")
+	fs.StringVar(&o.kcpAddr, "kcp", ":7778", "UDP `address` for KCP clients (reliable KCP and datagrams on one socket); empty disables")
+	fs.BoolVar(&o.dev, "dev", true, "development mode: accept connect tokens minted with the built-in, public dev key (never in production)")
+	fs.StringVar(&o.tokenKey, "token-key", "", "`file` with the 64-hex-digit connect token key shared with the matchmaker; turns -dev off")
+	fs.Uint64Var(&o.protocolID, "protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
 	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics); empty disables")
 	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
@@ -80,6 +91,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if (o.cert == "") != (o.key == "") {
 		return o, errors.New("-cert and -key go together")
 	}
+	if set["token-key"] || (o.tokenKey != "" && !set["dev"]) {
+		o.dev = false // a real key replaces the dev key
+	}
+	if o.quicAddr == "" && o.kcpAddr == "" {
+		return o, errors.New("-quic and -kcp are both empty: no transport to serve")
+	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
@@ -110,13 +127,24 @@ func run(args []string, stderr io.Writer) error {
 }
 
 // serve runs the server until ctx is cancelled, then shuts down within 5 s.
-// ready, if not nil, receives the bound addresses once the server accepts.
-func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, http net.Addr)) error {
+// ready, if not nil, receives the bound addresses (nil for a disabled one)
+// once the server accepts.
+func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kcp, http net.Addr)) error {
 	tlsConf, err := loadTLS(o, log)
 	if err != nil {
 		return err
 	}
-	srv, err := netcode.NewServer(netcode.Config{QUICAddr: o.quicAddr, TLS: tlsConf, Logger: log})
+	key, err := tokenKey(o, log)
+	if err != nil {
+		return err
+	}
+	srv, err := netcode.NewServer(netcode.Config{
+		QUICAddr: o.quicAddr,
+		KCPAddr:  o.kcpAddr,
+		TLS:      tlsConf,
+		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
+		Logger:   log,
+	})
 	if err != nil {
 		return err
 	}
@@ -148,9 +176,17 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, ht
 
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(context.Background()) }()
-	log.Info("game server ready", "quic", srv.Addrs()[0].String(), "http", o.httpAddr, "tick", o.tick, "game", arena.Kind)
+	addrs := srv.Addrs()
+	var quicAddr, kcpAddr net.Addr
+	if o.quicAddr != "" {
+		quicAddr, addrs = addrs[0], addrs[1:]
+	}
+	if o.kcpAddr != "" {
+		kcpAddr = addrs[0]
+	}
+	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", o.httpAddr, "tick", o.tick, "game", arena.Kind)
 	if ready != nil {
-		ready(srv.Addrs()[0], httpAddr)
+		ready(quicAddr, kcpAddr, httpAddr)
 	}
 
 	<-ctx.Done()
@@ -168,6 +204,19 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, ht
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// tokenKey is the connect token key: from -token-key, or the public dev key
+// in development mode.
+func tokenKey(o options, log *slog.Logger) (token.Key, error) {
+	if o.tokenKey != "" {
+		return token.LoadKeyFile(o.tokenKey)
+	}
+	if !o.dev {
+		return token.Key{}, errors.New("no connect token key: set -token-key FILE (or -dev for the public development key)")
+	}
+	log.Warn("DEVELOPMENT MODE: connect tokens are checked against the built-in dev key, which is public: anyone can mint tokens for this server. Set -token-key FILE in production.")
+	return token.DevKey, nil
 }
 
 func loadTLS(o options, log *slog.Logger) (*tls.Config, error) {
@@ -191,7 +240,11 @@ func sideHandler(srv *netcode.Server, hub *rooms.Hub) http.Handler {
 		writeJSON(w, hub.Rooms())
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, srv.Metrics())
+		m := map[string]any{"server": srv.Metrics()}
+		if ks, ok := srv.KCPStats(); ok {
+			m["kcp"] = ks
+		}
+		writeJSON(w, m)
 	})
 	return mux
 }

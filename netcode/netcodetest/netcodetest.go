@@ -124,7 +124,7 @@ var Transports = []Transport{
 }
 
 // ProtocolID is the protocol id of the tests' connect tokens.
-const ProtocolID = 0x726f6f6d77697265
+const ProtocolID = token.DefaultProtocolID
 
 // Token issues a connect token under token.DevKey for ProtocolID.
 func Token() *token.ConnectToken {

@@ -42,6 +42,10 @@ const (
 	MaxServerAddr = 64
 )
 
+// DefaultProtocolID is the protocol id of the demo game server and bot
+// client ("roomwire" in ASCII). A game picks its own.
+const DefaultProtocolID uint64 = 0x726f6f6d77697265
+
 // Version is the token format version, carried in the wire form.
 const Version uint16 = 1
 
