@@ -33,7 +33,7 @@ demo:
 # Each fuzz target for a few seconds (CI runs this too).
 FUZZTIME ?= 5s
 fuzz:
-	@for pkg in ./reliable ./unreliable; do \
+	@for pkg in ./reliable ./unreliable ./netcode/token ./netcode/transport/secure; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t"; \
 	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \

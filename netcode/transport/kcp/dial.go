@@ -69,9 +69,16 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 		if _, err := conn.Write(out); err != nil {
 			return nil, fmt.Errorf("kcp: handshake: %w", err)
 		}
+		end, _ := ctx.Deadline() // set: the handshake timeout at least
+		if !time.Now().Before(end) {
+			if response == nil {
+				return nil, ErrNoAnswer
+			}
+			return nil, fmt.Errorf("kcp: challenged but never confirmed: %w", ErrNoAnswer)
+		}
 		deadline := time.Now().Add(resendInterval)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
+		if end.Before(deadline) {
+			deadline = end
 		}
 		_ = conn.SetReadDeadline(deadline)
 		for {
@@ -117,11 +124,8 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 			_ = conn.SetReadDeadline(time.Time{})
 			return startClient(conn, remote, tok, opener, cfg), nil
 		}
-		if ctx.Err() != nil {
-			if response == nil {
-				return nil, ErrNoAnswer
-			}
-			return nil, fmt.Errorf("kcp: challenged but never confirmed: %w", ErrNoAnswer)
+		if ctx.Err() != nil && time.Now().Before(end) {
+			return nil, ctx.Err() // the caller gave up early
 		}
 	}
 }

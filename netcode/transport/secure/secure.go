@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -89,15 +90,27 @@ var (
 	ErrReplayed = errors.New("secure: replayed or too old packet")
 )
 
-// additional is the data every sealed packet is bound to.
-func additional(ad *[21]byte, protocolID uint64, t PacketType) []byte {
-	copy(ad[:], "ROOMWIRE P")
-	binary.BigEndian.PutUint16(ad[10:], token.Version)
-	binary.BigEndian.PutUint64(ad[12:], protocolID)
-	ad[20] = byte(t)
-	return ad[:]
+// adSize is the size of the additional data every sealed packet is bound
+// to: a label, the version, the protocol id and the packet type.
+const adSize = 10 + 2 + 8 + 1
+
+// additionalData is the additional data for each packet type, computed once
+// per key so that sealing and opening allocate nothing.
+type additionalData [256][adSize]byte
+
+func newAdditional(protocolID uint64) *additionalData {
+	ad := new(additionalData)
+	for t := range ad {
+		copy(ad[t][:], "ROOMWIRE P")
+		binary.BigEndian.PutUint16(ad[t][10:], token.Version)
+		binary.BigEndian.PutUint64(ad[t][12:], protocolID)
+		ad[t][20] = byte(t)
+	}
+	return ad
 }
 
+// nonce writes seq into n's last 8 bytes: the packet nonce (the first 4 stay
+// zero; each direction has its own key).
 func nonce(n *[chacha20poly1305.NonceSize]byte, seq uint64) []byte {
 	binary.BigEndian.PutUint64(n[4:], seq)
 	return n[:]
@@ -107,15 +120,18 @@ func nonce(n *[chacha20poly1305.NonceSize]byte, seq uint64) []byte {
 // takes the next sequence number, which is also its nonce, so a key never
 // seals two packets with one nonce.
 type Sealer struct {
-	aead       cipher.AEAD
-	protocolID uint64
-	seq        atomic.Uint64
+	aead cipher.AEAD
+	ad   *additionalData
+	seq  atomic.Uint64
+
+	mu    sync.Mutex // guards nonce, the scratch that keeps Seal from allocating
+	nonce [chacha20poly1305.NonceSize]byte
 }
 
 // NewSealer returns a Sealer for key.
 func NewSealer(key token.Key, protocolID uint64) *Sealer {
 	aead, _ := chacha20poly1305.New(key[:])
-	return &Sealer{aead: aead, protocolID: protocolID}
+	return &Sealer{aead: aead, ad: newAdditional(protocolID)}
 }
 
 // Seal appends the sealed packet of type t with payload to dst:
@@ -146,23 +162,25 @@ func IsHandshakeSeq(seq uint64) bool { return seq&(1<<63) != 0 }
 func (s *Sealer) SealSeq(dst []byte, t PacketType, seq uint64, payload []byte) []byte {
 	dst = append(dst, byte(t))
 	dst = binary.BigEndian.AppendUint64(dst, seq)
-	var n [chacha20poly1305.NonceSize]byte
-	var ad [21]byte
-	return s.aead.Seal(dst, nonce(&n, seq), payload, additional(&ad, s.protocolID, t))
+	s.mu.Lock()
+	dst = s.aead.Seal(dst, nonce(&s.nonce, seq), payload, s.ad[t][:])
+	s.mu.Unlock()
+	return dst
 }
 
 // Opener opens the packets of one direction of one session and drops
 // replays. It is not safe for concurrent use.
 type Opener struct {
-	aead       cipher.AEAD
-	protocolID uint64
-	Replay     Replay
+	aead   cipher.AEAD
+	ad     *additionalData
+	nonce  [chacha20poly1305.NonceSize]byte
+	Replay Replay
 }
 
 // NewOpener returns an Opener for key.
 func NewOpener(key token.Key, protocolID uint64) *Opener {
 	aead, _ := chacha20poly1305.New(key[:])
-	return &Opener{aead: aead, protocolID: protocolID}
+	return &Opener{aead: aead, ad: newAdditional(protocolID)}
 }
 
 // SeqOf returns a sealed packet's sequence number, so a client can tell
@@ -195,9 +213,7 @@ func (o *Opener) Open(dst, packet []byte) (PacketType, []byte, error) {
 	if !o.Replay.Fresh(seq) {
 		return t, nil, ErrReplayed
 	}
-	var n [chacha20poly1305.NonceSize]byte
-	var ad [21]byte
-	out, err := o.aead.Open(dst, nonce(&n, seq), packet[9:], additional(&ad, o.protocolID, t))
+	out, err := o.aead.Open(dst, nonce(&o.nonce, seq), packet[9:], o.ad[t][:])
 	if err != nil {
 		return t, nil, ErrOpen
 	}
