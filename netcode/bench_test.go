@@ -9,10 +9,12 @@ import (
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
+	kcpgo "github.com/xtaci/kcp-go/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/transport/secure"
 	"github.com/roomwire/roomwire/reliable"
 )
 
@@ -284,4 +286,66 @@ func BenchmarkRatioDatagramVsDatagramEcho(b *testing.B) {
 	base, done := bareDatagramEcho(b)
 	defer done()
 	interleave(b, base, libDatagram(b, nt.Find("quic")))
+}
+
+// bareKCPEcho is a kcp-go session echoed by a goroutine on the other side,
+// with the settings Roomwire's KCP transport uses: the floor for the
+// library's request round trip over KCP.
+func bareKCPEcho(b *testing.B) (pingPong, func()) {
+	tune := func(s *kcpgo.UDPSession) {
+		s.SetNoDelay(1, 10, 2, 1)
+		s.SetWindowSize(256, 256)
+		s.SetMtu(secure.MaxPayload)
+		s.SetStreamMode(true)
+		s.SetWriteDelay(false)
+		s.SetACKNoDelay(true)
+	}
+	ln, err := kcpgo.ListenWithOptions("127.0.0.1:0", nil, 0, 0)
+	require.NoError(b, err)
+	cl, err := kcpgo.DialWithOptions(ln.Addr().String(), nil, 0, 0)
+	require.NoError(b, err)
+	tune(cl)
+	msg := make([]byte, rttPayload)
+	_, err = cl.Write(msg) // the listener sees the session once it has data
+	require.NoError(b, err)
+	sv, err := ln.AcceptKCP()
+	require.NoError(b, err)
+	tune(sv)
+	echoDone := make(chan struct{})
+	go func() {
+		defer close(echoDone)
+		buf := make([]byte, rttPayload)
+		for {
+			if _, err := io.ReadFull(sv, buf); err != nil {
+				return
+			}
+			if _, err := sv.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, rttPayload)
+	_, err = io.ReadFull(cl, buf)
+	require.NoError(b, err)
+	return func() bool {
+			if _, err := cl.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			_, err := io.ReadFull(cl, buf)
+			return err == nil
+		}, func() {
+			_ = cl.Close()
+			_ = sv.Close()
+			_ = ln.Close()
+			<-echoDone
+		}
+}
+
+// BenchmarkRatioEventVsKCPEcho sets the library's request/reply round trip
+// over KCP (under the secure layer) against a bare kcp-go echo with the
+// same KCP settings, one of each in turn.
+func BenchmarkRatioEventVsKCPEcho(b *testing.B) {
+	base, done := bareKCPEcho(b)
+	defer done()
+	interleave(b, base, libRequest(b, nt.Find("kcp")))
 }
