@@ -42,6 +42,9 @@ func FragmentPayload(maxDatagram int) int {
 // datagrams of maxDatagram bytes; an empty snapshot still takes one.
 func FragmentCount(n, maxDatagram int) (int, error) {
 	p := FragmentPayload(maxDatagram)
+	if p <= 0 {
+		return 0, fmt.Errorf("%w: datagrams of %d bytes hold no snapshot bytes", ErrSnapshotBig, maxDatagram)
+	}
 	c := max(1, (n+p-1)/p)
 	if c > MaxFragments {
 		return 0, fmt.Errorf("%w: %d bytes in %d-byte datagrams need %d > %d", ErrSnapshotBig, n, maxDatagram, c, MaxFragments)
@@ -103,6 +106,9 @@ type Reassembler struct {
 // returns the snapshot's tick and bytes, valid until the next call to Add and
 // as long as frag is (a single-fragment snapshot is returned in place).
 func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32, []byte, bool) {
+	if h.Count == 0 || h.Count > MaxFragments || h.Index >= h.Count {
+		return 0, nil, false // not from ParseSnapshotHeader: refuse rather than index out of range
+	}
 	if r.haveAny && !TickNewer(h.Tick, r.newest) {
 		if r.Restart == 0 || r.newest-h.Tick <= r.Restart {
 			r.Stale++
