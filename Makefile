@@ -2,6 +2,7 @@
 GO ?= go
 BOTS ?= 50
 DURATION ?= 20s
+DEMO_ADDR ?= quic://127.0.0.1:7777
 
 .PHONY: run test bench demo fuzz build vet
 
@@ -28,7 +29,7 @@ demo:
 	@./bin/gameserver -log warn & pid=$$!; \
 	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
 	sleep 1; \
-	./bin/botclient -addr quic://127.0.0.1:7777 -insecure -n $(BOTS) -per-room 10 -duration $(DURATION)
+	./bin/botclient -addr $(DEMO_ADDR) -insecure -n $(BOTS) -per-room 10 -duration $(DURATION)
 
 # Each fuzz target for a few seconds (CI runs this too).
 FUZZTIME ?= 5s
