@@ -9,8 +9,8 @@ import (
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
-	kcpgo "github.com/xtaci/kcp-go/v5"
 	"github.com/stretchr/testify/require"
+	kcpgo "github.com/xtaci/kcp-go/v5"
 
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
