@@ -93,7 +93,14 @@ type Report struct {
 	SnapshotGap       Percentiles `json:"snapshot_gap_ms"`
 	BytesSent         uint64      `json:"bytes_sent"`
 	BytesReceived     uint64      `json:"bytes_received"`
-	Errors            []string    `json:"errors"`
+	// InterpFrames counts frames the bots rendered at 60 per second with
+	// Client.Interpolate; InterpUnderruns those with no snapshot after the
+	// render time.
+	InterpFrames    uint64 `json:"interp_frames"`
+	InterpUnderruns uint64 `json:"interp_underruns"`
+	// SnapshotsUndecodable counts deltas whose baseline a bot lacked.
+	SnapshotsUndecodable uint64   `json:"snapshots_undecodable"`
+	Errors               []string `json:"errors"`
 }
 
 func (c *Config) populate() error {
@@ -140,6 +147,9 @@ type run struct {
 	expected  float64
 	bytesSent uint64
 	bytesRecv uint64
+	frames    uint64
+	underruns uint64
+	undecod   uint64
 	errs      map[string]int
 }
 
@@ -226,7 +236,11 @@ func (r *run) report(elapsed time.Duration) Report {
 		SnapshotGap:       percentiles(r.gap, false),
 		BytesSent:         r.bytesSent,
 		BytesReceived:     r.bytesRecv,
-		Errors:            []string{},
+		InterpFrames:      r.frames,
+		InterpUnderruns:   r.underruns,
+
+		SnapshotsUndecodable: r.undecod,
+		Errors:               []string{},
 	}
 	for msg, n := range r.errs {
 		if n > 1 {
@@ -334,6 +348,9 @@ func (r *run) bot(ctx context.Context, i int) {
 	r.expected += inRoom * float64(jr.TickRate)
 	r.bytesSent += st.BytesSent
 	r.bytesRecv += st.BytesReceived
+	r.frames += st.InterpFrames
+	r.underruns += st.InterpUnderruns
+	r.undecod += st.SnapshotsUndecodable
 	localMu.Lock()
 	r.gap.Merge(local)
 	localMu.Unlock()
@@ -349,6 +366,8 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, discon
 	defer inputs.Stop()
 	pings := time.NewTicker(r.cfg.PingInterval)
 	defer pings.Stop()
+	frames := time.NewTicker(time.Second / 60)
+	defer frames.Stop()
 
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
@@ -371,6 +390,8 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, discon
 			if err := cl.SendInput(input); err != nil {
 				r.addError("input", err)
 			}
+		case now := <-frames.C:
+			cl.Interpolate(now) // a renderer would draw the blend here
 		case <-pings.C:
 			pingWG.Add(1)
 			r.eventsSent.Add(1)

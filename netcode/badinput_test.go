@@ -144,26 +144,36 @@ func TestBadDatagramsAreDroppedNotFatal(t *testing.T) {
 		require.NoError(t, err)
 		defer raw.Close(0, "")
 		helloRaw(t, raw)
-		readWelcome(t, raw)
+		id := readWelcome(t, raw)
 
+		hdr := func(kind unreliable.Kind, seq uint16) []byte {
+			return unreliable.AppendHeader(nil, unreliable.Header{Kind: kind, Seq: seq})
+		}
+		inputs := func(seq uint16, in ...unreliable.Input) []byte {
+			d, err := unreliable.AppendInputs(hdr(unreliable.KindInput, seq), unreliable.SnapshotAck{}, in)
+			require.NoError(t, err)
+			return d
+		}
 		bad := [][]byte{
-			{},                           // empty
-			{byte(unreliable.KindInput)}, // short header
-			{0x7e, 0, 1, 'x'},            // unknown kind
-			{byte(unreliable.KindSnapshot), 0, 2, 0, 0, 0, 1, 0, 1}, // snapshot from a client
+			{},                                 // empty
+			{byte(unreliable.KindInput), 0, 1}, // short header
+			append(hdr(0x7e, 1), 'x'),          // unknown kind
+			append(hdr(unreliable.KindSnapshot, 2), 0, 0, 0, 1, 0, 1), // a snapshot from a client
+			append(hdr(unreliable.KindInput, 3), 1, 2, 3),             // an input body cut short
+			inputs(0, unreliable.Input{Seq: 1, Data: []byte("x")}),    // sequence number 0 is never sent
 		}
 		for _, d := range bad {
 			require.NoError(t, raw.SendDatagram(d))
 		}
-		good := unreliable.AppendHeader(nil, unreliable.Header{Kind: unreliable.KindInput, Seq: 10})
-		require.NoError(t, raw.SendDatagram(append(good, "fire"...)))
+		require.NoError(t, raw.SendDatagram(inputs(10, unreliable.Input{Seq: 1, Data: []byte("fire")})))
 		require.Equal(t, "fire", nt.Recv(t, got, "valid input after bad ones"))
 		nt.Eventually(t, func() bool { return srv.Metrics().DatagramsBad == uint64(len(bad)) }, "bad datagrams counted")
 
-		stale := unreliable.AppendHeader(nil, unreliable.Header{Kind: unreliable.KindInput, Seq: 9})
-		require.NoError(t, raw.SendDatagram(append(stale, "old"...)))
-		nt.Eventually(t, func() bool { return srv.Metrics().DatagramsStale == 1 }, "stale input counted")
-		nt.Never(t, got, 50*time.Millisecond, "stale input delivered")
+		// The next datagram repeats input 1 with input 2: only 2 is new.
+		require.NoError(t, raw.SendDatagram(inputs(11, unreliable.Input{Seq: 1, Data: []byte("fire")}, unreliable.Input{Seq: 2, Data: []byte("jump")})))
+		require.Equal(t, "jump", nt.Recv(t, got, "the new input"))
+		nt.Never(t, got, 50*time.Millisecond, "an input handed over twice")
+		require.EqualValues(t, 1, srv.Conn(id).Stats().InputsRedundant)
 
 		// The connection is still open: a request on the raw stream works.
 		req, err := reliable.AppendRequest(nil, 7, "echo", []byte("alive"))

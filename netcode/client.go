@@ -34,11 +34,12 @@ type ClientConfig struct {
 	QUIC quic.Config
 	// KCP tunes the KCP transport.
 	KCP kcp.Config
-	// Token is the connect token the matchmaker issued. KCP requires one;
-	// on QUIC it is sent in the HELLO (unless Auth is set).
+	// Token is the connect token the matchmaker issued. KCP presents it in
+	// its secure handshake; on QUIC it goes in the HELLO with a proof,
+	// bound to the TLS connection, that the client holds its key.
 	Token *token.ConnectToken
-	// Auth is sent in the HELLO for the server's Authenticate hook. Empty
-	// means the token's wire form, when there is a token.
+	// Auth is sent in the HELLO for the server's Authenticate hook (as
+	// Hello.Auth), with or without a token.
 	Auth []byte
 	// RequestTimeout bounds a Request whose context has no deadline. Zero
 	// means 10 seconds.
@@ -49,6 +50,9 @@ type ClientConfig struct {
 	MaxFrame int
 	// MaxQueued is how many reliable bytes may wait unsent. Zero means 1 MiB.
 	MaxQueued int
+	// Codec decodes snapshot deltas; it must match the server's. Nil means
+	// unreliable.XORCodec.
+	Codec unreliable.Codec
 	// Dial, if set, replaces the URL's transport: tests use it to run the
 	// client over an in-memory or impaired transport.
 	Dial func(ctx context.Context, addr string) (transport.Session, error)
@@ -74,6 +78,11 @@ type Client struct {
 	maxDatagram int
 	reasm       unreliable.Reassembler // datagram goroutine only
 	resetReasm  atomic.Bool
+	snaps       snapshotReceiver
+	clock       clockSync
+	inputs      inputHistory
+	interpA     []byte // Interpolate's frame copies
+	interpB     []byte
 	connected   atomic.Bool
 	done        chan struct{}
 
@@ -103,6 +112,15 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
 	c.reasm.Restart = snapshotRestart
+	c.acks.onTag = func(tag uint32) { // an INPUT datagram arrived: its inputs need not go again
+		if tag > c.inputs.acked.Load() {
+			c.inputs.acked.Store(tag)
+		}
+	}
+	c.snaps.codec = cfg.Codec
+	if c.snaps.codec == nil {
+		c.snaps.codec = unreliable.XORCodec{}
+	}
 	return c
 }
 
@@ -154,9 +172,13 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	}
 	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.Logger)
 	auth := c.cfg.Auth
-	if len(auth) == 0 && c.cfg.Token != nil {
-		if _, isKCP := sess.(*kcp.Session); !isKCP { // KCP presented it already
-			auth = c.cfg.Token.Wire()
+	if c.cfg.Token != nil {
+		if _, isKCP := sess.(*kcp.Session); !isKCP { // KCP presented it in its handshake
+			if auth, err = tokenAuth(c.cfg.Token, sess, c.cfg.Auth); err != nil {
+				_ = sess.Close(uint16(CloseInternal), "no token binding")
+				close(c.done)
+				return err
+			}
 		}
 	}
 	b, _ := c.out.begin()
@@ -241,6 +263,12 @@ func (c *Client) run(welcome chan<- error) {
 	c.id = f.ConnID
 	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram(), unreliable.MaxDatagram)
 	c.startReceiving(c.onDatagram)
+	c.pong = c.onPong
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.clockLoop()
+	}()
 	welcome <- nil
 
 	ce := c.readLoop(r, c.dispatch)
@@ -266,19 +294,6 @@ func (c *Client) Emit(event string, payload []byte) error { return c.emit(event,
 // failed or there is none, and with a *CloseError when the connection ends.
 func (c *Client) Request(ctx context.Context, event string, payload []byte) ([]byte, error) {
 	return c.request(ctx, event, payload, c.cfg.RequestTimeout)
-}
-
-// SendInput sends one input datagram. It never blocks: when the send queue is
-// full the oldest queued input is dropped.
-func (c *Client) SendInput(data []byte) error {
-	if err := c.err(); err != nil {
-		return err
-	}
-	if max := c.maxDatagram - unreliable.HeaderLen; len(data) > max {
-		return fmt.Errorf("%w: input of %d bytes > %d", unreliable.ErrTooLarge, len(data), max)
-	}
-	c.dq.put(unreliable.KindInput, data)
-	return nil
 }
 
 // ResetSnapshots makes the client accept the next snapshot whatever its
@@ -307,7 +322,7 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 func (c *Client) Err() error { return c.err() }
 
 // Stats returns the connection's counters.
-func (c *Client) Stats() Stats { return c.stats.snapshot() }
+func (c *Client) Stats() Stats { return c.statsNow() }
 
 func (c *Client) dispatch(f reliable.Frame) {
 	c.mu.RLock()
@@ -345,15 +360,34 @@ func (c *Client) recoverCallback() {
 	}
 }
 
+// onDatagram handles one datagram from the server (datagram goroutine):
+// snapshot fragments are reassembled, decoded against their baseline and
+// delivered; unreliable events go to their handlers.
 func (c *Client) onDatagram(d []byte) {
 	h, body, ok := c.parseDatagram(d)
 	if !ok {
 		return
 	}
-	if h.Kind != unreliable.KindSnapshot {
+	switch h.Kind {
+	case unreliable.KindSnapshot:
+		c.onSnapshotFragment(body)
+	case unreliable.KindEvent:
+		if ev, ok := c.acceptEvent(body); ok {
+			c.mu.RLock()
+			hd := c.events[string(ev.Name)]
+			c.mu.RUnlock()
+			if hd != nil {
+				c.callEvent(hd, ev.Payload)
+			} else {
+				c.unhandled.Add(1)
+			}
+		}
+	default:
 		c.stats.datagramsBad.Add(1)
-		return
 	}
+}
+
+func (c *Client) onSnapshotFragment(body []byte) {
 	sh, frag, err := unreliable.ParseSnapshotHeader(body)
 	if err != nil {
 		c.stats.datagramsBad.Add(1)
@@ -362,20 +396,46 @@ func (c *Client) onDatagram(d []byte) {
 	if c.resetReasm.CompareAndSwap(true, false) {
 		c.reasm.Reset()
 	}
+	now := time.Now()
 	stale, dropped := c.reasm.Stale, c.reasm.Dropped
-	tick, data, done := c.reasm.Add(sh, frag, time.Now())
+	tick, env, done := c.reasm.Add(sh, frag, now)
 	c.stats.datagramsStale.Add(c.reasm.Stale - stale)
 	c.stats.snapshotsIncomplete.Add(c.reasm.Dropped - dropped)
 	if !done {
 		return
 	}
+	data, undecodable, err := c.snaps.add(tick, env, now)
+	switch {
+	case err != nil:
+		c.stats.datagramsBad.Add(1)
+		return
+	case undecodable:
+		c.stats.snapshotsUndecodable.Add(1)
+		c.acknowledge() // tell the server what we do hold
+		return
+	}
 	c.stats.snapshotsReceived.Add(1)
+	c.acknowledge()
 	c.mu.RLock()
 	hs := c.onSnapshot
 	c.mu.RUnlock()
 	if hs != nil {
 		c.callSnapshot(hs, tick, data)
 	}
+}
+
+// EmitUnreliable sends an event as a datagram: it may be lost, duplicated
+// or reordered, and is never resent. The server's handler for the name
+// receives it like a reliable event, on the connection's datagram
+// goroutine.
+func (c *Client) EmitUnreliable(event string, payload []byte) error {
+	return c.emitDatagram(event, payload, false, c.maxDatagram)
+}
+
+// EmitLatest sends an event as a sequenced datagram: the server drops one
+// older than the newest of the same name it received.
+func (c *Client) EmitLatest(event string, payload []byte) error {
+	return c.emitDatagram(event, payload, true, c.maxDatagram)
 }
 
 func (c *Client) callSnapshot(h func(uint32, []byte), tick uint32, data []byte) {

@@ -23,8 +23,10 @@ type Conn struct {
 	srv      *Server
 	id       ID
 	identity Identity
-	inputs   unreliable.Latest // owned by the datagram read goroutine
-	data     atomic.Pointer[any]
+	// The newest input handed to the application (datagram goroutine).
+	lastInput uint32
+	haveInput bool
+	data      atomic.Pointer[any]
 }
 
 // ID is the connection's random, unguessable id.
@@ -44,7 +46,7 @@ func (c *Conn) Context() context.Context { return c.ctx }
 func (c *Conn) Err() error { return c.err() }
 
 // Stats returns the connection's counters.
-func (c *Conn) Stats() Stats { return c.stats.snapshot() }
+func (c *Conn) Stats() Stats { return c.statsNow() }
 
 // Data returns the value last stored with SetData, or nil.
 func (c *Conn) Data() any {
@@ -88,6 +90,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	defer s.wg.Done()
 	c := &Conn{srv: s, id: newID()}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.Logger)
+	c.dq.snaps = &snapshotSender{codec: s.codec}
 	s.metrics.connsAccepted.Add(1)
 	s.connsMu.Lock()
 	s.handshaking[c] = struct{}{}
@@ -172,12 +175,17 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	if ts, ok := c.sess.(interface{ TokenClaims() *token.Claims }); ok {
 		h.Token = ts.TokenClaims() // the transport checked it in its own handshake
 	} else if c.srv.tokens != nil {
-		cl, err := c.srv.tokens.check(f.Payload, c.sess.RemoteAddr(), time.Now())
+		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.sess, time.Now())
 		if err != nil {
-			c.close(&CloseError{Code: CloseRefused, Reason: err.Error()})
+			c.log.Info("connect token refused", "remote", c.sess.RemoteAddr(), "err", err)
+			reason := errTokenRefused.Error()
+			if errors.Is(err, errTokenReused) {
+				reason = errTokenReused.Error()
+			}
+			c.close(&CloseError{Code: CloseRefused, Reason: reason})
 			return false
 		}
-		h.Token = cl
+		h.Token, h.Auth = cl, appAuth
 	}
 	c.identity.Token = h.Token
 	if auth := c.srv.cfg.Authenticate; auth != nil {
@@ -278,23 +286,70 @@ func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
 	f(c, ce)
 }
 
-// onDatagram handles one datagram from the client: inputs go to the input
-// handler unless stale; anything else is dropped and counted.
+// onDatagram handles one datagram from the client (datagram goroutine):
+// inputs go to the input handler once each and in order, acknowledgements
+// move the snapshot baseline, unreliable events go to their handlers;
+// anything else is dropped and counted.
 func (c *Conn) onDatagram(d []byte) {
 	h, body, ok := c.parseDatagram(d)
-	if !ok || h.Kind != unreliable.KindInput {
-		if ok {
-			c.stats.datagramsBad.Add(1)
-		}
+	if !ok {
 		c.srv.metrics.datagramsBad.Add(1)
 		return
 	}
-	if !c.inputs.Accept(h.Seq) {
-		c.stats.datagramsStale.Add(1)
-		c.srv.metrics.datagramsStale.Add(1)
+	var err error
+	switch h.Kind {
+	case unreliable.KindInput:
+		var a unreliable.SnapshotAck
+		a, err = unreliable.ParseInputs(body, c.input)
+		if err == nil {
+			c.dq.snaps.ack(a)
+		}
+	case unreliable.KindAck:
+		var a unreliable.SnapshotAck
+		if a, _, err = unreliable.ParseAck(body); err == nil {
+			c.dq.snaps.ack(a)
+		}
+	case unreliable.KindEvent:
+		if ev, ok := c.acceptEvent(body); ok {
+			if h := c.srv.lookupEvent(ev.Name); h != nil {
+				c.callEvent(h, ev.Payload)
+			} else {
+				c.srv.metrics.eventsUnhandled.Add(1)
+			}
+		}
+	default:
+		err = unreliable.ErrUnknownKind // a SNAPSHOT from a client
+	}
+	if err != nil {
+		c.stats.datagramsBad.Add(1)
+		c.srv.metrics.datagramsBad.Add(1)
+	}
+}
+
+// input hands one input to the input handler unless it was handed already:
+// each INPUT datagram repeats the client's last few inputs.
+func (c *Conn) input(in unreliable.Input) {
+	if c.haveInput && in.Seq-c.lastInput-1 >= 1<<31 { // in.Seq <= lastInput, wrapping
+		c.stats.inputsRedundant.Add(1)
 		return
 	}
-	if in := c.srv.inputHandler(); in != nil {
-		c.callInput(in, body)
+	c.lastInput, c.haveInput = in.Seq, true
+	c.stats.inputsReceived.Add(1)
+	if h := c.srv.inputHandler(); h != nil {
+		c.callInput(h, in.Data)
 	}
+}
+
+// EmitUnreliable sends an event as a datagram: it may be lost, duplicated
+// or reordered, and is never resent. The client's handler for the name
+// receives it like a reliable event.
+func (c *Conn) EmitUnreliable(event string, payload []byte) error {
+	return c.emitDatagram(event, payload, false, c.sess.MaxDatagram())
+}
+
+// EmitLatest sends an event as a sequenced datagram: the client drops one
+// older than the newest of the same name it received, so only fresh state
+// is applied.
+func (c *Conn) EmitLatest(event string, payload []byte) error {
+	return c.emitDatagram(event, payload, true, c.sess.MaxDatagram())
 }

@@ -29,9 +29,16 @@ const closeGrace = 250 * time.Millisecond
 // read loop through start; all three end once close was called and the
 // session is gone, and finish waits for them.
 type peer struct {
-	sess     transport.Session
-	out      *outbox
-	dq       *dgramQueue
+	sess transport.Session
+	out  *outbox
+	dq   *dgramQueue
+	acks ackState
+
+	// Unreliable events: per-name sequence numbers sent (under evMu) and
+	// the newest received (reader goroutine only).
+	evMu     sync.Mutex
+	evSent   map[string]uint16
+	evLatest map[string]uint16
 	stats    connStats
 	log      *slog.Logger
 	maxFrame int
@@ -45,6 +52,9 @@ type peer struct {
 	forceMu   sync.Mutex
 
 	wg sync.WaitGroup
+
+	// pong, if set before the read loop starts, receives PONG frames.
+	pong func(reliable.Frame)
 
 	nextReq atomic.Uint32
 	pendMu  sync.Mutex
@@ -61,7 +71,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, log *slog
 	p.log = log
 	p.maxFrame = maxFrame
 	p.out = newOutbox(outboxLimit, sess.Write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
-	p.dq = newDgramQueue(&p.stats)
+	p.dq = newDgramQueue(&p.stats, &p.acks)
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	p.pending = make(map[uint32]chan result)
 }
@@ -276,12 +286,11 @@ func (p *peer) request(ctx context.Context, name string, payload []byte, timeout
 		p.out.abort()
 		return nil, err
 	}
-	// The caller waits for the reply anyway: write now rather than hand the
-	// bytes to the writer goroutine and wait for it to be scheduled.
-	if err := p.enqueued(p.out.endQuiet(b)); err != nil {
+	// The writer goroutine writes it: writing here could block past ctx on
+	// a peer that does not read.
+	if err := p.enqueued(p.out.end(b)); err != nil {
 		return nil, err
 	}
-	_ = p.out.flush()
 	select {
 	case r := <-ch:
 		if r.err != nil {
@@ -352,6 +361,9 @@ func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *Clos
 				_ = p.enqueued(p.out.end(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano()))))
 			}
 		case reliable.FramePong:
+			if p.pong != nil {
+				p.pong(f)
+			}
 		case reliable.FrameClose:
 			p.close(&CloseError{Code: f.Code, Reason: string(f.Payload), Remote: true})
 			return p.closeErr.Load()
@@ -388,12 +400,85 @@ func isClosed(err error) bool {
 	return ok
 }
 
-// parseDatagram decodes a datagram header, counting a malformed one.
+// parseDatagram decodes a datagram header, counting a malformed one, and
+// records its sequence number and acknowledgements.
 func (p *peer) parseDatagram(d []byte) (unreliable.Header, []byte, bool) {
 	h, body, err := unreliable.ParseHeader(d)
-	if err != nil {
+	if err != nil || h.Seq == 0 {
 		p.stats.datagramsBad.Add(1)
 		return h, nil, false
 	}
+	p.acks.record(h, time.Now())
 	return h, body, true
+}
+
+// statsNow returns the connection's counters with the ack estimates.
+func (p *peer) statsNow() Stats {
+	st := p.stats.snapshot()
+	var loss float64
+	st.RTT, loss, st.DatagramsAcked, st.DatagramsLost = p.acks.estimates()
+	st.LossPercent = 100 * loss
+	return st
+}
+
+// maxEventNames bounds the per-name sequence tables of unreliable events.
+const maxEventNames = 256
+
+// emitDatagram queues an unreliable event: sequenced ones carry a
+// per-name number so the receiver drops one older than the newest it saw.
+func (p *peer) emitDatagram(name string, payload []byte, sequenced bool, maxDatagram int) error {
+	if err := p.err(); err != nil {
+		return err
+	}
+	if n := unreliable.HeaderLen + unreliable.EventOverhead + len(name) + len(payload); n > maxDatagram {
+		return fmt.Errorf("%w: unreliable event %q of %d bytes > %d", unreliable.ErrTooLarge, name, n, maxDatagram)
+	}
+	var seq uint16
+	p.evMu.Lock()
+	if sequenced {
+		if p.evSent == nil {
+			p.evSent = make(map[string]uint16)
+		}
+		if _, ok := p.evSent[name]; !ok && len(p.evSent) >= maxEventNames {
+			p.evMu.Unlock()
+			return fmt.Errorf("netcode: more than %d sequenced event names", maxEventNames)
+		}
+		seq = p.evSent[name] + 1
+		p.evSent[name] = seq
+	}
+	var buf [unreliable.MaxDatagram]byte
+	body, err := unreliable.AppendEvent(buf[:0], sequenced, seq, name, payload)
+	p.evMu.Unlock()
+	if err != nil {
+		return err
+	}
+	p.dq.put(unreliable.KindEvent, body, 0)
+	return nil
+}
+
+// acceptEvent parses an EVENT body and applies the sequenced rule (reader
+// goroutine only); ok is false for a malformed or stale event.
+func (p *peer) acceptEvent(body []byte) (unreliable.Event, bool) {
+	ev, err := unreliable.ParseEvent(body)
+	if err != nil {
+		p.stats.datagramsBad.Add(1)
+		return ev, false
+	}
+	if !ev.Sequenced {
+		return ev, true
+	}
+	if p.evLatest == nil {
+		p.evLatest = make(map[string]uint16)
+	}
+	last, seen := p.evLatest[string(ev.Name)]
+	if seen && !unreliable.SeqNewer(ev.Seq, last) {
+		p.stats.datagramsStale.Add(1)
+		return ev, false
+	}
+	if !seen && len(p.evLatest) >= maxEventNames {
+		p.stats.datagramsBad.Add(1)
+		return ev, false
+	}
+	p.evLatest[string(ev.Name)] = ev.Seq
+	return ev, true
 }

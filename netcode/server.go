@@ -16,6 +16,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
 	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
 )
 
 // Config configures a Server. Zero fields take the documented defaults.
@@ -56,6 +57,13 @@ type Config struct {
 	// MaxQueued is how many reliable bytes may wait unsent for one
 	// connection before it is closed as a slow consumer. Zero means 1 MiB.
 	MaxQueued int
+	// Codec encodes each client's snapshot as a delta against the newest
+	// snapshot it acknowledged. Nil means unreliable.XORCodec, which works
+	// on any game's bytes; clients must use the same codec.
+	Codec unreliable.Codec
+	// NoDelta sends every snapshot whole, for comparison and debugging.
+	NoDelta bool
+
 	// Authenticate, if set, admits or refuses each connection from its
 	// HELLO. A refusal's error text reaches the client as the close reason.
 	Authenticate func(ctx context.Context, h Hello) (Identity, error)
@@ -82,7 +90,8 @@ type Hello struct {
 	Token *token.Claims
 	// Version is the client's protocol version.
 	Version uint16
-	// Auth is the client's authentication bytes (ClientConfig.Auth).
+	// Auth is the client's own authentication bytes (ClientConfig.Auth),
+	// without the connect token.
 	Auth []byte
 	// RemoteAddr is the client's network address.
 	RemoteAddr net.Addr
@@ -150,6 +159,7 @@ type Server struct {
 	listeners []transport.Listener
 	kcp       *kcp.Listener
 	tokens    *tokenCheck
+	codec     unreliable.Codec // nil when NoDelta
 
 	mu           sync.RWMutex
 	events       map[string]EventHandler
@@ -211,6 +221,12 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Tokens != nil {
 		s.tokens = newTokenCheck(cfg.Tokens)
+	}
+	if !cfg.NoDelta {
+		s.codec = cfg.Codec
+		if s.codec == nil {
+			s.codec = unreliable.XORCodec{}
+		}
 	}
 	s.listeners = append(s.listeners, cfg.Listeners...)
 	return s, nil

@@ -3,6 +3,7 @@ package netcode
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Snapshot is one tick's state, encoded once and shared by every connection it
@@ -13,6 +14,14 @@ import (
 type Snapshot struct {
 	// Tick is the server tick that produced the snapshot.
 	Tick uint32
+	// Time is the server's clock at the tick, in Unix nanoseconds; clients
+	// interpolate on it. NewSnapshot sets it to now.
+	Time int64
+	// Stream names the snapshots' source, such as a room: ticks of one
+	// stream count up together, and deltas are only ever taken within a
+	// stream. Snapshots with different Stream values never serve as each
+	// other's baselines.
+	Stream uint64
 	// Data is the game's encoded state.
 	Data []byte
 
@@ -26,6 +35,8 @@ var snapshotPool = sync.Pool{New: func() any { return new(Snapshot) }}
 func NewSnapshot(tick uint32) *Snapshot {
 	s := snapshotPool.Get().(*Snapshot)
 	s.Tick = tick
+	s.Time = time.Now().UnixNano()
+	s.Stream = 0
 	s.Data = s.Data[:0]
 	s.refs.Store(1)
 	return s

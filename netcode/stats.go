@@ -2,6 +2,7 @@ package netcode
 
 import (
 	"sync/atomic"
+	"time"
 )
 
 // Stats are one connection's counters since it opened.
@@ -25,8 +26,28 @@ type Stats struct {
 	// SnapshotsTooLarge counts snapshots too big to fragment.
 	SnapshotsTooLarge uint64
 	// SnapshotsReceived counts whole snapshots delivered to the client;
-	// SnapshotsIncomplete those given up with fragments missing.
-	SnapshotsReceived, SnapshotsIncomplete uint64
+	// SnapshotsIncomplete those given up with fragments missing;
+	// SnapshotsUndecodable deltas whose baseline the client did not hold.
+	SnapshotsReceived, SnapshotsIncomplete, SnapshotsUndecodable uint64
+	// SnapshotsSent counts snapshots sent by the server, SnapshotsDelta how
+	// many of them went as deltas against an acknowledged baseline.
+	SnapshotsSent, SnapshotsDelta uint64
+	// InputsReceived counts inputs handed to the application once each;
+	// InputsRedundant the copies that arrived again and were dropped.
+	InputsReceived, InputsRedundant uint64
+
+	// RTT is the smoothed round-trip time measured from datagram acks.
+	RTT time.Duration
+	// LossPercent is the smoothed share of this side's datagrams that the
+	// peer never acknowledged.
+	LossPercent float64
+	// DatagramsAcked and DatagramsLost count this side's datagrams the peer
+	// acknowledged, and those it never did.
+	DatagramsAcked, DatagramsLost uint64
+
+	// InterpFrames counts Client.Interpolate calls that had snapshots;
+	// InterpUnderruns those whose render time was past the newest snapshot.
+	InterpFrames, InterpUnderruns uint64
 }
 
 type connStats struct {
@@ -39,6 +60,10 @@ type connStats struct {
 	snapshotsTooLarge                atomic.Uint64
 	snapshotsReceived                atomic.Uint64
 	snapshotsIncomplete              atomic.Uint64
+	snapshotsUndecodable             atomic.Uint64
+	snapshotsSent, snapshotsDelta    atomic.Uint64
+	inputsReceived, inputsRedundant  atomic.Uint64
+	interpFrames, interpUnderruns    atomic.Uint64
 }
 
 func (s *connStats) snapshot() Stats {
@@ -56,6 +81,14 @@ func (s *connStats) snapshot() Stats {
 		SnapshotsTooLarge:   s.snapshotsTooLarge.Load(),
 		SnapshotsReceived:   s.snapshotsReceived.Load(),
 		SnapshotsIncomplete: s.snapshotsIncomplete.Load(),
+
+		SnapshotsUndecodable: s.snapshotsUndecodable.Load(),
+		SnapshotsSent:        s.snapshotsSent.Load(),
+		SnapshotsDelta:       s.snapshotsDelta.Load(),
+		InputsReceived:       s.inputsReceived.Load(),
+		InputsRedundant:      s.inputsRedundant.Load(),
+		InterpFrames:         s.interpFrames.Load(),
+		InterpUnderruns:      s.interpUnderruns.Load(),
 	}
 }
 

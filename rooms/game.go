@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -295,6 +296,9 @@ func (h *Hub) Close() {
 
 var errRoomClosed = errors.New("rooms: room closed")
 
+// roomStreams numbers game rooms' snapshot streams, process-wide.
+var roomStreams atomic.Uint64
+
 // GameRoom is one running game: its members, its Game and its tick loop.
 type GameRoom struct {
 	hub     *Hub
@@ -303,6 +307,7 @@ type GameRoom struct {
 	opts    Options
 	created time.Time
 	period  time.Duration
+	stream  uint64 // unique per room: the snapshot stream's name
 
 	mu        sync.Mutex // guards game, members, closed and the stats
 	game      Game
@@ -338,6 +343,7 @@ func newGameRoom(h *Hub, name, kindName string, k kind) *GameRoom {
 		kind:    kindName,
 		opts:    k.opts,
 		created: time.Now(),
+		stream:  roomStreams.Add(1),
 		period:  time.Second / time.Duration(k.opts.TickRate),
 		game:    k.newGame(),
 		tickDur: hdrhistogram.New(1, int64(10*time.Second/time.Microsecond), 2),

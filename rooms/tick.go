@@ -64,6 +64,7 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	}
 	g.spareInputs, g.spareBytes = inputs, inBytes
 	snap := netcode.NewSnapshot(tick)
+	snap.Stream = g.stream
 	snap.Data = g.game.Tick(tick, g.period, snap.Data)
 	for _, m := range g.members {
 		m.SendSnapshot(snap)

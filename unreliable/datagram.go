@@ -6,9 +6,12 @@
 // passed in. Its types are not safe for concurrent use; each connection owns
 // its own. Every datagram starts with
 //
-//	kind u8 | seq u16 (big endian)
+//	kind u8 | seq u16 | ack u16 | ack bits u32 (big endian)
 //
-// and PROTOCOL.md specifies each kind's body byte by byte.
+// where seq numbers the sender's datagrams and ack and ack bits acknowledge
+// the peer's (the Gaffer On Games scheme): nothing is resent, but each side
+// learns which of its datagrams arrived, for round-trip time, loss and the
+// snapshot baseline. PROTOCOL.md specifies each kind's body byte by byte.
 package unreliable
 
 import (
@@ -24,8 +27,14 @@ type Kind uint8
 const (
 	// KindSnapshot carries one fragment of a room snapshot, server → client.
 	KindSnapshot Kind = 0x01
-	// KindInput carries one game input, client → server.
+	// KindInput carries the client's newest inputs (the last few again,
+	// for redundancy) and the newest snapshot it holds, client → server.
 	KindInput Kind = 0x02
+	// KindAck carries only acknowledgements: the header's and the newest
+	// snapshot the client holds, client → server.
+	KindAck Kind = 0x03
+	// KindEvent carries an unreliable event, either way.
+	KindEvent Kind = 0x04
 )
 
 func (k Kind) String() string {
@@ -34,6 +43,10 @@ func (k Kind) String() string {
 		return "SNAPSHOT"
 	case KindInput:
 		return "INPUT"
+	case KindAck:
+		return "ACK"
+	case KindEvent:
+		return "EVENT"
 	}
 	return fmt.Sprintf("Kind(0x%02x)", uint8(k))
 }
@@ -41,7 +54,7 @@ func (k Kind) String() string {
 // Limits of protocol version 1.
 const (
 	// HeaderLen is the size of the header every datagram starts with.
-	HeaderLen = 3
+	HeaderLen = 9
 	// SnapshotHeaderLen is the size of a SNAPSHOT body's own header.
 	SnapshotHeaderLen = 6
 	// MaxDatagram is the largest datagram, header included, that a sender
@@ -65,12 +78,26 @@ var (
 // Header is the part every datagram starts with.
 type Header struct {
 	Kind Kind
-	Seq  uint16
+	// Seq numbers the sender's datagrams, wrapping.
+	Seq uint16
+	// Ack is the newest seq received from the peer; bit i of AckBits says
+	// whether Ack-1-i was received too.
+	Ack     uint16
+	AckBits uint32
 }
 
 // AppendHeader appends a datagram header.
 func AppendHeader(b []byte, h Header) []byte {
-	return append(b, byte(h.Kind), byte(h.Seq>>8), byte(h.Seq))
+	b = append(b, byte(h.Kind), byte(h.Seq>>8), byte(h.Seq), byte(h.Ack>>8), byte(h.Ack))
+	return binary.BigEndian.AppendUint32(b, h.AckBits)
+}
+
+// PutHeader writes h over the first HeaderLen bytes of d.
+func PutHeader(d []byte, h Header) {
+	d[0] = byte(h.Kind)
+	binary.BigEndian.PutUint16(d[1:], h.Seq)
+	binary.BigEndian.PutUint16(d[3:], h.Ack)
+	binary.BigEndian.PutUint32(d[5:], h.AckBits)
 }
 
 // ParseHeader decodes a datagram header and returns the body after it.
@@ -81,9 +108,9 @@ func ParseHeader(d []byte) (Header, []byte, error) {
 	if len(d) > MaxDatagram {
 		return Header{}, nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(d), MaxDatagram)
 	}
-	h := Header{Kind: Kind(d[0]), Seq: binary.BigEndian.Uint16(d[1:])}
+	h := Header{Kind: Kind(d[0]), Seq: binary.BigEndian.Uint16(d[1:]), Ack: binary.BigEndian.Uint16(d[3:]), AckBits: binary.BigEndian.Uint32(d[5:])}
 	switch h.Kind {
-	case KindSnapshot, KindInput:
+	case KindSnapshot, KindInput, KindAck, KindEvent:
 	default:
 		return h, nil, fmt.Errorf("%w: 0x%02x", ErrUnknownKind, d[0])
 	}

@@ -16,11 +16,12 @@ func TestHeaderRoundTrip(t *testing.T) {
 		body []byte
 		wire string
 	}{
-		{Header{KindSnapshot, 0}, nil, "010000"},
-		{Header{KindSnapshot, 0x0102}, []byte{0xaa}, "010102aa"},
-		{Header{KindInput, 7}, []byte{0x7f, 0x81}, "0200077f81"}, // PROTOCOL.md 5.3
-		{Header{KindInput, 0xffff}, bytes.Repeat([]byte{1}, MaxDatagram-HeaderLen), ""},
-		{Header{KindSnapshot, 0x8000}, []byte{}, "018000"},
+		{Header{Kind: KindSnapshot, Seq: 0}, nil, "010000000000000000"},
+		{Header{Kind: KindSnapshot, Seq: 0x0102}, []byte{0xaa}, "010102000000000000aa"},
+		{Header{Kind: KindInput, Seq: 7, Ack: 0x0304, AckBits: 0x80000001}, []byte{0x7f, 0x81}, "020007030480000001" + "7f81"},
+		{Header{Kind: KindInput, Seq: 0xffff}, bytes.Repeat([]byte{1}, MaxDatagram-HeaderLen), ""},
+		{Header{Kind: KindAck, Seq: 0x8000, Ack: 0xffff, AckBits: 0xffffffff}, []byte{}, "038000ffffffffffff"},
+		{Header{Kind: KindEvent, Seq: 1}, []byte{0}, "04000100000000000000"},
 	}
 	for _, tc := range cases {
 		prefix := []byte("pre")
@@ -50,12 +51,13 @@ func TestParseHeaderErrors(t *testing.T) {
 		{"nil", nil, ErrShort},
 		{"1 byte", []byte{1}, ErrShort},
 		{"2 bytes", []byte{1, 0}, ErrShort},
-		{"1201 bytes", append([]byte{1, 0, 0}, make([]byte, MaxDatagram-HeaderLen+1)...), ErrTooLarge},
+		{"8 bytes", []byte{1, 0, 1, 0, 0, 0, 0, 0}, ErrShort},
+		{"1201 bytes", append(make([]byte, HeaderLen), make([]byte, MaxDatagram-HeaderLen+1)...), ErrTooLarge},
 		{"64 KiB", append([]byte{2, 0, 0}, make([]byte, 64<<10)...), ErrTooLarge},
 		{"too large beats unknown kind", append([]byte{9, 0, 0}, make([]byte, MaxDatagram)...), ErrTooLarge},
-		{"kind 0", []byte{0, 0, 1}, ErrUnknownKind},
-		{"kind 3", []byte{3, 0, 1, 5}, ErrUnknownKind},
-		{"kind 0xff", []byte{0xff, 0xff, 0xff}, ErrUnknownKind},
+		{"kind 0", []byte{0, 0, 1, 0, 0, 0, 0, 0, 0}, ErrUnknownKind},
+		{"kind 5", []byte{5, 0, 1, 0, 0, 0, 0, 0, 0, 5}, ErrUnknownKind},
+		{"kind 0xff", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrUnknownKind},
 	}
 	sentinels := []error{ErrShort, ErrUnknownKind, ErrTooLarge, ErrBadFragment, ErrSnapshotBig}
 	for _, tc := range cases {
@@ -71,12 +73,12 @@ func TestParseHeaderErrors(t *testing.T) {
 	}
 
 	t.Run("limits accepted", func(t *testing.T) {
-		h, body, err := ParseHeader([]byte{2, 0, 9})
+		h, body, err := ParseHeader([]byte{2, 0, 9, 0, 0, 0, 0, 0, 0})
 		require.NoError(t, err)
-		require.Equal(t, Header{KindInput, 9}, h)
+		require.Equal(t, Header{Kind: KindInput, Seq: 9}, h)
 		require.Empty(t, body)
 
-		d := append([]byte{1, 0, 9}, make([]byte, MaxDatagram-HeaderLen)...)
+		d := append([]byte{1, 0, 9, 0, 0, 0, 0, 0, 0}, make([]byte, MaxDatagram-HeaderLen)...)
 		_, body, err = ParseHeader(d)
 		require.NoError(t, err)
 		require.Len(t, body, MaxDatagram-HeaderLen)

@@ -43,7 +43,7 @@ func fragments(t testing.TB, tick uint32, data []byte, maxDatagram int) []fragme
 		require.LessOrEqual(t, len(d), maxDatagram)
 		h, body, err := ParseHeader(d)
 		require.NoError(t, err)
-		require.Equal(t, Header{KindSnapshot, uint16(i)}, h)
+		require.Equal(t, Header{Kind: KindSnapshot, Seq: uint16(i)}, h)
 		sh, frag, err := ParseSnapshotHeader(body)
 		require.NoError(t, err)
 		require.Equal(t, SnapshotHeader{Tick: tick, Index: uint8(i), Count: uint8(count)}, sh)
@@ -109,8 +109,8 @@ func TestParseSnapshotHeaderErrors(t *testing.T) {
 
 func TestFragmentCount(t *testing.T) {
 	const p256 = MinDatagram - HeaderLen - SnapshotHeaderLen
-	require.Equal(t, 1191, FragmentPayload(MaxDatagram)) // PROTOCOL.md 5.4
-	require.Equal(t, 247, FragmentPayload(MinDatagram))
+	require.Equal(t, 1185, FragmentPayload(MaxDatagram)) // PROTOCOL.md 5.4
+	require.Equal(t, 241, FragmentPayload(MinDatagram))
 	cases := []struct {
 		n, max, want int
 		err          bool
@@ -164,7 +164,7 @@ func TestAppendFragment(t *testing.T) {
 				}
 				h, body, err := ParseHeader(d)
 				require.NoError(t, err)
-				require.Equal(t, Header{KindSnapshot, uint16(1000 + i)}, h)
+				require.Equal(t, Header{Kind: KindSnapshot, Seq: uint16(1000 + i)}, h)
 				sh, frag, err := ParseSnapshotHeader(body)
 				require.NoError(t, err)
 				require.Equal(t, SnapshotHeader{Tick: 77, Index: uint8(i), Count: uint8(count)}, sh)
@@ -184,12 +184,12 @@ func TestAppendFragmentProtocolExample(t *testing.T) {
 	require.Equal(t, 2, count)
 	d0 := AppendFragment(nil, 10, 43, data, 0, count, MaxDatagram)
 	d1 := AppendFragment(nil, 11, 43, data, 1, count, MaxDatagram)
-	require.Equal(t, "01000a0000002b0002", hex.EncodeToString(d0[:9]))
-	require.Equal(t, "01000b0000002b0102", hex.EncodeToString(d1[:9]))
+	require.Equal(t, "01000a000000000000"+"0000002b0002", hex.EncodeToString(d0[:15]))
+	require.Equal(t, "01000b000000000000"+"0000002b0102", hex.EncodeToString(d1[:15]))
 	require.Len(t, d0, 1200)
-	require.Len(t, d1, 818)
-	require.Equal(t, data[:1191], d0[9:])
-	require.Equal(t, data[1191:], d1[9:])
+	require.Len(t, d1, 830)
+	require.Equal(t, data[:1185], d0[15:])
+	require.Equal(t, data[1185:], d1[15:])
 }
 
 func TestFragmentAllocs(t *testing.T) {

@@ -119,6 +119,11 @@ func printTable(w io.Writer, r loadtest.Report) {
 	fmt.Fprintf(tw, "snapshots\t%d of %d expected (%.1f%%)\n", r.SnapshotsReceived, r.SnapshotsExpected, pct)
 	fmt.Fprintf(tw, "snapshot gap (ms)\tp50 %.2f  p99 %.2f\n", r.SnapshotGap.P50, r.SnapshotGap.P99)
 	fmt.Fprintf(tw, "bytes\t%d sent, %d received\n", r.BytesSent, r.BytesReceived)
+	upct := 0.0
+	if r.InterpFrames > 0 {
+		upct = 100 * float64(r.InterpUnderruns) / float64(r.InterpFrames)
+	}
+	fmt.Fprintf(tw, "interpolation\t%d frames at 60/s, %d underruns (%.2f%%)\n", r.InterpFrames, r.InterpUnderruns, upct)
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)
 	}

@@ -39,6 +39,8 @@ type options struct {
 	httpAddr   string
 	tick       int
 	maxMembers int
+	props      int
+	noDelta    bool
 	cert, key  string
 	logLevel   string
 }
@@ -62,6 +64,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics); empty disables")
 	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
+	fs.IntVar(&o.props, "props", 0, "static props in every arena snapshot (state that never changes)")
+	delta := fs.Bool("delta", true, "send snapshots as deltas against each client's acknowledged baseline")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
 	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
 	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
@@ -87,6 +91,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	})
 	if envErr != nil {
 		return o, envErr
+	}
+	o.noDelta = !*delta
+	if o.props < 0 || o.props > 2000 {
+		return o, fmt.Errorf("-props %d not in 0..2000", o.props)
 	}
 	if (o.cert == "") != (o.key == "") {
 		return o, errors.New("-cert and -key go together")
@@ -143,13 +151,14 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 		KCPAddr:  o.kcpAddr,
 		TLS:      tlsConf,
 		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
+		NoDelta:  o.noDelta,
 		Logger:   log,
 	})
 	if err != nil {
 		return err
 	}
 	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log})
-	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
+	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
 		_ = srv.Close()
 		return err
 	}

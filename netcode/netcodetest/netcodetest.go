@@ -8,7 +8,9 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
@@ -248,4 +251,97 @@ func EachB(b *testing.B, f func(b *testing.B, tr Transport)) {
 	for _, tr := range Transports {
 		b.Run(tr.Name, func(b *testing.B) { f(b, tr) })
 	}
+}
+
+// Impaired returns tr (quic or kcp) with every socket, the server's and each
+// client's, wrapped in an impairment conn, so traffic both ways suffers
+// cfg's loss, delay, jitter, reordering and duplication. Each socket draws
+// from its own seed, derived from cfg.Seed.
+func Impaired(tr Transport, cfg impair.Config) Transport {
+	var seq atomic.Uint64
+	open := func() (*impair.Conn, error) {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return nil, err
+		}
+		cc := cfg
+		cc.Seed = cfg.Seed*1000 + seq.Add(1)
+		return impair.New(c, cc), nil
+	}
+	wrap := func(t testing.TB) *impair.Conn {
+		c, err := open()
+		require.NoError(t, err)
+		return c
+	}
+	out := Transport{Name: tr.Name + "-impaired", Raw: tr.Raw}
+	switch tr.Name {
+	case "quic":
+		out.Listen = func(t testing.TB, c *netcode.Config) {
+			pc := wrap(t)
+			t.Cleanup(func() { _ = pc.Close() }) // after the server's own cleanup
+			if c.TLS == nil {
+				c.TLS = devTLS(t).TLS
+			}
+			ln, err := quic.ListenConn(pc, c.TLS, c.QUIC)
+			require.NoError(t, err)
+			c.Listeners = append(c.Listeners, ln)
+		}
+		out.URL = func(srv *netcode.Server) string { return "quic://" + srv.Addrs()[0].String() }
+		out.Client = func(srv *netcode.Server, c *netcode.ClientConfig) {
+			addr := srv.Addrs()[0]
+			qc := c.QUIC
+			c.InsecureSkipVerify = true
+			c.Dial = func(ctx context.Context, _ string) (transport.Session, error) {
+				pc, err := open()
+				if err != nil {
+					return nil, err
+				}
+				s, err := quic.DialConn(ctx, pc, addr, &tls.Config{InsecureSkipVerify: true}, qc)
+				if err != nil {
+					_ = pc.Close()
+					return nil, err
+				}
+				return &ownedConn{Session: s, pc: pc}, nil
+			}
+		}
+	case "kcp":
+		out.Listen = func(t testing.TB, c *netcode.Config) {
+			if c.Tokens == nil {
+				c.Tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: ProtocolID}
+			}
+			kc := c.KCP
+			kc.Key, kc.ProtocolID = c.Tokens.Key, c.Tokens.ProtocolID
+			c.Listeners = append(c.Listeners, kcp.ListenConn(wrap(t), kc))
+		}
+		out.URL = func(srv *netcode.Server) string { return "kcp://" + srv.Addrs()[0].String() }
+		out.Client = func(srv *netcode.Server, c *netcode.ClientConfig) {
+			if c.Token == nil {
+				c.Token = Token()
+			}
+			tok, kc := c.Token, c.KCP
+			remote := srv.Addrs()[0].(*net.UDPAddr).AddrPort()
+			c.Dial = func(ctx context.Context, _ string) (transport.Session, error) {
+				pc, err := open()
+				if err != nil {
+					return nil, err
+				}
+				return kcp.DialConn(ctx, pc, remote, tok, kc)
+			}
+		}
+	default:
+		panic("netcodetest: cannot impair " + tr.Name)
+	}
+	return out
+}
+
+// ownedConn is a QUIC session that closes the packet conn it runs on.
+type ownedConn struct {
+	*quic.Session
+	pc *impair.Conn
+}
+
+func (o *ownedConn) Close(code uint16, reason string) error {
+	err := o.Session.Close(code, reason)
+	_ = o.pc.Close()
+	return err
 }

@@ -14,7 +14,9 @@
 package token
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -174,7 +176,7 @@ func Issue(key Key, p Params, now time.Time) (*ConnectToken, error) {
 		Servers:        append([]string(nil), p.Servers...),
 		ClientToServer: NewKey(),
 		ServerToClient: NewKey(),
-		Timeout:        p.Timeout.Round(time.Second),
+		Timeout:        max(p.Timeout.Round(time.Second), time.Second),
 	}
 	_, _ = rand.Read(t.Nonce[:])
 
@@ -300,6 +302,30 @@ func (c *Claims) parse(p []byte) error {
 		rest = rest[1+int(rest[0]):]
 	}
 	return nil
+}
+
+// ProofSize is the size of a proof of possession.
+const ProofSize = sha256.Size
+
+// Proof proves that the sender of a token holds its client-to-server key,
+// bound to one connection by binding (keying material both ends of the
+// connection derive from its TLS secrets). A server that receives the token
+// over a channel an eavesdropper could have seen checks it, so a copied
+// token admits no one.
+func Proof(clientToServer Key, binding []byte) [ProofSize]byte {
+	m := hmac.New(sha256.New, clientToServer[:])
+	m.Write([]byte("roomwire token proof"))
+	m.Write(binding)
+	var p [ProofSize]byte
+	copy(p[:], m.Sum(nil))
+	return p
+}
+
+// CheckProof reports whether proof is Proof(clientToServer, binding), in
+// constant time.
+func CheckProof(clientToServer Key, binding, proof []byte) bool {
+	want := Proof(clientToServer, binding)
+	return hmac.Equal(want[:], proof)
 }
 
 // MarshalBinary encodes the whole token, public part included, for the

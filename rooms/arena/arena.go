@@ -5,7 +5,8 @@
 // Input (2 bytes): dx int8 | dy int8, the direction to move in, each -127..127.
 //
 // Snapshot: count u16 | count × (id [16]byte | x float32 | y float32), big
-// endian, players in join order.
+// endian, players in join order; then, when the arena has static props,
+// props u16 | props × (id [16]byte | x float32 | y float32).
 package arena
 
 import (
@@ -42,10 +43,30 @@ type Game struct {
 	players []*player
 	byConn  map[*netcode.Conn]*player
 	spawns  uint32
+	props   []byte // encoded once: they never move
 }
 
 // New returns an empty arena.
 func New() *Game { return &Game{byConn: make(map[*netcode.Conn]*player)} }
+
+// NewWithProps returns an empty arena with n static props (walls, crates),
+// which every snapshot lists: the state a delta codec should make nearly
+// free.
+func NewWithProps(n int) *Game {
+	g := New()
+	if n <= 0 {
+		return g
+	}
+	g.props = binary.BigEndian.AppendUint16(nil, uint16(n))
+	for i := 0; i < n; i++ {
+		var id [16]byte
+		binary.BigEndian.PutUint32(id[12:], uint32(i+1))
+		g.props = append(g.props, id[:]...)
+		g.props = binary.BigEndian.AppendUint32(g.props, math.Float32bits(float32(i*37%FieldSize)))
+		g.props = binary.BigEndian.AppendUint32(g.props, math.Float32bits(float32(i*91%FieldSize)))
+	}
+	return g
+}
 
 // Join places a new player at a spawn point.
 func (g *Game) Join(c *netcode.Conn) error {
@@ -96,7 +117,7 @@ func (g *Game) Tick(_ uint32, dt time.Duration, snap []byte) []byte {
 		snap = binary.BigEndian.AppendUint32(snap, math.Float32bits(p.x))
 		snap = binary.BigEndian.AppendUint32(snap, math.Float32bits(p.y))
 	}
-	return snap
+	return append(snap, g.props...)
 }
 
 func clamp(v float32) float32 { return min(max(v, 0), FieldSize) }
@@ -113,8 +134,13 @@ func Decode(dst []Player, snap []byte) ([]Player, error) {
 		return dst, fmt.Errorf("arena: snapshot of %d bytes", len(snap))
 	}
 	n := int(binary.BigEndian.Uint16(snap))
-	if len(snap) != 2+n*PlayerSize {
+	if len(snap) < 2+n*PlayerSize {
 		return dst, fmt.Errorf("arena: snapshot of %d bytes for %d players", len(snap), n)
+	}
+	if rest := snap[2+n*PlayerSize:]; len(rest) > 0 {
+		if len(rest) < 2 || len(rest) != 2+int(binary.BigEndian.Uint16(rest))*PlayerSize {
+			return dst, fmt.Errorf("arena: props section of %d bytes", len(rest))
+		}
 	}
 	for i := 0; i < n; i++ {
 		b := snap[2+i*PlayerSize:]

@@ -37,11 +37,22 @@ func Dial(ctx context.Context, addr string, tok *token.ConnectToken, cfg Config)
 	if err != nil {
 		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
 	}
-	conn, err := net.DialUDP("udp", nil, ua)
+	conn, err := net.ListenUDP("udp", nil)
 	if err != nil {
 		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
 	}
-	remote := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
+	return DialConn(ctx, conn, ua.AddrPort(), tok, cfg)
+}
+
+// DialConn is Dial over a socket the caller made, which the session then
+// owns (and closes, also when the handshake fails).
+func DialConn(ctx context.Context, conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken, cfg Config) (*Session, error) {
+	cfg.populate()
+	if tok == nil {
+		_ = conn.Close()
+		return nil, errors.New("kcp: dial: a connect token is required")
+	}
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	s, err := handshake(ctx, conn, remote, tok, &cfg)
 	if err != nil {
 		_ = conn.Close()
@@ -50,14 +61,28 @@ func Dial(ctx context.Context, addr string, tok *token.ConnectToken, cfg Config)
 	return s, nil
 }
 
+// readFrom reads the next packet from remote, skipping any other sender's.
+func readFrom(conn PacketConn, remote netip.AddrPort, buf []byte) (int, error) {
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return 0, err
+		}
+		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) == remote {
+			return n, nil
+		}
+	}
+}
+
 // handshake runs request → challenge → response on conn and returns the
 // session once the server confirmed it, with its goroutines running.
-func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectToken, cfg *Config) (*Session, error) {
+func handshake(ctx context.Context, conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken, cfg *Config) (*Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	request := secure.AppendRequest(make([]byte, 0, secure.RequestSize), tok)
 	hsOpener := secure.NewOpener(tok.ServerToClient, tok.ProtocolID)
-	opener := secure.NewOpener(tok.ServerToClient, tok.ProtocolID)
+	var opener *secure.Opener // the session's, once challenged
+	var c2s token.Key
 	var response []byte // set once challenged
 	buf := make([]byte, 2048)
 	scratch := make([]byte, secure.MaxPacket)
@@ -66,7 +91,7 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 		if response != nil {
 			out = response
 		}
-		if _, err := conn.Write(out); err != nil {
+		if _, err := conn.WriteToUDPAddrPort(out, remote); err != nil {
 			return nil, fmt.Errorf("kcp: handshake: %w", err)
 		}
 		end, _ := ctx.Deadline() // set: the handshake timeout at least
@@ -82,7 +107,7 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 		}
 		_ = conn.SetReadDeadline(deadline)
 		for {
-			n, err := conn.Read(buf)
+			n, err := readFrom(conn, remote, buf)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
@@ -99,6 +124,9 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 				continue
 			}
 			if secure.IsHandshakeSeq(seq) {
+				// Handshake sequence numbers are random, not counting:
+				// no replay window applies to them.
+				hsOpener.Replay = secure.Replay{}
 				t, payload, err := hsOpener.Open(scratch[:0], p)
 				if err != nil {
 					continue
@@ -109,6 +137,12 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 				case secure.PacketChallenge:
 					if len(payload) == secure.ChallengeSize && response == nil {
 						response = append([]byte{byte(secure.PacketResponse)}, payload...)
+						var s2c token.Key
+						c2s, s2c = secure.SessionKeys(tok.ClientToServer, tok.ServerToClient, payload)
+						opener = secure.NewOpener(s2c, tok.ProtocolID)
+						if _, err := conn.WriteToUDPAddrPort(response, remote); err != nil { // at once, not at the next resend
+							return nil, fmt.Errorf("kcp: handshake: %w", err)
+						}
 					}
 				}
 				continue
@@ -122,7 +156,7 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 				continue
 			}
 			_ = conn.SetReadDeadline(time.Time{})
-			return startClient(conn, remote, tok, opener, cfg), nil
+			return startClient(conn, remote, tok, c2s, opener, cfg), nil
 		}
 		if ctx.Err() != nil && time.Now().Before(end) {
 			return nil, ctx.Err() // the caller gave up early
@@ -131,7 +165,7 @@ func handshake(ctx context.Context, conn *net.UDPConn, remote netip.AddrPort, to
 }
 
 // startClient makes the session and starts its reader and ticker.
-func startClient(conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectToken, opener *secure.Opener, cfg *Config) *Session {
+func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken, c2s token.Key, opener *secure.Opener, cfg *Config) *Session {
 	claims := &token.Claims{
 		ProtocolID: tok.ProtocolID, Expires: tok.Expires, Timeout: tok.Timeout,
 		ClientToServer: tok.ClientToServer, ServerToClient: tok.ServerToClient,
@@ -139,8 +173,8 @@ func startClient(conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectTok
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	s := newSession(cfg, remote, claims,
-		secure.NewSealer(tok.ClientToServer, tok.ProtocolID), opener,
-		func(b []byte) error { _, err := conn.Write(b); return err },
+		secure.NewSealer(c2s, tok.ProtocolID), opener,
+		func(b []byte) error { _, err := conn.WriteToUDPAddrPort(b, remote); return err },
 		func(*Session) {
 			close(stop)
 			_ = conn.Close()
@@ -154,7 +188,7 @@ func startClient(conn *net.UDPConn, remote netip.AddrPort, tok *token.ConnectTok
 		buf := make([]byte, 2048)
 		scratch := make([]byte, secure.MaxPacket)
 		for {
-			n, err := conn.Read(buf)
+			n, err := readFrom(conn, remote, buf)
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return

@@ -2,6 +2,7 @@ package kcp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -44,7 +45,7 @@ type listenerStats struct {
 // Listener accepts secure KCP sessions on one UDP socket.
 type Listener struct {
 	cfg        Config
-	conn       *net.UDPConn
+	conn       PacketConn
 	opener     *token.Opener
 	challenger *secure.Challenger
 
@@ -69,9 +70,19 @@ type tokenUse struct {
 
 var _ transport.Listener = (*Listener)(nil)
 
+// PacketConn is the socket the transport runs on: a *net.UDPConn, or a
+// wrapper such as the tests' impairment conn. The listener and a dialled
+// session own theirs and close it.
+type PacketConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	SetReadDeadline(t time.Time) error
+	LocalAddr() net.Addr
+	Close() error
+}
+
 // Listen binds a UDP socket at addr and serves the secure handshake on it.
 func Listen(addr string, cfg Config) (*Listener, error) {
-	cfg.populate()
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("kcp: listen %s: %w", addr, err)
@@ -82,6 +93,13 @@ func Listen(addr string, cfg Config) (*Listener, error) {
 	}
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
+	return ListenConn(conn, cfg), nil
+}
+
+// ListenConn serves the secure handshake and sessions on conn, which the
+// listener then owns.
+func ListenConn(conn PacketConn, cfg Config) *Listener {
+	cfg.populate()
 	l := &Listener{
 		cfg:        cfg,
 		conn:       conn,
@@ -95,7 +113,7 @@ func Listen(addr string, cfg Config) (*Listener, error) {
 	l.wg.Add(2)
 	go l.readLoop()
 	go l.tickLoop()
-	return l, nil
+	return l
 }
 
 // Addr is the bound UDP address.
@@ -261,10 +279,9 @@ func (l *Listener) request(p []byte, from netip.AddrPort) {
 		l.mu.Unlock()
 		return
 	}
-	if _, ok := l.sessions[from]; ok {
-		l.mu.Unlock()
-		return // connected already; its keepalives answer
-	}
+	// A REQUEST from an address with a session is answered too: the client
+	// may have restarted on the same port. Its RESPONSE replaces the old
+	// session; a stray CHALLENGE costs nothing and amplifies nothing.
 	if u, ok := l.used[claims.Tag]; ok && u.addr != from {
 		l.mu.Unlock()
 		l.stats.reuse.Add(1)
@@ -302,17 +319,23 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		l.stats.malformed.Add(1)
 		return
 	}
+	challenge := p[1:]
 	l.mu.Lock()
-	if s := l.sessions[from]; s != nil {
-		l.mu.Unlock()
-		_ = s.seal(secure.PacketKeepAlive, nil) // our confirmation was lost
+	old := l.sessions[from]
+	l.mu.Unlock()
+	if old != nil && old.challenge == binary.BigEndian.Uint64(challenge) {
+		_ = old.seal(secure.PacketKeepAlive, nil) // our confirmation was lost
 		return
 	}
-	l.mu.Unlock()
-	adm, err := l.challenger.Verify(p[1:], from, time.Now())
+	adm, err := l.challenger.Verify(challenge, from, time.Now())
 	if err != nil {
 		l.stats.badChallenge.Add(1)
 		return
+	}
+	if old != nil {
+		// A new handshake from the address of a session: the client
+		// restarted, and the old session is dead.
+		old.shut(&transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: "replaced by a new connection from the same address"}, false)
 	}
 	cl := adm.Claims
 	cl.ProtocolID = l.cfg.ProtocolID
@@ -338,10 +361,12 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		bufPool.Put(buf)
 		return
 	}
+	c2s, s2c := secure.SessionKeys(cl.ClientToServer, cl.ServerToClient, challenge)
 	s := newSession(&l.cfg, from, cl,
-		secure.NewSealer(cl.ServerToClient, l.cfg.ProtocolID),
-		secure.NewOpener(cl.ClientToServer, l.cfg.ProtocolID),
+		secure.NewSealer(s2c, l.cfg.ProtocolID),
+		secure.NewOpener(c2s, l.cfg.ProtocolID),
 		send, l.forget)
+	s.challenge = binary.BigEndian.Uint64(challenge)
 	l.sessions[from] = s
 	l.mu.Unlock()
 

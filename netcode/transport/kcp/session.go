@@ -123,6 +123,9 @@ type Session struct {
 	onClose   func(*Session)
 	// wait, on a dialled session, waits for its reader and ticker.
 	wait func()
+	// challenge is the sequence number of the challenge that admitted the
+	// session (server side), to tell a repeated RESPONSE from a new one.
+	challenge uint64
 }
 
 var _ transport.Session = (*Session)(nil)

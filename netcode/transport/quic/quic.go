@@ -75,6 +75,19 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
 	return &Listener{ln: ln}, nil
 }
 
+// ListenConn serves QUIC on a packet conn the caller made, such as an
+// impairment wrapper in tests. Closing the listener does not close pc.
+func ListenConn(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*Listener, error) {
+	if tlsConf == nil {
+		return nil, errors.New("quic: listen: a TLS config is required")
+	}
+	ln, err := quicgo.Listen(pc, withALPN(tlsConf), cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen on %s: %w", pc.LocalAddr(), err)
+	}
+	return &Listener{ln: ln}, nil
+}
+
 // Accept waits for a connection whose QUIC handshake completed. The client's
 // stream is accepted lazily, on the session's first Read or Write, so a client
 // that never opens one holds up no other; the caller's handshake deadline
@@ -106,6 +119,24 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*S
 		return nil, errors.New("quic: dial: a TLS config is required")
 	}
 	conn, err := quicgo.DialAddr(ctx, addr, withALPN(tlsConf), cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		_ = conn.CloseWithError(0, "no stream")
+		return nil, fmt.Errorf("quic: open stream: %w", err)
+	}
+	return newSession(conn, st), nil
+}
+
+// DialConn is Dial over a packet conn the caller made; the session does not
+// close pc.
+func DialConn(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *tls.Config, cfg Config) (*Session, error) {
+	if tlsConf == nil {
+		return nil, errors.New("quic: dial: a TLS config is required")
+	}
+	conn, err := quicgo.Dial(ctx, pc, addr, withALPN(tlsConf), cfg.quicConfig())
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
@@ -189,6 +220,14 @@ func (s *Session) Close(code uint16, reason string) error {
 		_ = s.conn.CloseWithError(quicgo.ApplicationErrorCode(code), reason)
 	})
 	return nil
+}
+
+// ExportKeyingMaterial derives bytes from the connection's TLS secrets
+// (RFC 5705): both ends get the same, no one else can. Netcode binds a
+// connect token to the connection with it.
+func (s *Session) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	st := s.conn.ConnectionState().TLS
+	return st.ExportKeyingMaterial(label, context, length)
 }
 
 // Done is closed when the QUIC connection ends.

@@ -2,6 +2,8 @@ package secure
 
 import (
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -16,7 +18,14 @@ import (
 // challengePlain is the challenge token's plaintext size: client id,
 // expiry, timeout, both session keys, the connect token's tag, the client's
 // address and the user data, padded.
-const challengePlain = 8 + 8 + 4 + 2*token.KeySize + 16 + 1 + 18 + 2 + token.MaxUserData
+const challengePlain = 8 + 8 + 4 + 2*token.KeySize + 16 + 1 + 18 + 2 + token.MaxUserData + 8
+
+// ChallengeTTL is how long a challenge may be answered.
+const ChallengeTTL = 10 * time.Second
+
+// challengeWindow is how many recent challenges are remembered as used, so
+// each admits one session: a replayed RESPONSE admits nobody.
+const challengeWindow = 1 << 14
 
 // Challenger makes and checks challenge tokens with a key only this server
 // process knows. The challenge carries everything the server needs to admit
@@ -25,6 +34,10 @@ const challengePlain = 8 + 8 + 4 + 2*token.KeySize + 16 + 1 + 18 + 2 + token.Max
 type Challenger struct {
 	aead cipher.AEAD
 	seq  atomic.Uint64
+	// used marks answered challenges by sequence number (Verify's caller,
+	// one goroutine, owns it).
+	used   [challengeWindow / 64]uint64
+	newest uint64
 }
 
 // NewChallenger returns a Challenger with a fresh random key.
@@ -58,6 +71,7 @@ func (c *Challenger) AppendChallenge(dst []byte, cl *token.Claims, addr netip.Ad
 	p = append(p, ap[:]...)
 	p = binary.BigEndian.AppendUint16(p, uint16(len(cl.UserData)))
 	p = append(p, cl.UserData...)
+	binary.BigEndian.PutUint64(plain[challengePlain-8:], uint64(time.Now().UnixNano()))
 
 	seq := c.seq.Add(1)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
@@ -65,16 +79,24 @@ func (c *Challenger) AppendChallenge(dst []byte, cl *token.Claims, addr netip.Ad
 	return c.aead.Seal(dst, nonce(&n, seq), plain[:], nil)
 }
 
-// Verify opens a challenge token echoed from addr at now.
+// Verify opens a challenge token echoed from addr at now. Each challenge
+// verifies once, within ChallengeTTL; Verify is for one goroutine.
 func (c *Challenger) Verify(ch []byte, addr netip.AddrPort, now time.Time) (Admission, error) {
 	if len(ch) != ChallengeSize {
 		return Admission{}, fmt.Errorf("%w: challenge of %d bytes", ErrShort, len(ch))
 	}
+	seq := binary.BigEndian.Uint64(ch)
+	if !c.fresh(seq) {
+		return Admission{}, ErrReplayed
+	}
 	var n [chacha20poly1305.NonceSize]byte
 	var buf [challengePlain]byte
-	p, err := c.aead.Open(buf[:0], nonce(&n, binary.BigEndian.Uint64(ch)), ch[8:], nil)
+	p, err := c.aead.Open(buf[:0], nonce(&n, seq), ch[8:], nil)
 	if err != nil {
 		return Admission{}, ErrOpen
+	}
+	if issued := time.Unix(0, int64(binary.BigEndian.Uint64(p[challengePlain-8:]))); now.Sub(issued) > ChallengeTTL {
+		return Admission{}, fmt.Errorf("%w: challenge older than %v", ErrReplayed, ChallengeTTL)
 	}
 	cl := &token.Claims{
 		ClientID: binary.BigEndian.Uint64(p),
@@ -104,5 +126,51 @@ func (c *Challenger) Verify(ch []byte, addr netip.AddrPort, now time.Time) (Admi
 	if !now.Before(cl.Expires) {
 		return Admission{}, fmt.Errorf("token expired during the handshake")
 	}
+	c.markUsed(seq)
 	return Admission{Claims: cl, Addr: addr}, nil
+}
+
+// fresh reports whether challenge seq was not answered yet and is recent
+// enough to be remembered.
+func (c *Challenger) fresh(seq uint64) bool {
+	if seq > c.newest {
+		return true
+	}
+	if c.newest-seq >= challengeWindow {
+		return false
+	}
+	i := seq % challengeWindow
+	return c.used[i/64]&(1<<(i%64)) == 0
+}
+
+func (c *Challenger) markUsed(seq uint64) {
+	if seq > c.newest {
+		if seq-c.newest >= challengeWindow {
+			c.used = [challengeWindow / 64]uint64{}
+		} else {
+			for s := c.newest + 1; s <= seq; s++ {
+				i := s % challengeWindow
+				c.used[i/64] &^= 1 << (i % 64)
+			}
+		}
+		c.newest = seq
+	}
+	i := seq % challengeWindow
+	c.used[i/64] |= 1 << (i % 64)
+}
+
+// SessionKeys derives the session's keys from the token's and the
+// challenge both sides saw, so every session has keys of its own: a new
+// session with the same token never seals with a key and nonce used before.
+func SessionKeys(clientToServer, serverToClient token.Key, challenge []byte) (c2s, s2c token.Key) {
+	return derive(clientToServer, "roomwire session c2s", challenge), derive(serverToClient, "roomwire session s2c", challenge)
+}
+
+func derive(key token.Key, label string, challenge []byte) token.Key {
+	m := hmac.New(sha256.New, key[:])
+	m.Write([]byte(label))
+	m.Write(challenge)
+	var out token.Key
+	copy(out[:], m.Sum(nil))
+	return out
 }

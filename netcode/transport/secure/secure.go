@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -272,7 +273,11 @@ func AppendRequest(dst []byte, t *token.ConnectToken) []byte {
 // AppendDisconnect appends a DISCONNECT payload: code u16 | reason.
 func AppendDisconnect(dst []byte, code uint16, reason string) []byte {
 	if len(reason) > MaxReason {
-		reason = reason[:MaxReason]
+		n := MaxReason
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n-- // cut before a rune, never inside one
+		}
+		reason = reason[:n]
 	}
 	dst = binary.BigEndian.AppendUint16(dst, code)
 	return append(dst, reason...)

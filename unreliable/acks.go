@@ -1,0 +1,144 @@
+package unreliable
+
+import "time"
+
+// Received tracks which of the peer's datagrams arrived, for the ack and
+// ack bits of the datagrams sent back. The zero value is ready. Senders
+// never use sequence number 0, so an ack of 0 means nothing arrived yet.
+type Received struct {
+	newest uint16
+	bits   uint32
+	any    bool
+}
+
+// Add records that datagram seq arrived.
+func (r *Received) Add(seq uint16) {
+	switch {
+	case !r.any:
+		r.newest, r.bits, r.any = seq, 0, true
+	case SeqNewer(seq, r.newest):
+		shift := seq - r.newest
+		if shift > 32 {
+			r.bits = 0
+		} else {
+			r.bits = r.bits<<shift | 1<<(shift-1) // the old newest moves into the bits
+		}
+		r.newest = seq
+	case seq != r.newest:
+		if back := r.newest - seq; back <= 32 {
+			r.bits |= 1 << (back - 1)
+		}
+	}
+}
+
+// Ack returns the header fields that acknowledge what arrived.
+func (r *Received) Ack() (ack uint16, bits uint32) { return r.newest, r.bits }
+
+// sentWindow is how many sent datagrams are remembered for their acks.
+const sentWindow = 256
+
+type sentEntry struct {
+	seq    uint16
+	at     time.Time
+	valid  bool
+	acked  bool
+	tag    uint32 // what the datagram carried, for the caller (a snapshot tick)
+	hasTag bool
+}
+
+// Sent remembers the datagrams sent and turns the peer's acks into a
+// round-trip time and a loss estimate. The zero value is ready. A datagram
+// counts as lost when it leaves the window, or is older than LossAfter,
+// unacknowledged.
+type Sent struct {
+	ring [sentWindow]sentEntry
+	next uint16
+	any  bool
+
+	// LossAfter is how long a datagram may go unacknowledged before it is
+	// counted as lost. Zero means 1 second.
+	LossAfter time.Duration
+
+	rtt     time.Duration // smoothed
+	haveRTT bool
+	acked   uint64
+	lost    uint64
+	lossAvg float64 // smoothed fraction lost
+}
+
+// Next returns the sequence number for the next datagram and records it as
+// sent at now. tag, when hasTag, is remembered and returned by Ack when
+// the datagram is acknowledged.
+func (s *Sent) Next(now time.Time, tag uint32, hasTag bool) uint16 {
+	if s.next == 0 {
+		s.next = 1 // 0 is never sent: an ack of 0 means nothing arrived yet
+	}
+	seq := s.next
+	s.next++
+	e := &s.ring[seq%sentWindow]
+	if e.valid && !e.acked {
+		s.lose()
+	}
+	*e = sentEntry{seq: seq, at: now, valid: true, tag: tag, hasTag: hasTag}
+	s.any = true
+	return seq
+}
+
+func (s *Sent) lose() {
+	s.lost++
+	s.lossAvg += (1 - s.lossAvg) * 0.01
+}
+
+// Ack applies the peer's ack and ack bits received at now and calls
+// onTag for each newly acknowledged datagram that carried a tag.
+func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint32)) {
+	if !s.any || ack == 0 {
+		return // the peer has received nothing yet
+	}
+	s.ackOne(ack, now, onTag)
+	for i := uint16(0); i < 32; i++ {
+		if bits&(1<<i) != 0 {
+			s.ackOne(ack-1-i, now, onTag)
+		}
+	}
+	lossAfter := s.LossAfter
+	if lossAfter <= 0 {
+		lossAfter = time.Second
+	}
+	// Age out what is clearly lost.
+	for i := range s.ring {
+		e := &s.ring[i]
+		if e.valid && !e.acked && now.Sub(e.at) > lossAfter {
+			e.valid = false
+			s.lose()
+		}
+	}
+}
+
+func (s *Sent) ackOne(seq uint16, now time.Time, onTag func(uint32)) {
+	e := &s.ring[seq%sentWindow]
+	if !e.valid || e.acked || e.seq != seq {
+		return
+	}
+	e.acked = true
+	s.acked++
+	s.lossAvg -= s.lossAvg * 0.01
+	sample := now.Sub(e.at)
+	if !s.haveRTT {
+		s.rtt, s.haveRTT = sample, true
+	} else {
+		s.rtt += (sample - s.rtt) / 8
+	}
+	if e.hasTag && onTag != nil {
+		onTag(e.tag)
+	}
+}
+
+// RTT is the smoothed round-trip time, zero before the first ack.
+func (s *Sent) RTT() time.Duration { return s.rtt }
+
+// Loss is the smoothed fraction of datagrams lost, 0..1.
+func (s *Sent) Loss() float64 { return s.lossAvg }
+
+// Counts are the datagrams acknowledged and counted lost so far.
+func (s *Sent) Counts() (acked, lost uint64) { return s.acked, s.lost }
