@@ -22,7 +22,6 @@ type snapshotSender struct {
 	ring    [baselineRing]*Snapshot
 	acked   atomic.Uint64 // epoch << 32 | tick of the newest acknowledged snapshot
 	env     []byte
-	delta   []byte
 }
 
 // ack records the newest snapshot the client holds (reader goroutine).
@@ -62,9 +61,8 @@ func (s *snapshotSender) encode(snap *Snapshot) []byte {
 		tick := uint32(a)
 		if uint8(a>>32) == s.epoch && snap.Tick != tick && snap.Tick-tick <= 255 {
 			if base := s.ring[tick%baselineRing]; base != nil && base.Tick == tick {
-				s.delta = s.codec.Encode(s.delta[:0], base.Data, snap.Data)
-				if len(s.delta) < len(snap.Data) {
-					payload = s.delta
+				if delta := snap.deltaAgainst(base, s.codec); len(delta) < len(snap.Data) {
+					payload = delta
 					env.Base = uint8(snap.Tick - tick)
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/roomwire/roomwire/unreliable"
 )
 
 // Snapshot is one tick's state, encoded once and shared by every connection it
@@ -26,6 +28,47 @@ type Snapshot struct {
 	Data []byte
 
 	refs atomic.Int32
+
+	// deltas caches this snapshot's deltas against the baselines members
+	// acknowledged: most members of a room acknowledged the same recent
+	// tick, so each delta is encoded once per tick, not once per member.
+	deltaMu sync.Mutex
+	deltas  [deltaCache]cachedDelta
+}
+
+// deltaCache is how many distinct baselines a snapshot keeps deltas for.
+const deltaCache = 4
+
+type cachedDelta struct {
+	base  *Snapshot
+	tick  uint32
+	valid bool
+	data  []byte
+}
+
+// deltaAgainst returns the delta from base to s, encoding it only if no
+// member asked for the same baseline before. The bytes are valid while s
+// is.
+func (s *Snapshot) deltaAgainst(base *Snapshot, codec unreliable.Codec) []byte {
+	s.deltaMu.Lock()
+	defer s.deltaMu.Unlock()
+	free := -1
+	for i := range s.deltas {
+		d := &s.deltas[i]
+		if d.valid && d.base == base && d.tick == base.Tick {
+			return d.data
+		}
+		if !d.valid && free < 0 {
+			free = i
+		}
+	}
+	if free < 0 {
+		free = int(base.Tick % deltaCache) // all taken: replace one
+	}
+	d := &s.deltas[free]
+	d.base, d.tick, d.valid = base, base.Tick, true
+	d.data = codec.Encode(d.data[:0], base.Data, s.Data)
+	return d.data
 }
 
 var snapshotPool = sync.Pool{New: func() any { return new(Snapshot) }}
@@ -38,6 +81,9 @@ func NewSnapshot(tick uint32) *Snapshot {
 	s.Time = time.Now().UnixNano()
 	s.Stream = 0
 	s.Data = s.Data[:0]
+	for i := range s.deltas {
+		s.deltas[i].valid, s.deltas[i].base = false, nil
+	}
 	s.refs.Store(1)
 	return s
 }
