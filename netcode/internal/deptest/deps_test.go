@@ -1,0 +1,90 @@
+package deptest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+const mod = "github.com/roomwire/roomwire/"
+
+// golist runs go list with a template over pkg and returns its lines.
+func golist(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).CombinedOutput()
+	require.NoError(t, err, "go list: %s", out)
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+// forbiddenInPure says why a pure protocol package may not depend on pkg,
+// or "" if it may: bytes in, bytes out, no I/O of its own.
+func forbiddenInPure(self, pkg string, standard bool) string {
+	switch {
+	case pkg == self:
+		return ""
+	case pkg == "net" || strings.HasPrefix(pkg, "net/"):
+		return "networking"
+	case pkg == "os/exec":
+		return "process execution"
+	case !standard:
+		return "outside the standard library"
+	}
+	return ""
+}
+
+func TestForbiddenInPure(t *testing.T) {
+	self := mod + "reliable"
+	cases := []struct {
+		pkg      string
+		standard bool
+		bad      bool
+	}{
+		{self, false, false},
+		{"encoding/binary", true, false},
+		{"net", true, true},
+		{"net/netip", true, true},
+		{"os/exec", true, true},
+		{"github.com/quic-go/quic-go", false, true},
+		{mod + "netcode", false, true},
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.bad, forbiddenInPure(self, tc.pkg, tc.standard) != "", tc.pkg)
+	}
+}
+
+// The wire packages reach neither the network nor anything outside the
+// standard library, directly or not.
+func TestProtocolPackagesArePure(t *testing.T) {
+	for _, pkg := range []string{mod + "reliable", mod + "unreliable"} {
+		lines := golist(t, "-deps", "-f", "{{.ImportPath}} {{.Standard}}", pkg)
+		require.Greater(t, len(lines), 5, "implausibly short dependency list for %s", pkg)
+		for _, line := range lines {
+			dep, std, _ := strings.Cut(line, " ")
+			if why := forbiddenInPure(pkg, dep, std == "true"); why != "" {
+				t.Errorf("%s depends on %s (%s)", pkg, dep, why)
+			}
+		}
+	}
+}
+
+// Rooms use netcode's public API, not the transports beneath it.
+func TestRoomsUseNetcodeOnly(t *testing.T) {
+	imports := golist(t, "-f", "{{range .Imports}}{{.}}\n{{end}}", mod+"rooms")
+	require.Contains(t, imports, mod+"netcode")
+	for _, imp := range imports {
+		require.False(t, strings.HasPrefix(imp, mod+"netcode/transport"), "rooms imports %s", imp)
+	}
+}
+
+// No shipped binary or library package links a test helper.
+func TestNoTestHelpersInProduction(t *testing.T) {
+	helpers := []string{mod + "netcode/netcodetest", mod + "netcode/transport/impair", mod + "netcode/transport/mem"}
+	for _, pkg := range []string{mod + "cmd/gameserver", mod + "cmd/botclient", mod + "rooms", mod + "loadtest"} {
+		deps := golist(t, "-deps", "-f", "{{.ImportPath}}", pkg)
+		for _, h := range helpers {
+			require.NotContains(t, deps, h, "%s links %s", pkg, h)
+		}
+	}
+}
