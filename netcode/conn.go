@@ -132,6 +132,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	for _, f := range hooks {
 		c.callHook(f)
 	}
+	c.out.uncork()
 
 	ce := c.readLoop(r, c.dispatch)
 	c.finish()
@@ -202,6 +203,11 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	if c.err() != nil {
 		return false // timed out while authenticating
 	}
+	// The WELCOME waits in the corked queue until the connection is
+	// registered and its connect hooks ran (serveConn uncorks), so a client
+	// that has its WELCOME finds the server ready: its id known, its private
+	// room joined.
+	c.out.cork()
 	b, ok := c.out.begin()
 	if !ok {
 		return false

@@ -17,6 +17,7 @@ type outbox struct {
 	closed  bool  // no more frames accepted
 	closing bool  // a CLOSE frame is queued: write it, then stop
 	writing bool  // a goroutine holds the write turn
+	corked  bool  // hold writes: frames queue but the writer is not woken
 	failed  error // a write failed: the session is gone
 	wake    chan struct{}
 	flushed chan struct{} // closed by the writer after the last frame went out
@@ -47,12 +48,30 @@ func (o *outbox) end(b []byte) error {
 	if !over {
 		o.buf = b
 	}
+	corked := o.corked
 	o.mu.Unlock()
 	if over {
 		return ErrSlowConsumer
 	}
-	o.signal()
+	if !corked {
+		o.signal()
+	}
 	return nil
+}
+
+// cork holds queued frames back until uncork; they keep their order.
+func (o *outbox) cork() {
+	o.mu.Lock()
+	o.corked = true
+	o.mu.Unlock()
+}
+
+// uncork lets the writer send what queued while corked.
+func (o *outbox) uncork() {
+	o.mu.Lock()
+	o.corked = false
+	o.mu.Unlock()
+	o.signal()
 }
 
 // endQuiet is end without waking the writer goroutine: the caller flushes
@@ -77,9 +96,11 @@ func (o *outbox) signal() {
 	}
 }
 
-// shut queues a last frame (if non-nil) and refuses all further ones.
+// shut queues a last frame (if non-nil) and refuses all further ones. It
+// uncorks: a closing connection's last frames go out.
 func (o *outbox) shut(last []byte) {
 	o.mu.Lock()
+	o.corked = false
 	if !o.closed {
 		o.closed = true
 		o.closing = true
@@ -96,7 +117,7 @@ func (o *outbox) shut(last []byte) {
 // ends the connection.
 func (o *outbox) flush() error {
 	o.mu.Lock()
-	if o.writing {
+	if o.writing || o.corked {
 		o.mu.Unlock()
 		return nil
 	}
