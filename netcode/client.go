@@ -77,7 +77,6 @@ type Client struct {
 
 	maxDatagram int
 	reasm       unreliable.Reassembler // datagram goroutine only
-	resetReasm  atomic.Bool
 	snaps       snapshotReceiver
 	clock       clockSync
 	inputs      inputHistory
@@ -89,11 +88,6 @@ type Client struct {
 	unhandled  atomic.Uint64
 	inCallback atomic.Int32 // callbacks running: Close must not wait on them
 }
-
-// snapshotRestart is how far back (in ticks) a snapshot may be before it is
-// taken as a new tick sequence rather than as stale: about half a second at
-// the highest tick rate, far more than any reordering on a working path.
-const snapshotRestart = 64
 
 // NewClient returns an unconnected client.
 func NewClient(cfg ClientConfig) *Client {
@@ -111,7 +105,6 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
-	c.reasm.Restart = snapshotRestart
 	c.acks.onTag = func(tag uint32) { // an INPUT datagram arrived: its inputs need not go again
 		if tag > c.inputs.acked.Load() {
 			c.inputs.acked.Store(tag)
@@ -296,11 +289,6 @@ func (c *Client) Request(ctx context.Context, event string, payload []byte) ([]b
 	return c.request(ctx, event, payload, c.cfg.RequestTimeout)
 }
 
-// ResetSnapshots makes the client accept the next snapshot whatever its
-// tick. Call it when the snapshots' source changes, such as after joining
-// another room, whose ticks count from its own start.
-func (c *Client) ResetSnapshots() { c.resetReasm.Store(true) }
-
 // Close closes the connection with CloseNormal and waits until the client's
 // goroutines ended (called from a handler, it does not wait). It is
 // idempotent.
@@ -342,6 +330,8 @@ func (c *Client) dispatch(f reliable.Frame) {
 }
 
 func (c *Client) callEvent(h func([]byte), p []byte) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
 	c.inCallback.Add(1)
 	defer c.recoverCallback()
 	h(p)
@@ -372,7 +362,7 @@ func (c *Client) onDatagram(d []byte) {
 	case unreliable.KindSnapshot:
 		c.onSnapshotFragment(body)
 	case unreliable.KindEvent:
-		if ev, ok := c.acceptEvent(body); ok {
+		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {
 			c.mu.RLock()
 			hd := c.events[string(ev.Name)]
 			c.mu.RUnlock()
@@ -393,9 +383,6 @@ func (c *Client) onSnapshotFragment(body []byte) {
 		c.stats.datagramsBad.Add(1)
 		return
 	}
-	if c.resetReasm.CompareAndSwap(true, false) {
-		c.reasm.Reset()
-	}
 	now := time.Now()
 	stale, dropped := c.reasm.Stale, c.reasm.Dropped
 	tick, env, done := c.reasm.Add(sh, frag, now)
@@ -404,7 +391,7 @@ func (c *Client) onSnapshotFragment(body []byte) {
 	if !done {
 		return
 	}
-	data, undecodable, err := c.snaps.add(tick, env, now)
+	data, undecodable, err := c.snaps.add(tick, sh.Epoch, env, now)
 	switch {
 	case err != nil:
 		c.stats.datagramsBad.Add(1)

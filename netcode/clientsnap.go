@@ -66,19 +66,19 @@ type snapshotReceiver struct {
 
 // add decodes a reassembled envelope. It returns the whole snapshot (valid
 // until the next add) or why it could not.
-func (r *snapshotReceiver) add(tick uint32, env []byte, now time.Time) (data []byte, undecodable bool, err error) {
+func (r *snapshotReceiver) add(tick uint32, epoch uint8, env []byte, now time.Time) (data []byte, undecodable bool, err error) {
 	e, payload, err := unreliable.ParseEnvelope(env)
 	if err != nil {
 		return nil, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e.Epoch != r.epoch {
+	if epoch != r.epoch || r.newest == nil {
 		// Another stream (a new room): nothing held is a baseline now.
 		for i := range r.ring {
 			r.ring[i].valid = false
 		}
-		r.epoch, r.newest = e.Epoch, nil
+		r.epoch, r.newest = epoch, nil
 	}
 	whole := payload
 	if e.Base != 0 {
@@ -115,7 +115,7 @@ func (r *snapshotReceiver) add(tick uint32, env []byte, now time.Time) (data []b
 	}
 	slot.tick, slot.time, slot.valid, slot.arrived = tick, e.Time, true, now
 	r.newest = slot
-	r.acked.Store(uint64(e.Epoch)<<32 | uint64(tick))
+	r.acked.Store(uint64(epoch)<<32 | uint64(tick))
 	return slot.data, false, nil
 }
 

@@ -247,6 +247,8 @@ func (c *Conn) recovered(what string, r any) {
 }
 
 func (c *Conn) callEvent(h EventHandler, p []byte) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
 			c.recovered("event handler", r)
@@ -265,6 +267,8 @@ func (c *Conn) callInput(h InputHandler, p []byte) {
 }
 
 func (c *Conn) callRequest(h RequestHandler, p []byte) (reply []byte, err error) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {
 			c.recovered("request handler", r)
@@ -316,7 +320,7 @@ func (c *Conn) onDatagram(d []byte) {
 			c.dq.snaps.ack(a)
 		}
 	case unreliable.KindEvent:
-		if ev, ok := c.acceptEvent(body); ok {
+		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {
 			if h := c.srv.lookupEvent(ev.Name); h != nil {
 				c.callEvent(h, ev.Payload)
 			} else {

@@ -149,13 +149,16 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 // snapshot it acknowledged, when there is one) and sends its fragments.
 func (q *dgramQueue) sendSnapshot(send func([]byte) error, snap *Snapshot, maxDatagram int, scratch []byte) bool {
 	env := q.snaps.encode(snap)
+	h := unreliable.SnapshotHeader{Tick: snap.Tick, Epoch: q.snaps.epoch}
 	count, err := unreliable.FragmentCount(len(env), maxDatagram)
-	if err != nil {
+	if env == nil || err != nil {
 		q.stats.snapshotsTooLarge.Add(1)
 		return true
 	}
+	h.Count = uint8(count)
 	for i := 0; i < count; i++ {
-		scratch = unreliable.AppendFragment(scratch[:0], 0, snap.Tick, env, i, count, maxDatagram)
+		h.Index = uint8(i)
+		scratch = unreliable.AppendEpochFragment(scratch[:0], 0, h, env, maxDatagram)
 		if !q.sendOne(send, scratch, 0) {
 			return false
 		}

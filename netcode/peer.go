@@ -56,6 +56,10 @@ type peer struct {
 	// pong, if set before the read loop starts, receives PONG frames.
 	pong func(reliable.Frame)
 
+	// hmu runs the application's event and request handlers one at a
+	// time, whether the event came reliably or as a datagram.
+	hmu sync.Mutex
+
 	nextReq atomic.Uint32
 	pendMu  sync.Mutex
 	pending map[uint32]chan result

@@ -151,9 +151,10 @@ type InputHandler func(c *Conn, data []byte)
 
 // Server accepts connections on its transports and dispatches their events.
 // Register handlers before Serve; all methods are safe for concurrent use.
-// Handlers for one connection run one at a time, in the order its frames
-// arrived, on that connection's goroutine; different connections' handlers
-// run concurrently.
+// Event and request handlers for one connection run one at a time: reliable
+// ones in the order their frames arrived, unreliable events as their
+// datagrams come; different connections' handlers run concurrently. Input
+// handlers run on the connection's datagram goroutine.
 type Server struct {
 	cfg       Config
 	listeners []transport.Listener

@@ -31,8 +31,12 @@ func (s *snapshotSender) ack(a unreliable.SnapshotAck) {
 	}
 	for {
 		old := s.acked.Load()
-		if uint8(old>>32) == a.Epoch && !unreliable.TickNewer(a.Tick, uint32(old)) {
+		oldEpoch := uint8(old >> 32)
+		if oldEpoch == a.Epoch && !unreliable.TickNewer(a.Tick, uint32(old)) {
 			return // not newer than what we know
+		}
+		if oldEpoch != 0 && unreliable.EpochNewer(oldEpoch, a.Epoch) {
+			return // a late ack from an earlier stream
 		}
 		if s.acked.CompareAndSwap(old, uint64(a.Epoch)<<32|uint64(a.Tick)) {
 			return
@@ -42,7 +46,8 @@ func (s *snapshotSender) ack(a unreliable.SnapshotAck) {
 
 // encode returns snap's envelope for this client: a delta against the
 // newest snapshot it acknowledged when that is still in the ring, the whole
-// snapshot otherwise. The result is valid until the next call.
+// snapshot otherwise. The result is valid until the next call; nil means the
+// snapshot is larger than any client may accept.
 func (s *snapshotSender) encode(snap *Snapshot) []byte {
 	if !s.started || snap.Stream != s.stream {
 		// A new source, such as another room: its ticks start over, so
@@ -54,7 +59,10 @@ func (s *snapshotSender) encode(snap *Snapshot) []byte {
 			s.epoch = 1
 		}
 	}
-	env := unreliable.Envelope{Time: snap.Time, Epoch: s.epoch}
+	if len(snap.Data) > unreliable.MaxSnapshot {
+		return nil // no client could take it, whole or as a delta
+	}
+	env := unreliable.Envelope{Time: snap.Time}
 	payload := snap.Data
 	if s.codec != nil {
 		a := s.acked.Load()

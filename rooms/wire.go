@@ -72,7 +72,6 @@ func Join(ctx context.Context, c *netcode.Client, kind, name string) (JoinResult
 	if err != nil {
 		return JoinResult{}, err
 	}
-	c.ResetSnapshots() // the new room counts ticks from its own start
 	if len(rep) < 1 || len(rep) != 1+int(rep[0])+5 {
 		return JoinResult{}, fmt.Errorf("rooms: malformed $join reply of %d bytes", len(rep))
 	}

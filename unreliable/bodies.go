@@ -9,27 +9,22 @@ import (
 // an envelope, fragmented (fragment.go); the other kinds fit one datagram.
 
 // EnvelopeLen is the size of a snapshot envelope's header.
-const EnvelopeLen = 8 + 1 + 1
+const EnvelopeLen = 8 + 1
 
 // Envelope is what a reassembled snapshot starts with.
 type Envelope struct {
 	// Time is the server's clock at the tick, in Unix nanoseconds: clients
 	// interpolate on it.
 	Time int64
-	// Epoch numbers the server's snapshot streams to this client: it
-	// changes when the client moves to another room, whose ticks count
-	// from its own start, so that a delta is never applied to a baseline of
-	// another stream. It is never 0.
-	Epoch uint8
 	// Base is 0 for a whole snapshot, or n for a delta against the tick
-	// n ticks before this one, of the same epoch.
+	// n ticks before this one, of the same epoch (SnapshotHeader.Epoch).
 	Base uint8
 }
 
 // AppendEnvelope appends an envelope header; the payload follows it.
 func AppendEnvelope(b []byte, e Envelope) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time))
-	return append(b, e.Epoch, e.Base)
+	return append(b, e.Base)
 }
 
 // ParseEnvelope decodes an envelope and returns the payload after it.
@@ -37,10 +32,7 @@ func ParseEnvelope(d []byte) (Envelope, []byte, error) {
 	if len(d) < EnvelopeLen {
 		return Envelope{}, nil, fmt.Errorf("%w: snapshot envelope of %d bytes", ErrShort, len(d))
 	}
-	e := Envelope{Time: int64(binary.BigEndian.Uint64(d)), Epoch: d[8], Base: d[9]}
-	if e.Epoch == 0 {
-		return e, nil, fmt.Errorf("%w: snapshot epoch 0", ErrBadFragment)
-	}
+	e := Envelope{Time: int64(binary.BigEndian.Uint64(d)), Base: d[8]}
 	return e, d[EnvelopeLen:], nil
 }
 
@@ -119,6 +111,9 @@ func ParseInputs(body []byte, each func(Input)) (SnapshotAck, error) {
 	for i := 0; i < n; i++ {
 		if len(check) < 5 || len(check) < 5+int(check[4]) {
 			return a, fmt.Errorf("%w: input %d of %d cut short", ErrShort, i, n)
+		}
+		if check[4] > MaxInput {
+			return a, fmt.Errorf("%w: input of %d bytes > %d", ErrTooLarge, check[4], MaxInput)
 		}
 		check = check[5+int(check[4]):]
 	}

@@ -56,7 +56,7 @@ const (
 	// HeaderLen is the size of the header every datagram starts with.
 	HeaderLen = 9
 	// SnapshotHeaderLen is the size of a SNAPSHOT body's own header.
-	SnapshotHeaderLen = 6
+	SnapshotHeaderLen = 7
 	// MaxDatagram is the largest datagram, header included, that a sender
 	// emits. It fits QUIC's smallest datagram payload (1280-byte packets).
 	MaxDatagram = 1200

@@ -8,15 +8,24 @@ import (
 
 // SnapshotHeader precedes every fragment of a snapshot.
 type SnapshotHeader struct {
-	Tick  uint32 // the server tick that produced the snapshot
-	Index uint8  // this fragment's position, 0-based
-	Count uint8  // how many fragments the snapshot has, 1..MaxFragments
+	Tick uint32 // the server tick that produced the snapshot
+	// Epoch numbers the server's snapshot streams to this client, wrapping:
+	// it moves on when the client's snapshots change source (another room,
+	// whose ticks count from its own start). Ticks are compared within an
+	// epoch; a newer epoch starts a new sequence, an older one is stale.
+	Epoch uint8
+	Index uint8 // this fragment's position, 0-based
+	Count uint8 // how many fragments the snapshot has, 1..MaxFragments
 }
+
+// EpochNewer reports whether epoch a is newer than b, allowing for
+// wraparound.
+func EpochNewer(a, b uint8) bool { return a != b && a-b < 1<<7 }
 
 // AppendSnapshotHeader appends a SNAPSHOT body header.
 func AppendSnapshotHeader(b []byte, h SnapshotHeader) []byte {
 	b = binary.BigEndian.AppendUint32(b, h.Tick)
-	return append(b, h.Index, h.Count)
+	return append(b, h.Epoch, h.Index, h.Count)
 }
 
 // ParseSnapshotHeader decodes a SNAPSHOT body header and returns the fragment
@@ -25,7 +34,7 @@ func ParseSnapshotHeader(body []byte) (SnapshotHeader, []byte, error) {
 	if len(body) < SnapshotHeaderLen {
 		return SnapshotHeader{}, nil, fmt.Errorf("%w: snapshot body of %d bytes", ErrShort, len(body))
 	}
-	h := SnapshotHeader{Tick: binary.BigEndian.Uint32(body), Index: body[4], Count: body[5]}
+	h := SnapshotHeader{Tick: binary.BigEndian.Uint32(body), Epoch: body[4], Index: body[5], Count: body[6]}
 	if h.Count == 0 || h.Count > MaxFragments || h.Index >= h.Count {
 		return h, nil, fmt.Errorf("%w: fragment %d of %d", ErrBadFragment, h.Index, h.Count)
 	}
@@ -52,15 +61,21 @@ func FragmentCount(n, maxDatagram int) (int, error) {
 	return c, nil
 }
 
-// AppendFragment appends the whole datagram for fragment i of snapshot data:
-// header, snapshot header and the fragment's bytes. count must come from
-// FragmentCount with the same maxDatagram.
+// AppendFragment appends the whole datagram for fragment i of snapshot data
+// in epoch 0: header, snapshot header and the fragment's bytes. count must
+// come from FragmentCount with the same maxDatagram.
 func AppendFragment(b []byte, seq uint16, tick uint32, data []byte, i, count, maxDatagram int) []byte {
+	return AppendEpochFragment(b, seq, SnapshotHeader{Tick: tick, Index: uint8(i), Count: uint8(count)}, data, maxDatagram)
+}
+
+// AppendEpochFragment appends the whole datagram for the fragment h names
+// (tick, epoch, index and count) of snapshot data.
+func AppendEpochFragment(b []byte, seq uint16, h SnapshotHeader, data []byte, maxDatagram int) []byte {
 	p := FragmentPayload(maxDatagram)
-	lo := min(i*p, len(data))
+	lo := min(int(h.Index)*p, len(data))
 	hi := min(lo+p, len(data))
 	b = AppendHeader(b, Header{Kind: KindSnapshot, Seq: seq})
-	b = AppendSnapshotHeader(b, SnapshotHeader{Tick: tick, Index: uint8(i), Count: uint8(count)})
+	b = AppendSnapshotHeader(b, h)
 	return append(b, data[lo:hi]...)
 }
 
@@ -70,6 +85,7 @@ const reassemblySlots = 4
 type slot struct {
 	used     bool
 	tick     uint32
+	epoch    uint8
 	count    uint8
 	have     uint64 // bit i set: fragment i received
 	got      int
@@ -93,9 +109,10 @@ type Reassembler struct {
 	// restarted) rather than as stale. Zero means never.
 	Restart uint32
 
-	slots   [reassemblySlots]slot
-	newest  uint32
-	haveAny bool
+	slots       [reassemblySlots]slot
+	newest      uint32
+	newestEpoch uint8
+	haveAny     bool
 
 	// Dropped counts snapshots given up incomplete; Stale counts fragments
 	// dropped because a newer snapshot was already complete.
@@ -109,6 +126,13 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 	if h.Count == 0 || h.Count > MaxFragments || h.Index >= h.Count {
 		return 0, nil, false // not from ParseSnapshotHeader: refuse rather than index out of range
 	}
+	if r.haveAny && h.Epoch != r.newestEpoch {
+		if !EpochNewer(h.Epoch, r.newestEpoch) {
+			r.Stale++ // a late fragment of an earlier stream
+			return 0, nil, false
+		}
+		r.Reset() // a new stream: its ticks start over
+	}
 	if r.haveAny && !TickNewer(h.Tick, r.newest) {
 		if r.Restart == 0 || r.newest-h.Tick <= r.Restart {
 			r.Stale++
@@ -117,7 +141,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 		r.Reset()
 	}
 	if h.Count == 1 {
-		r.newest, r.haveAny = h.Tick, true
+		r.newest, r.newestEpoch, r.haveAny = h.Tick, h.Epoch, true
 		r.dropOlder(h.Tick)
 		return h.Tick, frag, true
 	}
@@ -132,7 +156,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 			c.used = false
 			r.Dropped++
 		}
-		if c.used && c.tick == h.Tick {
+		if c.used && c.tick == h.Tick && c.epoch == h.Epoch {
 			s = c
 		}
 	}
@@ -141,7 +165,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 			r.Stale++ // older than every snapshot in progress, and no room
 			return 0, nil, false
 		}
-		s.used, s.tick, s.count, s.have, s.got, s.started = true, h.Tick, h.Count, 0, 0, now
+		s.used, s.tick, s.epoch, s.count, s.have, s.got, s.started = true, h.Tick, h.Epoch, h.Count, 0, 0, now
 	}
 	if s.count != h.Count {
 		return 0, nil, false // inconsistent sender; the slot times out
@@ -161,7 +185,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 		s.complete = append(s.complete, s.frags[i]...)
 	}
 	s.used = false
-	r.newest, r.haveAny = h.Tick, true
+	r.newest, r.newestEpoch, r.haveAny = h.Tick, h.Epoch, true
 	r.dropOlder(h.Tick)
 	return h.Tick, s.complete, true
 }

@@ -58,6 +58,7 @@ func TestSnapshotHeaderRoundTrip(t *testing.T) {
 		{Tick: 42, Index: 1, Count: 2},
 		{Tick: 0xffffffff, Index: MaxFragments - 1, Count: MaxFragments},
 		{Tick: 0x01020304, Index: 0, Count: MaxFragments},
+		{Tick: 7, Epoch: 255, Index: 2, Count: 3},
 	}
 	for _, h := range cases {
 		b := AppendSnapshotHeader([]byte{0xee}, h)
@@ -68,8 +69,8 @@ func TestSnapshotHeaderRoundTrip(t *testing.T) {
 		require.Equal(t, h, got)
 		require.Equal(t, "xy", string(frag))
 	}
-	b := AppendSnapshotHeader(nil, SnapshotHeader{Tick: 0x01020304, Index: 5, Count: 6})
-	require.Equal(t, "0102030405"+"06", hex.EncodeToString(b))
+	b := AppendSnapshotHeader(nil, SnapshotHeader{Tick: 0x01020304, Epoch: 9, Index: 5, Count: 6})
+	require.Equal(t, "01020304"+"09"+"05"+"06", hex.EncodeToString(b))
 }
 
 func TestParseSnapshotHeaderErrors(t *testing.T) {
@@ -79,14 +80,14 @@ func TestParseSnapshotHeaderErrors(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, ErrShort},
-		{"5 bytes", []byte{0, 0, 0, 1, 0}, ErrShort},
-		{"count 0", []byte{0, 0, 0, 1, 0, 0}, ErrBadFragment},
-		{"count 65", []byte{0, 0, 0, 1, 0, 65}, ErrBadFragment},
-		{"count 255", []byte{0, 0, 0, 1, 0, 255}, ErrBadFragment},
-		{"index == count", []byte{0, 0, 0, 1, 3, 3}, ErrBadFragment},
-		{"index > count", []byte{0, 0, 0, 1, 200, 3}, ErrBadFragment},
-		{"index 64 of 64", []byte{0, 0, 0, 1, 64, 64}, ErrBadFragment},
-		{"index 1 of 1", []byte{0, 0, 0, 1, 1, 1}, ErrBadFragment},
+		{"6 bytes", []byte{0, 0, 0, 1, 0, 0}, ErrShort},
+		{"count 0", []byte{0, 0, 0, 1, 1, 0, 0}, ErrBadFragment},
+		{"count 65", []byte{0, 0, 0, 1, 1, 0, 65}, ErrBadFragment},
+		{"count 255", []byte{0, 0, 0, 1, 1, 0, 255}, ErrBadFragment},
+		{"index == count", []byte{0, 0, 0, 1, 1, 3, 3}, ErrBadFragment},
+		{"index > count", []byte{0, 0, 0, 1, 1, 200, 3}, ErrBadFragment},
+		{"index 64 of 64", []byte{0, 0, 0, 1, 1, 64, 64}, ErrBadFragment},
+		{"index 1 of 1", []byte{0, 0, 0, 1, 1, 1, 1}, ErrBadFragment},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +101,7 @@ func TestParseSnapshotHeaderErrors(t *testing.T) {
 			require.NotErrorIs(t, err, other)
 		})
 	}
-	for _, body := range [][]byte{{0, 0, 0, 1, 0, 1}, {0, 0, 0, 1, 63, 64}, {0, 0, 0, 1, 0, 64}} {
+	for _, body := range [][]byte{{0, 0, 0, 1, 1, 0, 1}, {0, 0, 0, 1, 1, 63, 64}, {0, 0, 0, 1, 1, 0, 64}} {
 		_, frag, err := ParseSnapshotHeader(body)
 		require.NoError(t, err)
 		require.Empty(t, frag)
@@ -109,8 +110,8 @@ func TestParseSnapshotHeaderErrors(t *testing.T) {
 
 func TestFragmentCount(t *testing.T) {
 	const p256 = MinDatagram - HeaderLen - SnapshotHeaderLen
-	require.Equal(t, 1185, FragmentPayload(MaxDatagram)) // PROTOCOL.md 5.4
-	require.Equal(t, 241, FragmentPayload(MinDatagram))
+	require.Equal(t, 1184, FragmentPayload(MaxDatagram)) // PROTOCOL.md 5.4
+	require.Equal(t, 240, FragmentPayload(MinDatagram))
 	cases := []struct {
 		n, max, want int
 		err          bool
@@ -184,12 +185,12 @@ func TestAppendFragmentProtocolExample(t *testing.T) {
 	require.Equal(t, 2, count)
 	d0 := AppendFragment(nil, 10, 43, data, 0, count, MaxDatagram)
 	d1 := AppendFragment(nil, 11, 43, data, 1, count, MaxDatagram)
-	require.Equal(t, "01000a000000000000"+"0000002b0002", hex.EncodeToString(d0[:15]))
-	require.Equal(t, "01000b000000000000"+"0000002b0102", hex.EncodeToString(d1[:15]))
+	require.Equal(t, "01000a000000000000"+"0000002b"+"00"+"0002", hex.EncodeToString(d0[:16]))
+	require.Equal(t, "01000b000000000000"+"0000002b"+"00"+"0102", hex.EncodeToString(d1[:16]))
 	require.Len(t, d0, 1200)
-	require.Len(t, d1, 830)
-	require.Equal(t, data[:1185], d0[15:])
-	require.Equal(t, data[1185:], d1[15:])
+	require.Len(t, d1, 832)
+	require.Equal(t, data[:1184], d0[16:])
+	require.Equal(t, data[1184:], d1[16:])
 }
 
 func TestFragmentAllocs(t *testing.T) {
@@ -760,4 +761,22 @@ func (r *Reassembler) inProgress(tick uint32) bool {
 		}
 	}
 	return false
+}
+
+func TestReassemblerEpochs(t *testing.T) {
+	var r Reassembler
+	now := time.Unix(100, 0)
+	add := func(tick uint32, epoch uint8) bool {
+		_, _, ok := r.Add(SnapshotHeader{Tick: tick, Epoch: epoch, Count: 1}, []byte{1}, now)
+		return ok
+	}
+	require.True(t, add(5000, 1))
+	require.True(t, add(3, 2), "a newer epoch starts over at a lower tick")
+	require.True(t, add(4, 2))
+	require.False(t, add(5001, 1), "a late fragment of the earlier epoch is stale")
+	require.False(t, add(4, 2), "ticks are compared within the epoch")
+	require.True(t, add(1, 3))
+	require.True(t, add(1, 130), "130 is newer than 3 (less than half the space ahead)")
+	require.False(t, add(2, 3), "3 is older than 130")
+	require.EqualValues(t, 3, r.Stale)
 }

@@ -332,11 +332,6 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		l.stats.badChallenge.Add(1)
 		return
 	}
-	if old != nil {
-		// A new handshake from the address of a session: the client
-		// restarted, and the old session is dead.
-		old.shut(&transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: "replaced by a new connection from the same address"}, false)
-	}
 	cl := adm.Claims
 	cl.ProtocolID = l.cfg.ProtocolID
 	send := func(b []byte) error {
@@ -353,7 +348,11 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		l.mu.Unlock()
 		return
 	}
-	if len(l.sessions) >= l.cfg.MaxClients {
+	live := len(l.sessions)
+	if old != nil {
+		live-- // it is about to be replaced
+	}
+	if live >= l.cfg.MaxClients {
 		l.mu.Unlock()
 		l.stats.denied.Add(1)
 		buf := bufPool.Get().(*[secure.MaxPacket]byte)
@@ -369,6 +368,12 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 	s.challenge = binary.BigEndian.Uint64(challenge)
 	l.sessions[from] = s
 	l.mu.Unlock()
+	if old != nil {
+		// A new handshake from the address of a session: the client
+		// restarted, and the old session is dead. (Its forget finds the new
+		// session in the map and leaves it.)
+		old.shut(&transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: "replaced by a new connection from the same address"}, false)
+	}
 
 	_ = s.seal(secure.PacketKeepAlive, nil) // confirms the connection
 	select {
