@@ -189,3 +189,56 @@ func TestSpoofedRequestsGetNoStateAndNoAmplification(t *testing.T) {
 	require.EqualValues(t, n, st.Challenges)
 	require.LessOrEqual(t, st.TokensRemembered, n, "only the bounded token-use table grows")
 }
+
+// A captured RESPONSE replayed later admits nobody: challenges are
+// single-use. A client that restarts on the same address gets a fresh
+// session with fresh keys, replacing its dead one.
+func TestChallengesAreSingleUseAndRestartsReplace(t *testing.T) {
+	l := listen(t, Config{})
+	tok := testToken(t, token.DevKey, time.Minute)
+	raw := rawSocket(t, l)
+	_, err := raw.Write(secure.AppendRequest(nil, tok))
+	require.NoError(t, err)
+	ch := answer(raw, 2*time.Second)
+	require.NotNil(t, ch)
+	op := secure.NewOpener(tok.ServerToClient, testProtocol)
+	typ, challenge, err := op.Open(nil, ch)
+	require.NoError(t, err)
+	require.Equal(t, secure.PacketChallenge, typ)
+	response := append([]byte{byte(secure.PacketResponse)}, challenge...)
+	_, err = raw.Write(response)
+	require.NoError(t, err)
+	require.NotNil(t, answer(raw, 2*time.Second), "admitted: a KEEPALIVE confirms")
+	first := accept(t, l)
+
+	// The same RESPONSE again is the session's own: a KEEPALIVE, nothing new.
+	_, err = raw.Write(response)
+	require.NoError(t, err)
+	require.NotNil(t, answer(raw, 2*time.Second))
+	require.EqualValues(t, 1, l.Stats().Accepted)
+
+	// The client restarts on the same address: a new REQUEST and RESPONSE
+	// replace the old session, under keys of its own.
+	_, err = raw.Write(secure.AppendRequest(nil, tok))
+	require.NoError(t, err)
+	ch2 := answer(raw, 2*time.Second)
+	_, challenge2, err := secure.NewOpener(tok.ServerToClient, testProtocol).Open(nil, ch2)
+	require.NoError(t, err)
+	require.NotEqual(t, challenge, challenge2)
+	_, err = raw.Write(append([]byte{byte(secure.PacketResponse)}, challenge2...))
+	require.NoError(t, err)
+	second := accept(t, l)
+	<-first.Done()
+	require.Contains(t, first.err().Error(), "replaced")
+	c2s1, _ := secure.SessionKeys(tok.ClientToServer, tok.ServerToClient, challenge)
+	c2s2, _ := secure.SessionKeys(tok.ClientToServer, tok.ServerToClient, challenge2)
+	require.NotEqual(t, c2s1, c2s2, "each session has keys of its own")
+
+	// The first session's RESPONSE, replayed now, admits nobody.
+	before := l.Stats().DroppedChallenge
+	_, err = raw.Write(response)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return l.Stats().DroppedChallenge == before+1 }, 2*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 2, l.Stats().Accepted)
+	second.Close(0, "done")
+}
