@@ -62,9 +62,11 @@ type ClientConfig struct {
 
 // Client is a game client's connection to a Roomwire server. Register
 // handlers with On and OnSnapshot before Connect so that nothing the server
-// sends early is missed. Handlers run one at a time on the client's reader
-// goroutine, in arrival order; snapshot handlers on its datagram goroutine.
-// All methods are safe for concurrent use.
+// sends early is missed. Event handlers run one at a time: reliable events in
+// arrival order on the client's reader goroutine, unreliable ones on its
+// datagram goroutine; the snapshot handler runs on the datagram goroutine.
+// All methods are safe for concurrent use, except Interpolate, which is
+// for one render loop.
 type Client struct {
 	peer
 	cfg ClientConfig

@@ -430,3 +430,40 @@ func TestSnapshotsFollowARoomChange(t *testing.T) {
 	tick := nt.Recv(t, p.snaps, "a snapshot from the new room")
 	require.Less(t, tick, uint32(30))
 }
+
+// The client's clock estimate and interpolation over a live room.
+func TestInterpolationAndClock(t *testing.T) {
+	nt.Each(t, func(t *testing.T, tr nt.Transport) {
+		f := newFixture(t, tr, rooms.Options{TickRate: 50})
+		p := f.player(t)
+		_, ok := p.Interpolate(time.Now())
+		require.False(t, ok, "nothing to interpolate before the first snapshot")
+		p.join(t, "test", "r")
+		time.Sleep(600 * time.Millisecond) // snapshots and a few PINGs
+		now := time.Now()
+		skew := p.ServerTime(now).Sub(now)
+		require.Less(t, skew.Abs(), 20*time.Millisecond, "one machine, one clock: the estimate is close")
+		frames, underruns := 0, 0
+		for i := 0; i < 30; i++ {
+			in, ok := p.Interpolate(time.Now())
+			require.True(t, ok)
+			frames++
+			if in.Underrun {
+				underruns++
+				continue
+			}
+			require.GreaterOrEqual(t, in.Alpha, 0.0)
+			require.LessOrEqual(t, in.Alpha, 1.0)
+			require.False(t, in.To.Time.Before(in.From.Time))
+			require.False(t, in.RenderTime.Before(in.From.Time))
+			require.True(t, in.RenderTime.Before(in.To.Time) || in.RenderTime.Equal(in.To.Time))
+			require.GreaterOrEqual(t, in.Delay, 30*time.Millisecond, "about two 20 ms intervals behind")
+			require.Equal(t, binary.BigEndian.Uint32(in.To.Data), in.To.Tick, "the frame's data is its tick's snapshot")
+			time.Sleep(time.Second / 60)
+		}
+		require.Less(t, underruns, frames/3)
+		st := p.Stats()
+		require.EqualValues(t, frames, st.InterpFrames)
+		require.Greater(t, st.RTT, time.Duration(0), "datagram acks measured a round trip")
+	})
+}
