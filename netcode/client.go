@@ -76,6 +76,7 @@ type Client struct {
 	events       map[string]func(payload []byte)
 	onSnapshot   func(tick uint32, data []byte)
 	onDisconnect func(*CloseError)
+	onConnect    func()
 
 	maxDatagram int
 	reasm       unreliable.Reassembler // datagram goroutine only
@@ -144,6 +145,14 @@ func (c *Client) On(event string, h func(payload []byte)) {
 func (c *Client) OnSnapshot(h func(tick uint32, data []byte)) {
 	c.mu.Lock()
 	c.onSnapshot = h
+	c.mu.Unlock()
+}
+
+// OnConnect sets the callback run once the server welcomed the client,
+// before Connect returns and before any event is dispatched.
+func (c *Client) OnConnect(h func()) {
+	c.mu.Lock()
+	c.onConnect = h
 	c.mu.Unlock()
 }
 
@@ -259,6 +268,12 @@ func (c *Client) run(welcome chan<- error) {
 	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram(), unreliable.MaxDatagram)
 	c.startReceiving(c.onDatagram)
 	c.pong = c.onPong
+	c.mu.RLock()
+	hc := c.onConnect
+	c.mu.RUnlock()
+	if hc != nil {
+		c.call(hc)
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

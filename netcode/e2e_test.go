@@ -140,9 +140,12 @@ func TestDisconnectReasons(t *testing.T) {
 
 		// Kicked by the server: the client learns code and reason.
 		clientSaw := make(chan *netcode.CloseError, 1)
+		connected := make(chan struct{}, 1)
 		kicked := nt.Client(t, tr, srv, func(c *netcode.Client) {
+			c.OnConnect(func() { connected <- struct{}{} })
 			c.OnDisconnect(func(ce *netcode.CloseError) { clientSaw <- ce })
 		})
+		nt.Recv(t, connected, "the connect callback")
 		srv.Conn(kicked.ID()).Close("cheating detected")
 		ce := nt.Recv(t, clientSaw, "client disconnect")
 		require.Equal(t, netcode.CloseKicked, ce.Code)

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/roomwire/roomwire/netcode"
+	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/rooms"
+	"github.com/roomwire/roomwire/rooms/arena"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, nt.GoleakOptions()...)
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("ROOMWIRE_TICK", "60")
+	t.Setenv("ROOMWIRE_KCP", "")
+	o, err := parseFlags([]string{"-max-members", "8"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, 60, o.tick, "from the environment")
+	require.Equal(t, 8, o.maxMembers, "from the command line")
+	require.Equal(t, "", o.kcpAddr, "an empty variable disables KCP")
+	require.True(t, o.dev)
+
+	t.Setenv("ROOMWIRE_TICK", "fast")
+	_, err = parseFlags(nil, io.Discard)
+	require.ErrorContains(t, err, "ROOMWIRE_TICK")
+
+	var help bytes.Buffer
+	_, err = parseFlags([]string{"-h"}, &help)
+	require.Error(t, err)
+	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "ROOMWIRE_QUIC"} {
+		require.Contains(t, help.String(), name)
+	}
+}
+
+// The server as the binary runs it: the demo game on both transports, the
+// HTTP side port, and on shutdown every client told why, within 5 s.
+func TestServeAndShutdown(t *testing.T) {
+	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type addrs struct{ quic, kcp, http net.Addr }
+	ready := make(chan addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, k, h net.Addr) { ready <- addrs{q, k, h} })
+	}()
+	a := nt.Recv(t, ready, "the server ready")
+
+	dial := func(url string) *netcode.Client {
+		tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
+		require.NoError(t, err)
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer dcancel()
+		cl, err := netcode.Dial(dctx, url, netcode.ClientConfig{InsecureSkipVerify: true, Token: tok})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	q, k := dial("quic://"+a.quic.String()), dial("kcp://"+a.kcp.String())
+	for _, cl := range []*netcode.Client{q, k} {
+		jr, err := rooms.Join(context.Background(), cl, arena.Kind, "demo")
+		require.NoError(t, err)
+		require.Equal(t, "demo", jr.Room)
+	}
+	rep, err := q.Request(context.Background(), "ping", []byte("x"))
+	require.NoError(t, err)
+	require.Equal(t, "x", string(rep))
+
+	resp, err := http.Get("http://" + a.http.String() + "/rooms")
+	require.NoError(t, err)
+	var list []rooms.RoomInfo
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	resp.Body.Close()
+	require.Len(t, list, 1)
+	require.Equal(t, 2, list[0].Members, "QUIC and KCP players in one room")
+	resp, err = http.Get("http://" + a.http.String() + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	start := time.Now()
+	cancel() // what SIGINT does
+	require.NoError(t, nt.Recv(t, done, "serve to return"))
+	require.Less(t, time.Since(start), 5*time.Second)
+	for _, cl := range []*netcode.Client{q, k} {
+		<-cl.Done()
+		var ce *netcode.CloseError
+		require.ErrorAs(t, cl.Err(), &ce)
+		require.Equal(t, "server shutting down", ce.Reason)
+	}
+}

@@ -1,0 +1,60 @@
+package loadtest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/roomwire/roomwire/loadtest"
+	"github.com/roomwire/roomwire/netcode"
+	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/rooms"
+	"github.com/roomwire/roomwire/rooms/arena"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, nt.GoleakOptions()...)
+}
+
+// A short mixed run: bots on QUIC and KCP in the same rooms, each minting
+// its own token, and a report whose figures hang together.
+func TestRunMixed(t *testing.T) {
+	tc, err := netcode.DevTLSConfig()
+	require.NoError(t, err)
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
+		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}})
+	require.NoError(t, err)
+	hub := rooms.NewHub(srv, rooms.HubOptions{})
+	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
+	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	go srv.Serve(context.Background())
+	defer func() { _ = srv.Close(); hub.Close() }()
+
+	key := token.DevKey
+	addrs := srv.Addrs()
+	rep, err := loadtest.Run(context.Background(), loadtest.Config{
+		Addr:         "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String(),
+		Insecure:     true,
+		TokenKey:     &key,
+		Bots:         6,
+		PerRoom:      3,
+		Duration:     2 * time.Second,
+		PingInterval: 200 * time.Millisecond,
+	})
+	require.NoError(t, err)
+	require.Equal(t, "quic+kcp", rep.Transport)
+	require.Equal(t, 6, rep.Connected, "errors: %v", rep.Errors)
+	require.Zero(t, rep.Failed)
+	require.Empty(t, rep.Errors)
+	require.Equal(t, rep.EventsSent, rep.EventsAcked)
+	require.Greater(t, rep.EventsSent, int64(6*5), "a join and pings from every bot")
+	require.Greater(t, rep.RTT.P50, 0.0)
+	require.GreaterOrEqual(t, float64(rep.SnapshotsReceived), 0.8*float64(rep.SnapshotsExpected))
+	require.Greater(t, rep.InterpFrames, uint64(6*60))
+	require.Greater(t, rep.BytesReceived, rep.BytesSent)
+	require.Len(t, hub.Rooms(), 2, "3 bots a room")
+}
