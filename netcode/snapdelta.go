@@ -18,6 +18,7 @@ type snapshotSender struct {
 	codec   unreliable.Codec // nil: whole snapshots only
 	stream  uint64           // the source of the current epoch's snapshots
 	epoch   uint8
+	current atomic.Uint32 // epoch, for the reader goroutine's ack
 	started bool
 	ring    [baselineRing]*Snapshot
 	acked   atomic.Uint64 // epoch << 32 | tick of the newest acknowledged snapshot
@@ -26,17 +27,13 @@ type snapshotSender struct {
 
 // ack records the newest snapshot the client holds (reader goroutine).
 func (s *snapshotSender) ack(a unreliable.SnapshotAck) {
-	if a.Epoch == 0 {
-		return
+	if a.Epoch == 0 || uint32(a.Epoch) != s.current.Load() {
+		return // none, or of another stream than the one being sent
 	}
 	for {
 		old := s.acked.Load()
-		oldEpoch := uint8(old >> 32)
-		if oldEpoch == a.Epoch && !unreliable.TickNewer(a.Tick, uint32(old)) {
+		if uint8(old>>32) == a.Epoch && !unreliable.TickNewer(a.Tick, uint32(old)) {
 			return // not newer than what we know
-		}
-		if oldEpoch != 0 && unreliable.EpochNewer(oldEpoch, a.Epoch) {
-			return // a late ack from an earlier stream
 		}
 		if s.acked.CompareAndSwap(old, uint64(a.Epoch)<<32|uint64(a.Tick)) {
 			return
@@ -49,6 +46,9 @@ func (s *snapshotSender) ack(a unreliable.SnapshotAck) {
 // snapshot otherwise. The result is valid until the next call; nil means the
 // snapshot is larger than any client may accept.
 func (s *snapshotSender) encode(snap *Snapshot) []byte {
+	if len(snap.Data) > unreliable.MaxSnapshot {
+		return nil // no client could take it, whole or as a delta
+	}
 	if !s.started || snap.Stream != s.stream {
 		// A new source, such as another room: its ticks start over, so
 		// nothing sent before can be a baseline.
@@ -58,9 +58,7 @@ func (s *snapshotSender) encode(snap *Snapshot) []byte {
 		if s.epoch == 0 {
 			s.epoch = 1
 		}
-	}
-	if len(snap.Data) > unreliable.MaxSnapshot {
-		return nil // no client could take it, whole or as a delta
+		s.current.Store(uint32(s.epoch))
 	}
 	env := unreliable.Envelope{Time: snap.Time}
 	payload := snap.Data

@@ -112,7 +112,8 @@ type Reassembler struct {
 	slots       [reassemblySlots]slot
 	newest      uint32
 	newestEpoch uint8
-	haveAny     bool
+	haveAny     bool // newest is set: a snapshot of newestEpoch completed
+	haveEpoch   bool // newestEpoch is set, from a fragment at least
 
 	// Dropped counts snapshots given up incomplete; Stale counts fragments
 	// dropped because a newer snapshot was already complete.
@@ -126,13 +127,14 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 	if h.Count == 0 || h.Count > MaxFragments || h.Index >= h.Count {
 		return 0, nil, false // not from ParseSnapshotHeader: refuse rather than index out of range
 	}
-	if r.haveAny && h.Epoch != r.newestEpoch {
+	if r.haveEpoch && h.Epoch != r.newestEpoch {
 		if !EpochNewer(h.Epoch, r.newestEpoch) {
 			r.Stale++ // a late fragment of an earlier stream
 			return 0, nil, false
 		}
 		r.Reset() // a new stream: its ticks start over
 	}
+	r.newestEpoch, r.haveEpoch = h.Epoch, true
 	if r.haveAny && !TickNewer(h.Tick, r.newest) {
 		if r.Restart == 0 || r.newest-h.Tick <= r.Restart {
 			r.Stale++
@@ -141,7 +143,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 		r.Reset()
 	}
 	if h.Count == 1 {
-		r.newest, r.newestEpoch, r.haveAny = h.Tick, h.Epoch, true
+		r.newest, r.haveAny = h.Tick, true
 		r.dropOlder(h.Tick)
 		return h.Tick, frag, true
 	}
@@ -185,7 +187,7 @@ func (r *Reassembler) Add(h SnapshotHeader, frag []byte, now time.Time) (uint32,
 		s.complete = append(s.complete, s.frags[i]...)
 	}
 	s.used = false
-	r.newest, r.newestEpoch, r.haveAny = h.Tick, h.Epoch, true
+	r.newest, r.haveAny = h.Tick, true
 	r.dropOlder(h.Tick)
 	return h.Tick, s.complete, true
 }
@@ -223,7 +225,8 @@ func (r *Reassembler) claim(tick uint32) *slot {
 }
 
 // Reset forgets every snapshot in progress and the newest tick, so that the
-// next snapshot is accepted whatever its tick.
+// next snapshot of the current epoch (or a newer one) is accepted whatever
+// its tick.
 func (r *Reassembler) Reset() {
 	for i := range r.slots {
 		r.slots[i].used = false

@@ -780,3 +780,20 @@ func TestReassemblerEpochs(t *testing.T) {
 	require.False(t, add(2, 3), "3 is older than 130")
 	require.EqualValues(t, 3, r.Stale)
 }
+
+func TestReassemblerEpochSwitchMidSnapshot(t *testing.T) {
+	var r Reassembler
+	now := time.Unix(100, 0)
+	_, _, ok := r.Add(SnapshotHeader{Tick: 100, Epoch: 1, Count: 1}, []byte{1}, now)
+	require.True(t, ok)
+	// The first fragment of the new stream's first snapshot arrives...
+	_, _, ok = r.Add(SnapshotHeader{Tick: 2, Epoch: 2, Index: 0, Count: 2}, []byte{2}, now)
+	require.False(t, ok)
+	// ...then a late fragment of the old stream: stale, not delivered.
+	_, _, ok = r.Add(SnapshotHeader{Tick: 101, Epoch: 1, Count: 1}, []byte{3}, now)
+	require.False(t, ok, "a late fragment of an earlier epoch is never delivered")
+	tick, data, ok := r.Add(SnapshotHeader{Tick: 2, Epoch: 2, Index: 1, Count: 2}, []byte{4}, now)
+	require.True(t, ok, "the new stream's snapshot completes")
+	require.Equal(t, uint32(2), tick)
+	require.Equal(t, []byte{2, 4}, data)
+}
