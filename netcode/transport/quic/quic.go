@@ -115,28 +115,26 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // Dial connects to a QUIC server at addr (host:port) and opens the reliable
 // stream.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*Session, error) {
-	if tlsConf == nil {
-		return nil, errors.New("quic: dial: a TLS config is required")
-	}
-	conn, err := quicgo.DialAddr(ctx, addr, withALPN(tlsConf), cfg.quicConfig())
-	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
-	}
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		_ = conn.CloseWithError(0, "no stream")
-		return nil, fmt.Errorf("quic: open stream: %w", err)
-	}
-	return newSession(conn, st), nil
+	return dial(ctx, addr, tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
+		return quicgo.DialAddr(ctx, addr, tc, cfg.quicConfig())
+	})
 }
 
 // DialConn is Dial over a packet conn the caller made; the session does not
 // close pc.
 func DialConn(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *tls.Config, cfg Config) (*Session, error) {
+	return dial(ctx, addr.String(), tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
+		return quicgo.Dial(ctx, pc, addr, tc, cfg.quicConfig())
+	})
+}
+
+// dial completes a QUIC handshake with connect and opens the reliable
+// stream.
+func dial(ctx context.Context, addr string, tlsConf *tls.Config, connect func(*tls.Config) (*quicgo.Conn, error)) (*Session, error) {
 	if tlsConf == nil {
 		return nil, errors.New("quic: dial: a TLS config is required")
 	}
-	conn, err := quicgo.Dial(ctx, pc, addr, withALPN(tlsConf), cfg.quicConfig())
+	conn, err := connect(withALPN(tlsConf))
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
 	}
