@@ -540,7 +540,6 @@ func TestConfigOutOfRange(t *testing.T) {
 	require.EqualValues(t, 10, c.Stats().Dropped)
 }
 
-
 func BenchmarkWriteTo(b *testing.B) {
 	for name, cfg := range map[string]impair.Config{
 		"pass-through": {},
