@@ -293,7 +293,7 @@ func (l *Listener) request(p []byte, from netip.AddrPort) {
 		return
 	}
 	l.used[claims.Tag] = tokenUse{addr: from, expires: claims.Expires}
-	full := len(l.sessions) >= l.cfg.MaxClients
+	full := l.liveExcept(from) >= l.cfg.MaxClients
 	l.mu.Unlock()
 
 	sealer := secure.NewSealer(claims.ServerToClient, l.cfg.ProtocolID)
@@ -348,11 +348,8 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		l.mu.Unlock()
 		return
 	}
-	live := len(l.sessions)
-	if old != nil {
-		live-- // it is about to be replaced
-	}
-	if live >= l.cfg.MaxClients {
+	old = l.sessions[from] // again: it may have timed out meanwhile
+	if l.liveExcept(from) >= l.cfg.MaxClients {
 		l.mu.Unlock()
 		l.stats.denied.Add(1)
 		buf := bufPool.Get().(*[secure.MaxPacket]byte)
@@ -382,6 +379,16 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 	default:
 		s.Close(uint16(reliable.CloseRefused), "server busy: accept queue full")
 	}
+}
+
+// liveExcept counts the sessions but the one at addr, which a new handshake
+// from addr would replace (l.mu held).
+func (l *Listener) liveExcept(addr netip.AddrPort) int {
+	n := len(l.sessions)
+	if _, ok := l.sessions[addr]; ok {
+		n--
+	}
+	return n
 }
 
 // forget removes a closed session.

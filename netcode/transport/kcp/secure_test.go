@@ -194,7 +194,7 @@ func TestSpoofedRequestsGetNoStateAndNoAmplification(t *testing.T) {
 // single-use. A client that restarts on the same address gets a fresh
 // session with fresh keys, replacing its dead one.
 func TestChallengesAreSingleUseAndRestartsReplace(t *testing.T) {
-	l := listen(t, Config{})
+	l := listen(t, Config{MaxClients: 1}) // full once the first is in: a restart must still get through
 	tok := testToken(t, token.DevKey, time.Minute)
 	raw := rawSocket(t, l)
 	_, err := raw.Write(secure.AppendRequest(nil, tok))
