@@ -36,8 +36,7 @@ type Challenger struct {
 	seq  atomic.Uint64
 	// used marks answered challenges by sequence number (Verify's caller,
 	// one goroutine, owns it).
-	used   [challengeWindow / 64]uint64
-	newest uint64
+	used window[[challengeWindow / 64]uint64]
 }
 
 // NewChallenger returns a Challenger with a fresh random key.
@@ -86,7 +85,7 @@ func (c *Challenger) Verify(ch []byte, addr netip.AddrPort, now time.Time) (Admi
 		return Admission{}, fmt.Errorf("%w: challenge of %d bytes", ErrShort, len(ch))
 	}
 	seq := binary.BigEndian.Uint64(ch)
-	if !c.fresh(seq) {
+	if !c.used.fresh(seq) {
 		return Admission{}, ErrReplayed
 	}
 	var n [chacha20poly1305.NonceSize]byte
@@ -126,37 +125,8 @@ func (c *Challenger) Verify(ch []byte, addr netip.AddrPort, now time.Time) (Admi
 	if !now.Before(cl.Expires) {
 		return Admission{}, fmt.Errorf("token expired during the handshake")
 	}
-	c.markUsed(seq)
+	c.used.mark(seq)
 	return Admission{Claims: cl, Addr: addr}, nil
-}
-
-// fresh reports whether challenge seq was not answered yet and is recent
-// enough to be remembered.
-func (c *Challenger) fresh(seq uint64) bool {
-	if seq > c.newest {
-		return true
-	}
-	if c.newest-seq >= challengeWindow {
-		return false
-	}
-	i := seq % challengeWindow
-	return c.used[i/64]&(1<<(i%64)) == 0
-}
-
-func (c *Challenger) markUsed(seq uint64) {
-	if seq > c.newest {
-		if seq-c.newest >= challengeWindow {
-			c.used = [challengeWindow / 64]uint64{}
-		} else {
-			for s := c.newest + 1; s <= seq; s++ {
-				i := s % challengeWindow
-				c.used[i/64] &^= 1 << (i % 64)
-			}
-		}
-		c.newest = seq
-	}
-	i := seq % challengeWindow
-	c.used[i/64] |= 1 << (i % 64)
 }
 
 // SessionKeys derives the session's keys from the token's and the

@@ -229,40 +229,62 @@ const ReplayWindow = 256
 // Replay remembers which of the last ReplayWindow sequence numbers were
 // received. The zero value is ready.
 type Replay struct {
-	newest uint64
-	seen   bool
-	bits   [ReplayWindow / 64]uint64
+	w window[[ReplayWindow / 64]uint64]
 }
 
 // Fresh reports whether seq was not received yet and is within the window.
-func (r *Replay) Fresh(seq uint64) bool {
-	if !r.seen || seq > r.newest {
-		return true
-	}
-	if r.newest-seq >= ReplayWindow {
-		return false
-	}
-	i := seq % ReplayWindow
-	return r.bits[i/64]&(1<<(i%64)) == 0
-}
+func (r *Replay) Fresh(seq uint64) bool { return r.w.fresh(seq) }
 
 // Mark records seq as received.
-func (r *Replay) Mark(seq uint64) {
-	if !r.seen {
-		r.seen, r.newest = true, seq
-	} else if seq > r.newest {
-		if seq-r.newest >= ReplayWindow {
-			r.bits = [ReplayWindow / 64]uint64{}
+func (r *Replay) Mark(seq uint64) { r.w.mark(seq) }
+
+// bitset is the storage of a window: 64 sequence numbers a word.
+type bitset interface {
+	~[ReplayWindow / 64]uint64 | ~[challengeWindow / 64]uint64
+}
+
+// window remembers which of the last len(bits)*64 sequence numbers were
+// seen: packets' (Replay) and challenges' (Challenger). The zero value is
+// ready.
+type window[B bitset] struct {
+	newest uint64
+	seen   bool
+	bits   B
+}
+
+func (w *window[B]) size() uint64 { return uint64(len(w.bits)) * 64 }
+
+// fresh reports whether seq was not seen yet and is within the window.
+func (w *window[B]) fresh(seq uint64) bool {
+	if !w.seen || seq > w.newest {
+		return true
+	}
+	if w.newest-seq >= w.size() {
+		return false
+	}
+	i := seq % w.size()
+	return w.bits[i/64]&(1<<(i%64)) == 0
+}
+
+// mark records seq as seen.
+func (w *window[B]) mark(seq uint64) {
+	size := w.size()
+	if !w.seen {
+		w.seen, w.newest = true, seq
+	} else if seq > w.newest {
+		if seq-w.newest >= size {
+			var empty B
+			w.bits = empty
 		} else {
-			for s := r.newest + 1; s <= seq; s++ {
-				i := s % ReplayWindow
-				r.bits[i/64] &^= 1 << (i % 64)
+			for s := w.newest + 1; s <= seq; s++ {
+				i := s % size
+				w.bits[i/64] &^= 1 << (i % 64)
 			}
 		}
-		r.newest = seq
+		w.newest = seq
 	}
-	i := seq % ReplayWindow
-	r.bits[i/64] |= 1 << (i % 64)
+	i := seq % size
+	w.bits[i/64] |= 1 << (i % 64)
 }
 
 // AppendRequest appends a REQUEST packet: the type and the token's wire form.
