@@ -95,3 +95,24 @@ func BenchmarkBroadcastEvent100(b *testing.B) {
 		}
 	}
 }
+
+// A member flooding inputs is capped per tick; the others' still get in.
+func TestInputsCappedPerMember(t *testing.T) {
+	g, _ := benchRoom(t, 2)
+	flooder, other := g.members[0], g.members[1]
+	in := arena.EncodeInput(nil, 1, 1)
+	for i := 0; i < 20; i++ {
+		g.pushInput(flooder, in)
+	}
+	g.pushInput(other, in)
+	g.inMu.Lock()
+	queued, dropped := len(g.inputs), g.inDropped
+	g.inMu.Unlock()
+	require.Equal(t, 8+1, queued, "8 from the flooder, 1 from the other")
+	require.EqualValues(t, 12, dropped)
+	g.step(5000, 0, time.Now())
+	g.pushInput(flooder, in)
+	g.inMu.Lock()
+	require.Len(t, g.inputs, 1, "the cap starts over each tick")
+	g.inMu.Unlock()
+}

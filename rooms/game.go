@@ -42,6 +42,9 @@ type Options struct {
 	// MaxInputsPerTick caps the inputs queued between two ticks; more are
 	// dropped and counted. Zero means 8 per member slot.
 	MaxInputsPerTick int
+	// MaxInputsPerMember caps one member's inputs between two ticks, so a
+	// flooding client cannot crowd out the others'. Zero means 8.
+	MaxInputsPerMember int
 }
 
 func (o *Options) populate() error {
@@ -62,6 +65,9 @@ func (o *Options) populate() error {
 	}
 	if o.MaxInputsPerTick <= 0 {
 		o.MaxInputsPerTick = 8 * o.MaxMembers
+	}
+	if o.MaxInputsPerMember <= 0 {
+		o.MaxInputsPerMember = 8
 	}
 	return nil
 }
@@ -113,7 +119,8 @@ type RoomInfo struct {
 	// TickP50Micros and TickP99Micros are tick durations in microseconds.
 	TickP50Micros int64 `json:"tick_p50_us"`
 	TickP99Micros int64 `json:"tick_p99_us"`
-	// InputsDropped counts inputs over MaxInputsPerTick.
+	// InputsDropped counts inputs over MaxInputsPerTick or
+	// MaxInputsPerMember.
 	InputsDropped uint64 `json:"inputs_dropped"`
 }
 
@@ -321,6 +328,7 @@ type GameRoom struct {
 	inputs    []queuedInput
 	inBytes   []byte
 	inDropped uint64
+	inCount   map[*netcode.Conn]int // inputs queued per member this tick
 
 	// The buffers the last tick drained, refilled by the next (tick loop
 	// only, under inMu when swapped).
@@ -347,6 +355,7 @@ func newGameRoom(h *Hub, name, kindName string, k kind) *GameRoom {
 		period:  time.Second / time.Duration(k.opts.TickRate),
 		game:    k.newGame(),
 		tickDur: hdrhistogram.New(1, int64(10*time.Second/time.Microsecond), 2),
+		inCount: make(map[*netcode.Conn]int),
 		stop:    make(chan struct{}),
 	}
 }
@@ -421,7 +430,7 @@ func (g *GameRoom) leave(c *netcode.Conn) {
 // input buffer; over the per-tick cap it is dropped and counted.
 func (g *GameRoom) pushInput(c *netcode.Conn, data []byte) {
 	g.inMu.Lock()
-	if len(g.inputs) >= g.opts.MaxInputsPerTick {
+	if len(g.inputs) >= g.opts.MaxInputsPerTick || g.inCount[c] >= g.opts.MaxInputsPerMember {
 		g.inDropped++
 		g.inMu.Unlock()
 		return
@@ -429,5 +438,6 @@ func (g *GameRoom) pushInput(c *netcode.Conn, data []byte) {
 	off := len(g.inBytes)
 	g.inBytes = append(g.inBytes, data...)
 	g.inputs = append(g.inputs, queuedInput{c: c, off: off, end: len(g.inBytes)})
+	g.inCount[c]++
 	g.inMu.Unlock()
 }

@@ -53,6 +53,7 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	g.inMu.Lock()
 	inputs, inBytes := g.inputs, g.inBytes
 	g.inputs, g.inBytes = g.spareInputs[:0], g.spareBytes[:0]
+	clear(g.inCount) // keeps its buckets: no allocation next tick
 	g.inMu.Unlock()
 
 	g.mu.Lock()
