@@ -128,21 +128,3 @@ func SeqNewer(a, b uint16) bool {
 func TickNewer(a, b uint32) bool {
 	return a != b && a-b < 1<<31
 }
-
-// Latest accepts a sequence number only when it is newer than every one
-// accepted before: the stale-drop rule of the unreliable channel.
-// The zero value accepts any first sequence.
-type Latest struct {
-	seq  uint16
-	seen bool
-}
-
-// Accept reports whether seq is newer than the newest accepted so far, and if
-// so records it.
-func (l *Latest) Accept(seq uint16) bool {
-	if l.seen && !SeqNewer(seq, l.seq) {
-		return false
-	}
-	l.seq, l.seen = seq, true
-	return true
-}

@@ -69,7 +69,7 @@ func (c *Challenger) AppendChallenge(dst []byte, cl *token.Claims, addr netip.Ad
 	copy(ap[:], ab)
 	p = append(p, ap[:]...)
 	p = binary.BigEndian.AppendUint16(p, uint16(len(cl.UserData)))
-	p = append(p, cl.UserData...)
+	_ = append(p, cl.UserData...) // p aliases plain, which has room for it
 	binary.BigEndian.PutUint64(plain[challengePlain-8:], uint64(time.Now().UnixNano()))
 
 	seq := c.seq.Add(1)
