@@ -52,6 +52,20 @@ type Listener interface {
 	Addr() net.Addr
 }
 
+// AcceptFrom waits for the next session on ch for a Listener built on a
+// channel: it returns net.ErrClosed once done is closed, and ctx's error
+// when ctx ends first.
+func AcceptFrom[S Session](ctx context.Context, ch <-chan S, done <-chan struct{}) (Session, error) {
+	select {
+	case s := <-ch:
+		return s, nil
+	case <-done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // CloseError reports a session ended by a close code and reason, from the peer
 // (Remote) or from this side.
 type CloseError struct {

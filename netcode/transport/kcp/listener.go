@@ -121,14 +121,7 @@ func (l *Listener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 // Accept returns the next session whose handshake completed.
 func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
-	select {
-	case s := <-l.accept:
-		return s, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return transport.AcceptFrom(ctx, l.accept, l.done)
 }
 
 // Close closes the socket and every session on it, and waits for the

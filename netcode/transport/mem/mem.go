@@ -47,14 +47,7 @@ func NewListener(name string) *Listener {
 
 // Accept returns the next dialled session.
 func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
-	select {
-	case s := <-l.incoming:
-		return s, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return transport.AcceptFrom(ctx, l.incoming, l.done)
 }
 
 // Close stops accepting.
