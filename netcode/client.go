@@ -50,6 +50,11 @@ type ClientConfig struct {
 	MaxFrame int
 	// MaxQueued is how many reliable bytes may wait unsent. Zero means 1 MiB.
 	MaxQueued int
+	// ReliableCopies says when small reliable frames are also copied into
+	// datagrams, so that one lost stream segment does not wait for a
+	// retransmission timeout. The zero value, CopiesAuto, copies while the
+	// path is slow or lossy.
+	ReliableCopies CopyMode
 	// Codec decodes snapshot deltas; it must match the server's. Nil means
 	// unreliable.XORCodec.
 	Codec unreliable.Codec
@@ -108,9 +113,9 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
-	c.acks.onTag = func(tag uint32) { // an INPUT datagram arrived: its inputs need not go again
-		if tag > c.inputs.acked.Load() {
-			c.inputs.acked.Store(tag)
+	c.inputAcked = func(n uint32) { // an INPUT datagram arrived: its inputs need not go again
+		if n > c.inputs.acked.Load() {
+			c.inputs.acked.Store(n)
 		}
 	}
 	c.snaps.codec = cfg.Codec
@@ -174,7 +179,12 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 		close(c.done)
 		return err
 	}
-	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.Logger)
+	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.ReliableCopies, c.cfg.Logger)
+	c.dispatch = c.dispatchFrame
+	// The server copies only for a client that copies; ours does, from its
+	// first frames until the path proves fast and clean.
+	c.copies.peer.Store(true)
+	c.copies.on.Store(c.cfg.ReliableCopies != CopiesOff)
 	auth := c.cfg.Auth
 	if c.cfg.Token != nil {
 		if _, isKCP := sess.(*kcp.Session); !isKCP { // KCP presented it in its handshake
@@ -281,7 +291,7 @@ func (c *Client) run(welcome chan<- error) {
 	}()
 	welcome <- nil
 
-	ce := c.readLoop(r, c.dispatch)
+	ce := c.readLoop(r)
 	c.finish()
 	c.mu.RLock()
 	h := c.onDisconnect
@@ -329,7 +339,7 @@ func (c *Client) Err() error { return c.err() }
 // Stats returns the connection's counters.
 func (c *Client) Stats() Stats { return c.statsNow() }
 
-func (c *Client) dispatch(f reliable.Frame) {
+func (c *Client) dispatchFrame(f reliable.Frame) {
 	c.mu.RLock()
 	h := c.events[string(f.Name)]
 	c.mu.RUnlock()
@@ -378,6 +388,10 @@ func (c *Client) onDatagram(d []byte) {
 	switch h.Kind {
 	case unreliable.KindSnapshot:
 		c.onSnapshotFragment(body)
+	case unreliable.KindReliable:
+		if c.onCopies(body) {
+			c.stats.datagramsBad.Add(1)
+		}
 	case unreliable.KindEvent:
 		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {
 			c.mu.RLock()

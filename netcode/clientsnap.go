@@ -281,7 +281,7 @@ func (c *Client) SendInput(data []byte) error {
 	}
 	body, err := unreliable.AppendInputs(h.body[:0], c.snaps.ack(), list[:n])
 	if err == nil {
-		c.dq.put(unreliable.KindInput, body, h.seq)
+		c.dq.put(unreliable.KindInput, body, uint64(h.seq))
 		h.sent.Store(true)
 	}
 	h.mu.Unlock()

@@ -89,7 +89,8 @@ func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
 func (s *Server) serveConn(sess transport.Session) {
 	defer s.wg.Done()
 	c := &Conn{srv: s, id: newID()}
-	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.Logger)
+	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
+	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
 	s.metrics.connsAccepted.Add(1)
 	s.connsMu.Lock()
@@ -134,7 +135,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	}
 	c.out.uncork()
 
-	ce := c.readLoop(r, c.dispatch)
+	ce := c.readLoop(r)
 	c.finish()
 
 	s.connsMu.Lock()
@@ -216,8 +217,8 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	return c.enqueued(c.out.end(b)) == nil
 }
 
-// dispatch runs the handler for an EVENT or REQUEST.
-func (c *Conn) dispatch(f reliable.Frame) {
+// dispatchFrame runs the handler for an EVENT or REQUEST.
+func (c *Conn) dispatchFrame(f reliable.Frame) {
 	s := c.srv
 	if f.Type == reliable.FrameEvent {
 		h := s.lookupEvent(f.Name)
@@ -318,6 +319,10 @@ func (c *Conn) onDatagram(d []byte) {
 		var a unreliable.SnapshotAck
 		if a, _, err = unreliable.ParseAck(body); err == nil {
 			c.dq.snaps.ack(a)
+		}
+	case unreliable.KindReliable:
+		if c.onCopies(body) {
+			err = unreliable.ErrBadCopies
 		}
 	case unreliable.KindEvent:
 		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {

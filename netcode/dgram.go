@@ -21,15 +21,16 @@ type dgramQueue struct {
 	mu   sync.Mutex
 	snap *Snapshot
 	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
-	tags [dgramQueueLen]uint32 // what each carried, for the ack callback (0: nothing)
+	tags [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
 	head int
 	n    int
 	shut bool
 	wake chan struct{}
 
-	stats *connStats
-	acks  *ackState
-	snaps *snapshotSender // nil on the client
+	stats  *connStats
+	acks   *ackState
+	snaps  *snapshotSender // nil on the client
+	copies *frameCopies
 }
 
 func newDgramQueue(stats *connStats, acks *ackState) *dgramQueue {
@@ -65,7 +66,7 @@ func (q *dgramQueue) putSnapshot(s *Snapshot) {
 // put queues a datagram of kind with body, dropping the oldest queued one
 // when the ring is full. A non-zero tag comes back to the ack callback when
 // the peer acknowledges the datagram.
-func (q *dgramQueue) put(kind unreliable.Kind, body []byte, tag uint32) {
+func (q *dgramQueue) put(kind unreliable.Kind, body []byte, tag uint64) {
 	q.mu.Lock()
 	if q.shut {
 		q.mu.Unlock()
@@ -107,15 +108,33 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 	}
 	scratch := make([]byte, 0, unreliable.MaxDatagram)
 	var small [dgramQueueLen][]byte
-	var tags [dgramQueueLen]uint32
+	var tags [dgramQueueLen]uint64
 	for i := range small {
 		small[i] = make([]byte, 0, unreliable.MaxDatagram)
 	}
+	var copies [copyDatagrams][]byte
+	var copyTags [copyDatagrams]uint64
+	resend := time.NewTimer(time.Hour)
+	resend.Stop()
+	defer resend.Stop()
 	for {
 		select {
 		case <-q.wake:
+		case <-resend.C:
 		case <-done:
 			return
+		}
+		// Copies of reliable frames go first: they are what someone waits
+		// for.
+		ok := true
+		if q.copies != nil && q.copies.update() {
+			n := q.copies.build(time.Now(), maxDatagram, &copies, &copyTags)
+			for i := 0; i < n && ok; i++ {
+				if ok = q.sendOne(send, copies[i], copyTags[i]); ok {
+					q.stats.copiesSent.Add(1)
+				}
+			}
+			resend.Reset(copyResend)
 		}
 		q.mu.Lock()
 		n := q.n
@@ -129,7 +148,6 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 		q.snap = nil
 		q.mu.Unlock()
 
-		ok := true
 		for i := 0; i < n && ok; i++ {
 			ok = q.sendOne(send, small[i], tags[i])
 		}
@@ -172,7 +190,7 @@ func (q *dgramQueue) sendSnapshot(send func([]byte) error, snap *Snapshot, maxDa
 
 // sendOne stamps d's header with the next sequence number and the current
 // acks, sends it and counts it; it reports false when the session is gone.
-func (q *dgramQueue) sendOne(send func([]byte) error, d []byte, tag uint32) bool {
+func (q *dgramQueue) sendOne(send func([]byte) error, d []byte, tag uint64) bool {
 	q.acks.stamp(d, tag, time.Now())
 	if err := send(d); err != nil {
 		q.stats.datagramsDropped.Add(1)
@@ -193,13 +211,15 @@ type ackState struct {
 	received unreliable.Received
 	ackWord  atomic.Uint64
 	// onTag, if set before datagrams flow, learns the tags of datagrams
-	// the peer acknowledged (called with mu held).
-	onTag func(tag uint32)
+	// the peer acknowledged (called with mu held). A tag is an input
+	// number, or first<<32 | last for a datagram of copied frames first to
+	// last (first is never 0: frame 0 is the handshake's).
+	onTag func(tag uint64)
 }
 
 // stamp writes d's header: its kind stays, seq is the next, ack and ack bits
 // say what arrived from the peer.
-func (a *ackState) stamp(d []byte, tag uint32, now time.Time) {
+func (a *ackState) stamp(d []byte, tag uint64, now time.Time) {
 	a.mu.Lock()
 	seq := a.sent.Next(now, tag, tag != 0)
 	a.mu.Unlock()

@@ -1,6 +1,10 @@
 package netcode
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/roomwire/roomwire/reliable"
+)
 
 // outbox is a connection's queue of encoded reliable frames. Producers append
 // under the lock with begin/end, so encoding goes straight into the queue
@@ -24,6 +28,13 @@ type outbox struct {
 
 	write   func([]byte) (int, error)
 	written func(int)
+
+	// Frames are numbered by their place on the stream, the handshake frame
+	// being 0: frames counts those queued so far, and onFrame, if set, sees
+	// every frame after the handshake frame with its number (under mu).
+	frames  uint32
+	mark    int // len(buf) at begin: where the frames being appended start
+	onFrame func(num uint32, frame []byte)
 }
 
 func newOutbox(limit int, write func([]byte) (int, error), written func(int)) *outbox {
@@ -38,7 +49,24 @@ func (o *outbox) begin() (b []byte, ok bool) {
 		o.mu.Unlock()
 		return nil, false
 	}
+	o.mark = len(o.buf)
 	return o.buf, true
+}
+
+// number counts the whole frames in b, just queued, and shows each to
+// onFrame.
+func (o *outbox) number(b []byte) {
+	for len(b) >= reliable.HeaderLen {
+		n := reliable.HeaderLen + (int(b[1])<<16 | int(b[2])<<8 | int(b[3]))
+		if n > len(b) {
+			return // encoders append whole frames only
+		}
+		if o.frames != 0 && o.onFrame != nil {
+			o.onFrame(o.frames, b[:n:n])
+		}
+		o.frames++
+		b = b[n:]
+	}
 }
 
 // end stores the appended buffer, unlocks and wakes the writer. A buffer past
@@ -47,6 +75,7 @@ func (o *outbox) end(b []byte) error {
 	over := len(b) > o.limit
 	if !over {
 		o.buf = b
+		o.number(b[o.mark:])
 	}
 	corked := o.corked
 	o.mu.Unlock()
@@ -82,6 +111,7 @@ func (o *outbox) endQuiet(b []byte) error {
 		return ErrSlowConsumer
 	}
 	o.buf = b
+	o.number(b[o.mark:])
 	o.mu.Unlock()
 	return nil
 }
@@ -104,7 +134,9 @@ func (o *outbox) shut(last []byte) {
 	if !o.closed {
 		o.closed = true
 		o.closing = true
+		o.mark = len(o.buf)
 		o.buf = append(o.buf, last...)
+		o.number(o.buf[o.mark:])
 	}
 	o.mu.Unlock()
 	o.signal()

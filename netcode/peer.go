@@ -34,6 +34,17 @@ type peer struct {
 	dq   *dgramQueue
 	acks ackState
 
+	// Reliable frames copied into datagrams (copies.go): ours, waiting for
+	// acks, and the sequencer that delivers the peer's frames once, from
+	// the stream or a copy. dispatch handles EVENT and REQUEST frames; the
+	// owner sets it before datagrams are received.
+	copies   frameCopies
+	seq      frameSeq
+	dispatch func(reliable.Frame)
+	onCopy   func(num uint32, frame []byte)
+	// inputAcked, if set, learns that the peer has every input up to n.
+	inputAcked func(n uint32)
+
 	// Unreliable events: per-name sequence numbers sent (under evMu) and
 	// the newest received (reader goroutine only).
 	evMu     sync.Mutex
@@ -70,12 +81,28 @@ type result struct {
 	err     error
 }
 
-func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, log *slog.Logger) {
+func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies CopyMode, log *slog.Logger) {
 	p.sess = sess
 	p.log = log
 	p.maxFrame = maxFrame
 	p.out = newOutbox(outboxLimit, sess.Write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
 	p.dq = newDgramQueue(&p.stats, &p.acks)
+	p.copies.mode, p.copies.sess, p.copies.acks = copies, sess, &p.acks
+	p.dq.copies = &p.copies
+	p.out.onFrame = func(num uint32, frame []byte) {
+		if p.copies.add(num, frame) {
+			p.dq.signal()
+		}
+	}
+	p.acks.onTag = func(tag uint64) {
+		if first := uint32(tag >> 32); first != 0 {
+			p.copies.acked(first, uint32(tag))
+		} else if p.inputAcked != nil {
+			p.inputAcked(uint32(tag))
+		}
+	}
+	p.seq.init(maxFrame, p.handleFrame)
+	p.onCopy = p.copyFrame
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	p.pending = make(map[uint32]chan result)
 }
@@ -341,10 +368,12 @@ func (r countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// readLoop reads frames until the connection ends, answering the frames both
-// sides share and handing events and requests to dispatch. It returns the
-// reason the connection ended, having closed it.
-func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *CloseError {
+// readLoop reads frames until the connection ends, handing each (once,
+// whether or not a copy came first) to handleFrame. It returns the reason
+// the connection ended, having closed it. The handshake frame was read
+// already: the first frame read here is number 1.
+func (p *peer) readLoop(r *reliable.Reader) *CloseError {
+	var num uint32
 	for {
 		f, err := r.Next()
 		if err != nil {
@@ -353,21 +382,11 @@ func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *Clos
 			return p.closeErr.Load()
 		}
 		p.stats.framesReceived.Add(1)
+		num++
 		switch f.Type {
-		case reliable.FrameEvent, reliable.FrameRequest:
-			if p.closeErr.Load() == nil { // nothing runs for a closing connection
-				dispatch(f)
-			}
-		case reliable.FrameReply, reliable.FrameReplyError:
-			p.resolve(f)
-		case reliable.FramePing:
-			if b, ok := p.out.begin(); ok {
-				_ = p.enqueued(p.out.end(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano()))))
-			}
-		case reliable.FramePong:
-			if p.pong != nil {
-				p.pong(f)
-			}
+		case reliable.FrameEvent, reliable.FrameRequest, reliable.FrameReply, reliable.FrameReplyError,
+			reliable.FramePing, reliable.FramePong:
+			p.seq.fromStream(num, f)
 		case reliable.FrameClose:
 			p.close(&CloseError{Code: f.Code, Reason: string(f.Payload), Remote: true})
 			return p.closeErr.Load()
@@ -375,6 +394,50 @@ func (p *peer) readLoop(r *reliable.Reader, dispatch func(reliable.Frame)) *Clos
 			p.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("unexpected %s frame", f.Type)})
 			return p.closeErr.Load()
 		}
+	}
+}
+
+// handleFrame acts on one frame of the peer's, from the stream or a copy,
+// with the sequencer's lock held: it answers the frames both sides share and
+// hands events and requests to dispatch.
+func (p *peer) handleFrame(f reliable.Frame) {
+	switch f.Type {
+	case reliable.FrameEvent, reliable.FrameRequest:
+		if p.closeErr.Load() == nil { // nothing runs for a closing connection
+			p.dispatch(f)
+		}
+	case reliable.FrameReply, reliable.FrameReplyError:
+		p.resolve(f)
+	case reliable.FramePing:
+		if b, ok := p.out.begin(); ok {
+			_ = p.enqueued(p.out.end(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano()))))
+		}
+	case reliable.FramePong:
+		if p.pong != nil {
+			p.pong(f)
+		}
+	}
+}
+
+// onCopies takes a RELIABLE datagram's body (datagram goroutine); it
+// reports whether the body was malformed.
+func (p *peer) onCopies(body []byte) (bad bool) {
+	if err := unreliable.ReliableFrames(body, p.maxFrame, p.onCopy); err != nil {
+		return true
+	}
+	if !p.copies.peer.Swap(true) { // the peer copies: it understands copies
+		p.dq.signal() // judge the path now
+	}
+	return false
+}
+
+func (p *peer) copyFrame(num uint32, frame []byte) {
+	delivered, bad := p.seq.fromCopy(num, frame)
+	switch {
+	case bad:
+		p.stats.datagramsBad.Add(1)
+	case delivered:
+		p.stats.framesFromCopies.Add(1)
 	}
 }
 

@@ -63,6 +63,12 @@ type Config struct {
 	Codec unreliable.Codec
 	// NoDelta sends every snapshot whole, for comparison and debugging.
 	NoDelta bool
+	// ReliableCopies says when small reliable frames to a client are also
+	// copied into datagrams, so that one lost stream segment does not wait
+	// for a retransmission timeout. Only clients that copy their own frames
+	// get copies. The zero value, CopiesAuto, copies while the path is slow
+	// or lossy.
+	ReliableCopies CopyMode
 
 	// Authenticate, if set, admits or refuses each connection from its
 	// HELLO. A refusal's error text reaches the client as the close reason.

@@ -35,6 +35,11 @@ type Stats struct {
 	// InputsReceived counts inputs handed to the application once each;
 	// InputsRedundant the copies that arrived again and were dropped.
 	InputsReceived, InputsRedundant uint64
+	// CopiesSent counts RELIABLE datagrams sent: copies of reliable frames
+	// that beat the stream's retransmission under loss. FramesFromCopies
+	// counts the peer's frames delivered from such a copy, before the
+	// stream had them.
+	CopiesSent, FramesFromCopies uint64
 
 	// RTT is the smoothed round-trip time measured from datagram acks.
 	RTT time.Duration
@@ -63,6 +68,7 @@ type connStats struct {
 	snapshotsUndecodable             atomic.Uint64
 	snapshotsSent, snapshotsDelta    atomic.Uint64
 	inputsReceived, inputsRedundant  atomic.Uint64
+	copiesSent, framesFromCopies     atomic.Uint64
 	interpFrames, interpUnderruns    atomic.Uint64
 }
 
@@ -87,6 +93,8 @@ func (s *connStats) snapshot() Stats {
 		SnapshotsDelta:       s.snapshotsDelta.Load(),
 		InputsReceived:       s.inputsReceived.Load(),
 		InputsRedundant:      s.inputsRedundant.Load(),
+		CopiesSent:           s.copiesSent.Load(),
+		FramesFromCopies:     s.framesFromCopies.Load(),
 		InterpFrames:         s.interpFrames.Load(),
 		InterpUnderruns:      s.interpUnderruns.Load(),
 	}

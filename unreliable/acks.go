@@ -42,7 +42,7 @@ type sentEntry struct {
 	at     time.Time
 	valid  bool
 	acked  bool
-	tag    uint32 // what the datagram carried, for the caller (a snapshot tick)
+	tag    uint64 // what the datagram carried, for the caller
 	hasTag bool
 }
 
@@ -69,7 +69,7 @@ type Sent struct {
 // Next returns the sequence number for the next datagram and records it as
 // sent at now. tag, when hasTag, is remembered and returned by Ack when
 // the datagram is acknowledged.
-func (s *Sent) Next(now time.Time, tag uint32, hasTag bool) uint16 {
+func (s *Sent) Next(now time.Time, tag uint64, hasTag bool) uint16 {
 	if s.next == 0 {
 		s.next = 1 // 0 is never sent: an ack of 0 means nothing arrived yet
 	}
@@ -91,7 +91,7 @@ func (s *Sent) lose() {
 
 // Ack applies the peer's ack and ack bits received at now and calls
 // onTag for each newly acknowledged datagram that carried a tag.
-func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint32)) {
+func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64)) {
 	if !s.any || ack == 0 {
 		return // the peer has received nothing yet
 	}
@@ -115,7 +115,7 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint32
 	}
 }
 
-func (s *Sent) ackOne(seq uint16, now time.Time, onTag func(uint32)) {
+func (s *Sent) ackOne(seq uint16, now time.Time, onTag func(uint64)) {
 	e := &s.ring[seq%sentWindow]
 	if !e.valid || e.acked || e.seq != seq {
 		return

@@ -35,6 +35,11 @@ const (
 	KindAck Kind = 0x03
 	// KindEvent carries an unreliable event, either way.
 	KindEvent Kind = 0x04
+	// KindReliable carries copies of reliable frames, numbered by their
+	// place on the reliable stream, either way: the receiver delivers each
+	// frame once, from whichever arrives first, so a lost stream segment
+	// does not wait for the transport's retransmission timeout.
+	KindReliable Kind = 0x05
 )
 
 func (k Kind) String() string {
@@ -47,6 +52,8 @@ func (k Kind) String() string {
 		return "ACK"
 	case KindEvent:
 		return "EVENT"
+	case KindReliable:
+		return "RELIABLE"
 	}
 	return fmt.Sprintf("Kind(0x%02x)", uint8(k))
 }
@@ -110,7 +117,7 @@ func ParseHeader(d []byte) (Header, []byte, error) {
 	}
 	h := Header{Kind: Kind(d[0]), Seq: binary.BigEndian.Uint16(d[1:]), Ack: binary.BigEndian.Uint16(d[3:]), AckBits: binary.BigEndian.Uint32(d[5:])}
 	switch h.Kind {
-	case KindSnapshot, KindInput, KindAck, KindEvent:
+	case KindSnapshot, KindInput, KindAck, KindEvent, KindReliable:
 	default:
 		return h, nil, fmt.Errorf("%w: 0x%02x", ErrUnknownKind, d[0])
 	}

@@ -56,7 +56,7 @@ func TestParseHeaderErrors(t *testing.T) {
 		{"64 KiB", append([]byte{2, 0, 0}, make([]byte, 64<<10)...), ErrTooLarge},
 		{"too large beats unknown kind", append([]byte{9, 0, 0}, make([]byte, MaxDatagram)...), ErrTooLarge},
 		{"kind 0", []byte{0, 0, 1, 0, 0, 0, 0, 0, 0}, ErrUnknownKind},
-		{"kind 5", []byte{5, 0, 1, 0, 0, 0, 0, 0, 0, 5}, ErrUnknownKind},
+		{"kind 6", []byte{6, 0, 1, 0, 0, 0, 0, 0, 0, 5}, ErrUnknownKind},
 		{"kind 0xff", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, ErrUnknownKind},
 	}
 	sentinels := []error{ErrShort, ErrUnknownKind, ErrTooLarge, ErrBadFragment, ErrSnapshotBig}

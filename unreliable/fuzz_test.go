@@ -30,7 +30,7 @@ func FuzzParseHeader(f *testing.F) {
 			case errors.Is(err, ErrTooLarge):
 				require.Greater(t, len(d), MaxDatagram)
 			case errors.Is(err, ErrUnknownKind):
-				require.NotContains(t, []Kind{KindSnapshot, KindInput, KindAck, KindEvent}, Kind(d[0]))
+				require.NotContains(t, []Kind{KindSnapshot, KindInput, KindAck, KindEvent, KindReliable}, Kind(d[0]))
 			default:
 				t.Fatalf("unexpected error %v", err)
 			}
@@ -38,7 +38,7 @@ func FuzzParseHeader(f *testing.F) {
 		}
 		require.GreaterOrEqual(t, len(d), HeaderLen)
 		require.LessOrEqual(t, len(d), MaxDatagram)
-		require.Contains(t, []Kind{KindSnapshot, KindInput, KindAck, KindEvent}, h.Kind)
+		require.Contains(t, []Kind{KindSnapshot, KindInput, KindAck, KindEvent, KindReliable}, h.Kind)
 		require.Equal(t, d[:HeaderLen], AppendHeader(nil, h), "the header re-encodes to its bytes")
 		require.Len(t, body, len(d)-HeaderLen)
 		if len(body) > 0 {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 )
 
 // Session is one connection's pair of channels.
@@ -39,6 +40,17 @@ type Session interface {
 	Done() <-chan struct{}
 	// RemoteAddr is the peer's network address.
 	RemoteAddr() net.Addr
+}
+
+// PathRTT is implemented by sessions whose transport measures the path's
+// round-trip time itself (QUIC and KCP do, from their acknowledgements).
+// netcode uses it to decide whether reliable frames are worth copying into
+// datagrams: on a fast, clean path the transport's own retransmission is
+// quick enough.
+type PathRTT interface {
+	// RTT is the transport's smoothed round-trip time, 0 before it has a
+	// sample.
+	RTT() time.Duration
 }
 
 // Listener accepts sessions from clients.

@@ -129,6 +129,7 @@ type Session struct {
 }
 
 var _ transport.Session = (*Session)(nil)
+var _ transport.PathRTT = (*Session)(nil)
 
 func newSession(cfg *Config, remote netip.AddrPort, claims *token.Claims, sealer *secure.Sealer, opener *secure.Opener, send func([]byte) error, onClose func(*Session)) *Session {
 	timeout := cfg.Timeout
@@ -328,6 +329,9 @@ func (s *Session) RemoteAddr() net.Addr { return s.raddr }
 // TokenClaims is what the client's connect token said; netcode hands it to
 // the server's auth hook.
 func (s *Session) TokenClaims() *token.Claims { return s.claims }
+
+// RTT is KCP's smoothed round-trip time, 0 before its first sample.
+func (s *Session) RTT() time.Duration { return time.Duration(s.kcp.GetSRTT()) * time.Millisecond }
 
 // Stats returns the session's packet counters.
 func (s *Session) Stats() Stats {

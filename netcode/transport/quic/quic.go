@@ -61,6 +61,7 @@ type Listener struct {
 
 var _ transport.Listener = (*Listener)(nil)
 var _ transport.Session = (*Session)(nil)
+var _ transport.PathRTT = (*Session)(nil)
 
 // Listen binds a QUIC listener on the UDP address addr.
 func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
@@ -208,6 +209,9 @@ func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 // MaxDatagram is the protocol's datagram limit, which always fits a QUIC
 // datagram frame in a 1280-byte packet.
 func (s *Session) MaxDatagram() int { return unreliable.MaxDatagram }
+
+// RTT is quic-go's smoothed round-trip time for the connection.
+func (s *Session) RTT() time.Duration { return s.conn.ConnectionStats().SmoothedRTT }
 
 // Close closes the connection with an application error code and reason.
 func (s *Session) Close(code uint16, reason string) error {
