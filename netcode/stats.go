@@ -48,6 +48,11 @@ type Stats struct {
 	// InterpFrames counts Client.Interpolate calls that had snapshots;
 	// InterpUnderruns those whose render time was past the newest snapshot.
 	InterpFrames, InterpUnderruns uint64
+	// InterpDelayTotal sums Interpolation.Delay (the newest snapshot's lead
+	// over the render time, negative on an underrun) over those calls, and
+	// InterpTargetTotal sums Interpolation.Target: divided by InterpFrames,
+	// the mean buffered lead and the mean delay chosen.
+	InterpDelayTotal, InterpTargetTotal time.Duration
 }
 
 type connStats struct {
@@ -64,6 +69,8 @@ type connStats struct {
 	snapshotsSent, snapshotsDelta    atomic.Uint64
 	inputsReceived, inputsRedundant  atomic.Uint64
 	interpFrames, interpUnderruns    atomic.Uint64
+	interpDelayTotal                 atomic.Int64
+	interpTargetTotal                atomic.Int64
 }
 
 func (s *connStats) snapshot() Stats {
@@ -89,6 +96,8 @@ func (s *connStats) snapshot() Stats {
 		InputsRedundant:      s.inputsRedundant.Load(),
 		InterpFrames:         s.interpFrames.Load(),
 		InterpUnderruns:      s.interpUnderruns.Load(),
+		InterpDelayTotal:     time.Duration(s.interpDelayTotal.Load()),
+		InterpTargetTotal:    time.Duration(s.interpTargetTotal.Load()),
 	}
 }
 
