@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
 )
 
@@ -19,35 +18,17 @@ type Frame struct {
 	Data []byte
 }
 
-// Interpolation is what Client.Interpolate returns: the two snapshots around
-// the render time and how far between them it lies.
-type Interpolation struct {
-	From, To Frame
-	// Alpha is 0 at From and 1 at To.
-	Alpha float64
-	// RenderTime is the server time being rendered: the estimated server
-	// clock now, less Delay.
-	RenderTime time.Time
-	// Delay is how far behind the server clock the client renders: about
-	// two snapshot intervals, more when arrivals jitter.
-	Delay time.Duration
-	// Underrun is true when no snapshot newer than the render time had
-	// arrived: From and To are both the newest, and the game should
-	// extrapolate or hold.
-	Underrun bool
-}
-
 type frameSlot struct {
-	tick    uint32
-	time    int64
-	data    []byte
-	valid   bool
-	arrived time.Time
+	tick  uint32
+	time  int64
+	data  []byte
+	valid bool
 }
 
 // snapshotReceiver is the client side of the snapshot stream: the recent
 // decoded snapshots (baselines for deltas, frames for interpolation) and the
-// timing estimates. The datagram goroutine adds; Interpolate reads.
+// render clock timed by their arrivals. The datagram goroutine adds;
+// Interpolate reads.
 type snapshotReceiver struct {
 	codec unreliable.Codec
 
@@ -56,10 +37,7 @@ type snapshotReceiver struct {
 	epoch   uint8
 	newest  *frameSlot
 	scratch []byte
-
-	// Smoothed server-time gap between snapshots and the jitter of their
-	// arrival gaps, in nanoseconds.
-	interval, jitter float64
+	play    playout
 
 	acked atomic.Uint64 // epoch << 32 | tick of the newest snapshot held
 }
@@ -99,21 +77,8 @@ func (r *snapshotReceiver) add(tick uint32, epoch uint8, env []byte, now time.Ti
 	} else {
 		slot.data = append(slot.data[:0], whole...)
 	}
-	if prev := r.newest; prev != nil && e.Time > prev.time {
-		gap := float64(e.Time - prev.time)
-		arrival := float64(now.Sub(prev.arrived))
-		if r.interval == 0 {
-			r.interval = gap
-		} else {
-			r.interval += (gap - r.interval) / 16
-		}
-		dev := arrival - gap
-		if dev < 0 {
-			dev = -dev
-		}
-		r.jitter += (dev - r.jitter) / 16
-	}
-	slot.tick, slot.time, slot.valid, slot.arrived = tick, e.Time, true, now
+	r.play.arrive(tick, e.Time, now, r.newest == nil)
+	slot.tick, slot.time, slot.valid = tick, e.Time, true
 	r.newest = slot
 	r.acked.Store(uint64(epoch)<<32 | uint64(tick))
 	return slot.data, false, nil
@@ -123,117 +88,6 @@ func (r *snapshotReceiver) add(tick uint32, epoch uint8, env []byte, now time.Ti
 func (r *snapshotReceiver) ack() unreliable.SnapshotAck {
 	a := r.acked.Load()
 	return unreliable.SnapshotAck{Epoch: uint8(a >> 32), Tick: uint32(a)}
-}
-
-// clockSync estimates the server's clock from PING/PONG round trips: of the
-// last few samples, the one with the shortest round trip is the least
-// disturbed by queueing, so its offset is used.
-type clockSync struct {
-	mu      sync.Mutex
-	samples [8]struct {
-		rtt, offset time.Duration
-	}
-	n, next int
-}
-
-func (c *clockSync) add(sent, server, now time.Time) {
-	rtt := now.Sub(sent)
-	if rtt < 0 {
-		return
-	}
-	offset := server.Add(rtt / 2).Sub(now)
-	c.mu.Lock()
-	c.samples[c.next] = struct{ rtt, offset time.Duration }{rtt, offset}
-	c.next = (c.next + 1) % len(c.samples)
-	c.n = min(c.n+1, len(c.samples))
-	c.mu.Unlock()
-}
-
-// offset is server clock minus local clock; ok is false before any sample.
-func (c *clockSync) offset() (time.Duration, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == 0 {
-		return 0, false
-	}
-	best := 0
-	for i := 1; i < c.n; i++ {
-		if c.samples[i].rtt < c.samples[best].rtt {
-			best = i
-		}
-	}
-	return c.samples[best].offset, true
-}
-
-// ServerTime is the client's estimate of the server's clock at local time
-// now, from PING/PONG round trips (before the first, from the newest
-// snapshot's arrival).
-func (c *Client) ServerTime(now time.Time) time.Time {
-	if off, ok := c.clock.offset(); ok {
-		return now.Add(off)
-	}
-	c.snaps.mu.Lock()
-	defer c.snaps.mu.Unlock()
-	if n := c.snaps.newest; n != nil {
-		return now.Add(time.Unix(0, n.time).Sub(n.arrived))
-	}
-	return now
-}
-
-// defaultInterval is the snapshot interval assumed before one is measured.
-const defaultInterval = time.Second / 30
-
-// Interpolate returns the two snapshots around the render time for local
-// time now, and the blend factor between them. The render time trails the
-// estimated server clock by about two snapshot intervals, more when
-// arrivals jitter, so that a snapshot is normally there to blend towards.
-// The frames' Data are copies valid until the next call; call it from one
-// goroutine (the render loop). ok is false before the first snapshot.
-func (c *Client) Interpolate(now time.Time) (Interpolation, bool) {
-	server := c.ServerTime(now)
-	r := &c.snaps
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.newest == nil {
-		return Interpolation{}, false
-	}
-	interval := time.Duration(r.interval)
-	if interval <= 0 {
-		interval = defaultInterval
-	}
-	delay := max(2*interval, interval+3*time.Duration(r.jitter))
-	render := server.Add(-delay).UnixNano()
-
-	var from, to *frameSlot
-	for i := range r.ring {
-		s := &r.ring[i]
-		if !s.valid {
-			continue
-		}
-		if s.time <= render && (from == nil || s.time > from.time) {
-			from = s
-		}
-		if s.time > render && (to == nil || s.time < to.time) {
-			to = s
-		}
-	}
-	in := Interpolation{RenderTime: time.Unix(0, render), Delay: delay}
-	switch {
-	case to == nil: // nothing newer than the render time: underrun
-		from, to = r.newest, r.newest
-		in.Alpha, in.Underrun = 1, true
-		c.stats.interpUnderruns.Add(1)
-	case from == nil: // render time before everything held
-		from = to
-	default:
-		in.Alpha = float64(render-from.time) / float64(to.time-from.time)
-	}
-	c.stats.interpFrames.Add(1)
-	c.interpA = append(c.interpA[:0], from.data...)
-	c.interpB = append(c.interpB[:0], to.data...)
-	in.From = Frame{Tick: from.tick, Time: time.Unix(0, from.time), Data: c.interpA}
-	in.To = Frame{Tick: to.tick, Time: time.Unix(0, to.time), Data: c.interpB}
-	return in, true
 }
 
 // inputHistory keeps the client's newest inputs. Each goes out again in
@@ -296,30 +150,4 @@ func (c *Client) acknowledge() {
 	}
 	var b [unreliable.AckLen]byte
 	c.dq.put(unreliable.KindAck, unreliable.AppendAck(b[:0], c.snaps.ack()), 0)
-}
-
-// clockLoop sends PINGs for the clock estimate: a few quickly after
-// connecting, then one a second, until the connection closes.
-func (c *Client) clockLoop() {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if b, ok := c.out.begin(); ok {
-			_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(time.Now().UnixNano()))))
-		}
-		if i < 4 {
-			t.Reset(100 * time.Millisecond)
-		} else {
-			t.Reset(time.Second)
-		}
-	}
-}
-
-func (c *Client) onPong(f reliable.Frame) {
-	c.clock.add(time.Unix(0, int64(f.Echo)), time.Unix(0, int64(f.Time)), time.Now())
 }

@@ -53,6 +53,11 @@ type Stats struct {
 	// InterpFrames counts Client.Interpolate calls that had snapshots;
 	// InterpUnderruns those whose render time was past the newest snapshot.
 	InterpFrames, InterpUnderruns uint64
+	// InterpDelayTotal sums Interpolation.Delay (the newest snapshot's lead
+	// over the render time, negative on an underrun) over those calls, and
+	// InterpTargetTotal sums Interpolation.Target: divided by InterpFrames,
+	// the mean buffered lead and the mean delay chosen.
+	InterpDelayTotal, InterpTargetTotal time.Duration
 }
 
 type connStats struct {
@@ -70,6 +75,8 @@ type connStats struct {
 	inputsReceived, inputsRedundant  atomic.Uint64
 	copiesSent, framesFromCopies     atomic.Uint64
 	interpFrames, interpUnderruns    atomic.Uint64
+	interpDelayTotal                 atomic.Int64
+	interpTargetTotal                atomic.Int64
 }
 
 func (s *connStats) snapshot() Stats {
@@ -97,6 +104,8 @@ func (s *connStats) snapshot() Stats {
 		FramesFromCopies:     s.framesFromCopies.Load(),
 		InterpFrames:         s.interpFrames.Load(),
 		InterpUnderruns:      s.interpUnderruns.Load(),
+		InterpDelayTotal:     time.Duration(s.interpDelayTotal.Load()),
+		InterpTargetTotal:    time.Duration(s.interpTargetTotal.Load()),
 	}
 }
 
