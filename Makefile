@@ -4,7 +4,7 @@ BOTS ?= 50
 DURATION ?= 20s
 DEMO_ADDR ?= quic://127.0.0.1:7777
 
-.PHONY: run test bench demo fuzz build vet
+.PHONY: run test bench demo fuzz build vet matrix
 
 run:
 	$(GO) run ./cmd/gameserver
@@ -43,3 +43,25 @@ fuzz:
 	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The loss × latency matrix (BENCHMARKS.md): a game server on loopback
+# (ports of its own, so a `make run` elsewhere is undisturbed), then every
+# cell (QUIC and KCP × 0/5/20 % loss × 0/50/150/300 ms RTT, ±10 ms jitter)
+# through an impairment proxy, one cell after another, as a Markdown table.
+# About 24 × (MATRIX_DURATION + 2 s): 5 minutes with the defaults. Needs the
+# machine to itself; never in CI. MATRIX_CELLS picks cells, e.g.
+# MATRIX_CELLS='*/150ms/*'.
+MATRIX_BOTS ?= 20
+MATRIX_DURATION ?= 10s
+MATRIX_CELLS ?= all
+MATRIX_QUIC ?= 127.0.0.1:17777
+MATRIX_KCP ?= 127.0.0.1:17778
+MATRIX_HTTP ?= 127.0.0.1:18080
+matrix:
+	$(GO) build -o bin/gameserver ./cmd/gameserver
+	$(GO) build -o bin/botclient ./cmd/botclient
+	$(GO) build -o bin/netmatrix ./cmd/netmatrix
+	@./bin/gameserver -log warn -quic $(MATRIX_QUIC) -kcp $(MATRIX_KCP) -http $(MATRIX_HTTP) & pid=$$!; \
+	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
+	./bin/netmatrix -quic quic://$(MATRIX_QUIC) -kcp kcp://$(MATRIX_KCP) -http http://$(MATRIX_HTTP) -insecure \
+	  -bots $(MATRIX_BOTS) -duration $(MATRIX_DURATION) -cells '$(MATRIX_CELLS)' -md

@@ -54,6 +54,13 @@ type Config struct {
 	PingInterval time.Duration
 	// ConnectTimeout bounds each bot's connect and join. Zero means 10 s.
 	ConnectTimeout time.Duration
+	// Drain is how long each bot stays connected after Duration, rendering
+	// and acknowledging snapshots but sending no more inputs or pings, so
+	// that inputs still on their way reach the server before the bot's
+	// close does (through a delaying network, a close can overtake them).
+	// The bots' inputs can then be compared with the server's count. Zero
+	// means no drain.
+	Drain time.Duration
 	// Client is the base client configuration for every bot.
 	Client netcode.ClientConfig
 	// Progress, if set, is called about once a second while the run lasts.
@@ -95,9 +102,32 @@ type Report struct {
 	BytesReceived     uint64      `json:"bytes_received"`
 	// InterpFrames counts frames the bots rendered at 60 per second with
 	// Client.Interpolate; InterpUnderruns those with no snapshot after the
-	// render time.
-	InterpFrames    uint64 `json:"interp_frames"`
-	InterpUnderruns uint64 `json:"interp_underruns"`
+	// render time, InterpUnderrunPercent the same as a percentage of
+	// InterpFrames.
+	InterpFrames          uint64  `json:"interp_frames"`
+	InterpUnderruns       uint64  `json:"interp_underruns"`
+	InterpUnderrunPercent float64 `json:"interp_underrun_pct"`
+	// InterpDelayMean is the mean, in milliseconds, of the Delay of every
+	// Interpolation the bots' Client.Interpolate returned, negative values
+	// (an underrun's) included. InterpDelay are its percentiles, with
+	// negative values counted as 0.
+	InterpDelayMean float64     `json:"interp_delay_mean_ms"`
+	InterpDelay     Percentiles `json:"interp_delay_ms"`
+	// TickRate is the rooms' tick (snapshot) rate in Hz from the join
+	// replies, the highest if they differ; zero if no bot joined.
+	TickRate int `json:"tick_rate"`
+	// InputsSent counts the inputs the bots' Client.SendInput accepted, to
+	// compare with what the server handed to the game (its
+	// Metrics.InputsReceived).
+	InputsSent int64 `json:"inputs_sent"`
+	// KbpsDown and KbpsUp are the payload bandwidth per bot, in kbit/s:
+	// BytesReceived and BytesSent over the seconds the bots were
+	// connected, summed.
+	KbpsDown float64 `json:"kbps_down_per_bot"`
+	KbpsUp   float64 `json:"kbps_up_per_bot"`
+	// BotSeconds is the seconds the bots were connected, summed: the
+	// denominator of KbpsDown and KbpsUp.
+	BotSeconds float64 `json:"bot_seconds"`
 	// SnapshotsUndecodable counts deltas whose baseline a bot lacked.
 	SnapshotsUndecodable uint64   `json:"snapshots_undecodable"`
 	Errors               []string `json:"errors"`
@@ -140,10 +170,16 @@ type run struct {
 	connected, failed      atomic.Int64
 	eventsSent, eventsAckd atomic.Int64
 	snapshots              atomic.Int64
+	inputsSent             atomic.Int64
 
 	mu        sync.Mutex
 	rtt       *hdrhistogram.Histogram // microseconds
 	gap       *hdrhistogram.Histogram // microseconds
+	delay     *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
+	delaySum  float64                 // nanoseconds, negative ones included
+	delayN    int64
+	tickRate  int
+	botSecs   float64 // seconds connected, summed over the bots
 	expected  float64
 	bytesSent uint64
 	bytesRecv uint64
@@ -167,6 +203,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		runID: hex.EncodeToString(idb[:]),
 		rtt:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
 		gap:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		delay: newDelayHistogram(),
 		errs:  make(map[string]int),
 	}
 	start := time.Now()
@@ -238,9 +275,23 @@ func (r *run) report(elapsed time.Duration) Report {
 		BytesReceived:     r.bytesRecv,
 		InterpFrames:      r.frames,
 		InterpUnderruns:   r.underruns,
+		InterpDelay:       percentiles(r.delay, true),
+		TickRate:          r.tickRate,
+		InputsSent:        r.inputsSent.Load(),
 
 		SnapshotsUndecodable: r.undecod,
 		Errors:               []string{},
+	}
+	if r.frames > 0 {
+		rep.InterpUnderrunPercent = round2(100 * float64(r.underruns) / float64(r.frames))
+	}
+	if r.delayN > 0 {
+		rep.InterpDelayMean = round2(r.delaySum / float64(r.delayN) / float64(time.Millisecond))
+	}
+	rep.BotSeconds = round2(r.botSecs)
+	if r.botSecs > 0 {
+		rep.KbpsDown = round2(float64(r.bytesRecv) * 8 / 1000 / r.botSecs)
+		rep.KbpsUp = round2(float64(r.bytesSent) * 8 / 1000 / r.botSecs)
 	}
 	for msg, n := range r.errs {
 		if n > 1 {
@@ -250,6 +301,33 @@ func (r *run) report(elapsed time.Duration) Report {
 	}
 	sort.Strings(rep.Errors)
 	return rep
+}
+
+func round2(x float64) float64 { return math.Round(x*100) / 100 }
+
+// delayMax bounds the interpolation delays recorded, in microseconds.
+const delayMax = int64(time.Minute / time.Microsecond)
+
+func newDelayHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, delayMax, 3) }
+
+// tally is what one bot measures while it plays, merged into the run's
+// figures when it stops. Only the bot's goroutine touches it.
+type tally struct {
+	delay    *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
+	delaySum float64                 // nanoseconds, negative ones included
+	delayN   int64
+}
+
+// frame renders one frame: Client.Interpolate, as a render loop would call
+// it, and the delay it reports.
+func (t *tally) frame(cl *netcode.Client, now time.Time) {
+	in, ok := cl.Interpolate(now) // a renderer would draw the blend here
+	if !ok {
+		return
+	}
+	t.delaySum += float64(in.Delay)
+	t.delayN++
+	_ = t.delay.RecordValue(min(max(int64(in.Delay/time.Microsecond), 0), delayMax))
 }
 
 func percentiles(h *hdrhistogram.Histogram, full bool) Percentiles {
@@ -326,6 +404,7 @@ func (r *run) bot(ctx context.Context, i int) {
 		r.addError("connect", err)
 		return
 	}
+	connectedAt := time.Now()
 	defer func() { _ = cl.Close() }()
 	r.eventsSent.Add(1)
 	room := fmt.Sprintf("bots-%s-%d", r.runID, i/cfg.PerRoom)
@@ -340,12 +419,18 @@ func (r *run) bot(ctx context.Context, i int) {
 	joined.Store(true)
 	joinedAt := time.Now()
 
-	r.play(ctx, cl, jr.TickRate, disconnected)
+	t := &tally{delay: newDelayHistogram()}
+	r.play(ctx, cl, jr.TickRate, disconnected, t)
 
 	inRoom := time.Since(joinedAt).Seconds()
 	st := cl.Stats()
 	r.mu.Lock()
 	r.expected += inRoom * float64(jr.TickRate)
+	r.tickRate = max(r.tickRate, jr.TickRate)
+	r.botSecs += time.Since(connectedAt).Seconds()
+	r.delay.Merge(t.delay)
+	r.delaySum += t.delaySum
+	r.delayN += t.delayN
 	r.bytesSent += st.BytesSent
 	r.bytesRecv += st.BytesReceived
 	r.frames += st.InterpFrames
@@ -357,9 +442,10 @@ func (r *run) bot(ctx context.Context, i int) {
 	r.mu.Unlock()
 }
 
-// play sends inputs at the tick rate and pings every PingInterval until the
-// run's duration is over, the context ends or the connection drops.
-func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, disconnected <-chan *netcode.CloseError) {
+// play sends inputs at the tick rate, pings every PingInterval and renders
+// 60 frames a second until the run's duration is over, the context ends or
+// the connection drops; then it drains (see Config.Drain).
+func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, disconnected <-chan *netcode.CloseError, t *tally) {
 	end := time.NewTimer(r.cfg.Duration)
 	defer end.Stop()
 	inputs := time.NewTicker(time.Second / time.Duration(max(tickRate, 1)))
@@ -380,6 +466,7 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, discon
 		case <-ctx.Done():
 			return
 		case <-end.C:
+			r.drain(ctx, cl, frames, disconnected, t)
 			return
 		case ce := <-disconnected:
 			r.addError("disconnected", ce)
@@ -389,9 +476,11 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, discon
 			input = arena.EncodeInput(input[:0], int8(dir>>56), int8(dir>>48))
 			if err := cl.SendInput(input); err != nil {
 				r.addError("input", err)
+			} else {
+				r.inputsSent.Add(1)
 			}
 		case now := <-frames.C:
-			cl.Interpolate(now) // a renderer would draw the blend here
+			t.frame(cl, now)
 		case <-pings.C:
 			pingWG.Add(1)
 			r.eventsSent.Add(1)
@@ -399,6 +488,29 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, discon
 				defer pingWG.Done()
 				r.ping(ctx, cl)
 			}()
+		}
+	}
+}
+
+// drain goes on rendering, and so acknowledging snapshots, for
+// Config.Drain, sending nothing else.
+func (r *run) drain(ctx context.Context, cl *netcode.Client, frames *time.Ticker, disconnected <-chan *netcode.CloseError, t *tally) {
+	if r.cfg.Drain <= 0 {
+		return
+	}
+	end := time.NewTimer(r.cfg.Drain)
+	defer end.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-end.C:
+			return
+		case ce := <-disconnected:
+			r.addError("disconnected", ce)
+			return
+		case now := <-frames.C:
+			t.frame(cl, now)
 		}
 	}
 }

@@ -23,17 +23,7 @@ func TestMain(m *testing.M) {
 // A short mixed run: bots on QUIC and KCP in the same rooms, each minting
 // its own token, and a report whose figures hang together.
 func TestRunMixed(t *testing.T) {
-	tc, err := netcode.DevTLSConfig()
-	require.NoError(t, err)
-	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
-		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}})
-	require.NoError(t, err)
-	hub := rooms.NewHub(srv, rooms.HubOptions{})
-	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
-	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
-	go srv.Serve(context.Background())
-	defer func() { _ = srv.Close(); hub.Close() }()
-
+	srv, hub := startServer(t)
 	key := token.DevKey
 	addrs := srv.Addrs()
 	rep, err := loadtest.Run(context.Background(), loadtest.Config{
@@ -57,4 +47,37 @@ func TestRunMixed(t *testing.T) {
 	require.Greater(t, rep.InterpFrames, uint64(6*60))
 	require.Greater(t, rep.BytesReceived, rep.BytesSent)
 	require.Len(t, hub.Rooms(), 2, "3 bots a room")
+	require.Equal(t, 30, rep.TickRate)
+	require.Greater(t, rep.InputsSent, int64(6*30), "a second's inputs from every bot at least")
+	require.GreaterOrEqual(t, rep.InterpUnderrunPercent, 0.0)
+	require.Greater(t, rep.InterpDelayMean, 0.0)
+	require.Greater(t, rep.InterpDelay.P99, 0.0)
+	require.Greater(t, rep.KbpsDown, rep.KbpsUp)
+	require.Greater(t, rep.BotSeconds, 6*2.0)
+}
+
+// startServer starts an in-process game server as cmd/gameserver does,
+// QUIC and KCP on loopback, the arena at 30 Hz and the ping handler; it is
+// closed when the test ends. srv.Addrs() is QUIC's address, then KCP's.
+func startServer(t *testing.T) (*netcode.Server, *rooms.Hub) {
+	t.Helper()
+	tc, err := netcode.DevTLSConfig()
+	require.NoError(t, err)
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
+		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}})
+	require.NoError(t, err)
+	hub := rooms.NewHub(srv, rooms.HubOptions{})
+	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
+	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(context.Background())
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+		hub.Close()
+	})
+	return srv, hub
 }

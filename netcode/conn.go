@@ -346,10 +346,12 @@ func (c *Conn) onDatagram(d []byte) {
 func (c *Conn) input(in unreliable.Input) {
 	if c.haveInput && in.Seq-c.lastInput-1 >= 1<<31 { // in.Seq <= lastInput, wrapping
 		c.stats.inputsRedundant.Add(1)
+		c.srv.metrics.inputsRedundant.Add(1)
 		return
 	}
 	c.lastInput, c.haveInput = in.Seq, true
 	c.stats.inputsReceived.Add(1)
+	c.srv.metrics.inputsReceived.Add(1)
 	if h := c.srv.inputHandler(); h != nil {
 		c.callInput(h, in.Data)
 	}

@@ -121,6 +121,12 @@ type Metrics struct {
 	EventsUnhandled   uint64 `json:"events_unhandled"`
 	RequestsUnhandled uint64 `json:"requests_unhandled"`
 	HandlerPanics     uint64 `json:"handler_panics"`
+	// InputsReceived counts inputs handed to the application once each, on
+	// every connection (the sum of the connections' Stats.InputsReceived);
+	// InputsRedundant the repeated copies dropped. A load test compares
+	// InputsReceived with the inputs its clients sent.
+	InputsReceived  uint64 `json:"inputs_received"`
+	InputsRedundant uint64 `json:"inputs_redundant"`
 }
 
 type serverMetrics struct {
@@ -134,6 +140,8 @@ type serverMetrics struct {
 	eventsUnhandled   atomic.Uint64
 	requestsUnhandled atomic.Uint64
 	handlerPanics     atomic.Uint64
+	inputsReceived    atomic.Uint64
+	inputsRedundant   atomic.Uint64
 }
 
 func (m *serverMetrics) snapshot() Metrics {
@@ -148,5 +156,7 @@ func (m *serverMetrics) snapshot() Metrics {
 		EventsUnhandled:   m.eventsUnhandled.Load(),
 		RequestsUnhandled: m.requestsUnhandled.Load(),
 		HandlerPanics:     m.handlerPanics.Load(),
+		InputsReceived:    m.inputsReceived.Load(),
+		InputsRedundant:   m.inputsRedundant.Load(),
 	}
 }

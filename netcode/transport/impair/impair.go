@@ -17,6 +17,11 @@
 // buffer would, until deliveries make room, the write deadline passes, or the
 // Conn closes. After Close, reads and writes return an error that satisfies
 // errors.Is(err, net.ErrClosed), and no goroutine of the Conn is left running.
+//
+// A Proxy puts the same impairment between unmodified programs: a UDP relay
+// in front of a server, with a Conn on each direction, so a real client and
+// server (or a load test) run over a bad path. ParseProfile reads the
+// "rtt=150ms,jitter=10ms,loss=5%" syntax that tools and tests share.
 package impair
 
 import (

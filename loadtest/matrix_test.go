@@ -1,0 +1,142 @@
+package loadtest_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomwire/roomwire/loadtest"
+	"github.com/roomwire/roomwire/loadtest/matrix"
+	"github.com/roomwire/roomwire/netcode"
+	"github.com/roomwire/roomwire/netcode/token"
+)
+
+// The goals, measured as a player on a real network would see
+// them: bots on QUIC and on KCP behind an impairment proxy (±10 ms jitter
+// each way) with a 150 ms round trip, without loss and with 20 % loss each
+// way, plus a 0 ms cell per transport that checks the instrument itself.
+//
+// Every cell checks the plumbing (all bots connect, every ping is
+// acknowledged, the proxy delays and loses what it should, snapshots
+// arrive in proportion to the loss, every input the bots sent reaches the
+// game once) and then asserts the goals, each labelled "goal:":
+//
+//   - interpolation underruns ≤ 1 % of frames at 0 % and 5 % loss, ≤ 3 %
+//     at 20 %;
+//   - mean interpolation delay ≤ 3 snapshot intervals at 0 % loss;
+//   - reliable event (ping) round trip p99 ≤ 2.5 × the path's round trip
+//     at 20 % loss.
+//
+// Each cell has a server of its own, so that its counters are the cell's;
+// cells run in parallel as far as -parallel allows (GOMAXPROCS: two at a
+// time on a 2-core machine). Bounds are ratios against the configured
+// path, never absolute CPU timings.
+func TestMatrixGoals(t *testing.T) {
+	const (
+		bots    = 8
+		perRoom = 4
+	)
+	cells := []struct {
+		cell     matrix.Cell
+		duration time.Duration
+	}{
+		{matrix.Cell{Transport: "quic", RTT: 0, Loss: 0}, 3 * time.Second},
+		{matrix.Cell{Transport: "kcp", RTT: 0, Loss: 0}, 3 * time.Second},
+		{matrix.Cell{Transport: "quic", RTT: 150 * time.Millisecond, Loss: 0}, 6 * time.Second},
+		{matrix.Cell{Transport: "kcp", RTT: 150 * time.Millisecond, Loss: 0}, 6 * time.Second},
+		{matrix.Cell{Transport: "quic", RTT: 150 * time.Millisecond, Loss: 0.20}, 6 * time.Second},
+		{matrix.Cell{Transport: "kcp", RTT: 150 * time.Millisecond, Loss: 0.20}, 6 * time.Second},
+	}
+	for i, tc := range cells {
+		c := tc.cell
+		c.Jitter = matrix.DefaultJitter
+		t.Run(c.String(), func(t *testing.T) {
+			t.Parallel()
+			srv, _ := startServer(t)
+			addrs := srv.Addrs()
+			key := token.DevKey
+			row, err := matrix.RunCell(context.Background(), matrix.Config{
+				QUIC: "quic://" + addrs[0].String(),
+				KCP:  "kcp://" + addrs[1].String(),
+				Load: loadtest.Config{
+					Insecure:     true,
+					TokenKey:     &key,
+					Bots:         bots,
+					PerRoom:      perRoom,
+					Duration:     tc.duration,
+					PingInterval: 100 * time.Millisecond,
+				},
+				Metrics: func(context.Context) (netcode.Metrics, error) { return srv.Metrics(), nil },
+				Settle:  time.Second,
+				Seed:    uint64(i) + 1,
+			}, c)
+			require.NoError(t, err)
+			checkCell(t, row)
+		})
+	}
+}
+
+func checkCell(t *testing.T, row matrix.Row) {
+	t.Helper()
+	c, rep, px := row.Cell, row.Report, row.Proxy
+	var md strings.Builder
+	_ = matrix.WriteMarkdown(&md, []matrix.Row{row})
+	t.Logf("%s: snapshots %d/%d, frames %d, pings %d/%d, inputs %d sent, %d received (%d redundant), server conns left %d; proxy %+v\n%s",
+		c, rep.SnapshotsReceived, rep.SnapshotsExpected, rep.InterpFrames, rep.EventsAcked, rep.EventsSent,
+		rep.InputsSent, row.InputsReceived, row.InputsRedundant, row.ServerConnsLeft, px, md.String())
+
+	// The instrument: if any of these fail, the figures mean nothing.
+	require.Equal(t, rep.Bots, rep.Connected, "bots connected; errors: %v", rep.Errors)
+	require.Zero(t, rep.Failed)
+	require.Empty(t, rep.Errors)
+	require.Equal(t, 30, rep.TickRate)
+	require.GreaterOrEqual(t, px.ClientsOpened, uint64(rep.Bots), "every bot went through the proxy")
+	require.NotZero(t, px.ToServer.Packets)
+	require.NotZero(t, px.ToClient.Packets)
+	for dir, d := range map[string]struct{ packets, dropped uint64 }{
+		"to server": {px.ToServer.Packets, px.ToServer.Dropped},
+		"to client": {px.ToClient.Packets, px.ToClient.Dropped},
+	} {
+		assert.InDelta(t, c.Loss, float64(d.dropped)/float64(d.packets), 0.03, "proxy loss %s", dir)
+	}
+	if c.RTT > 0 {
+		// From below only: a slow machine adds delay, never removes it.
+		require.GreaterOrEqual(t, rep.RTT.P50, 0.8*ms(c.RTT), "ping round trips pass through the proxy's delay")
+	}
+	assert.Equal(t, rep.EventsSent, rep.EventsAcked, "every ping acknowledged")
+	assert.Greater(t, rep.EventsSent, int64(rep.Bots*10), "pings sent")
+	// An arena snapshot of 4 players is one datagram, lost with the loss.
+	assert.GreaterOrEqual(t, row.SnapshotsPercent, 100*(1-c.Loss)*0.9, "snapshots received of expected")
+	assert.Greater(t, rep.InputsSent, int64(rep.Bots*30), "inputs sent")
+	assert.LessOrEqual(t, row.InputsReceived, uint64(rep.InputsSent), "an input handed to the game more than once")
+	if c.Loss == 0 {
+		assert.Equal(t, uint64(rep.InputsSent), row.InputsReceived, "inputs delivered: every input the bots sent reached the game")
+	} else {
+		// Redundancy carries each input in the next datagrams until one
+		// is acknowledged, so none is lost mid-stream (that takes 8
+		// datagrams lost in a row); but a bot's very last inputs have no
+		// later datagram to ride in, and at 20 % loss each bot loses its
+		// last one a fifth of the time. Allow one per bot.
+		assert.LessOrEqual(t, uint64(rep.InputsSent)-min(row.InputsReceived, uint64(rep.InputsSent)), uint64(rep.Bots),
+			"inputs delivered: lost beyond each bot's last one (%d of %d received)", row.InputsReceived, rep.InputsSent)
+	}
+
+	// The goals.
+	maxUnderrun := 1.0
+	if c.Loss > 0.05 {
+		maxUnderrun = 3.0
+	}
+	assert.LessOrEqual(t, row.UnderrunPercent, maxUnderrun, "goal: interpolation underruns %% of frames (%d of %d)", rep.InterpUnderruns, rep.InterpFrames)
+	if c.Loss == 0 {
+		assert.LessOrEqual(t, row.InterpMeanIntervals, 3.0, "goal: mean interpolation delay in snapshot intervals (%.1f ms)", row.InterpMeanMs)
+	}
+	if c.Loss >= 0.20 && c.RTT > 0 {
+		assert.LessOrEqual(t, row.EventP99PerRTT, 2.5, "goal: event round trip p99 over the path's (%.1f ms over %v)", row.EventP99Ms, c.RTT)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
