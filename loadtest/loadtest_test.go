@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/roomwire/roomwire/loadtest"
 	"github.com/roomwire/roomwire/netcode"
@@ -17,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, nt.GoleakOptions()...)
+	nt.VerifyTestMain(m)
 }
 
 // A short mixed run: bots on QUIC and KCP in the same rooms, each minting

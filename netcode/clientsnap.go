@@ -119,9 +119,18 @@ func (c *Client) SendInput(data []byte) error {
 	}
 	h := &c.inputs
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.seq++
 	slot := h.seq % unreliable.Redundancy
 	h.lens[slot] = copy(h.bufs[slot][:], data)
+	return c.putInputs()
+}
+
+// putInputs queues an INPUT datagram with the newest input and every earlier
+// one not known to have arrived, at most unreliable.Redundancy in all
+// (c.inputs.mu held).
+func (c *Client) putInputs() error {
+	h := &c.inputs
 	var list [unreliable.Redundancy]unreliable.Input
 	n := 0
 	first := h.seq - min(h.seq, unreliable.Redundancy) + 1
@@ -138,16 +147,27 @@ func (c *Client) SendInput(data []byte) error {
 		c.dq.put(unreliable.KindInput, body, uint64(h.seq))
 		h.sent.Store(true)
 	}
-	h.mu.Unlock()
 	return err
 }
 
 // acknowledge sends the newest snapshot held in an ACK datagram, unless an
-// input since the last snapshot carried it already.
+// input since the last snapshot carried it already. While inputs are not
+// known to have arrived, it sends them again instead, in an INPUT datagram
+// (which acknowledges the snapshot too): so the last inputs before the game
+// stops sending any are not lost with their datagram.
 func (c *Client) acknowledge() {
-	if c.inputs.sent.Swap(false) {
+	h := &c.inputs
+	if h.sent.Swap(false) {
 		return
 	}
+	h.mu.Lock()
+	if h.seq != 0 && h.acked.Load() != h.seq {
+		_ = c.putInputs()
+		h.sent.Store(false)
+		h.mu.Unlock()
+		return
+	}
+	h.mu.Unlock()
 	var b [unreliable.AckLen]byte
 	c.dq.put(unreliable.KindAck, unreliable.AppendAck(b[:0], c.snaps.ack()), 0)
 }

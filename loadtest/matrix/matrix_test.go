@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/roomwire/roomwire/loadtest"
 	"github.com/roomwire/roomwire/loadtest/matrix"
@@ -19,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, nt.GoleakOptions()...)
+	nt.VerifyTestMain(m)
 }
 
 func TestParseCells(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,6 +148,31 @@ func GoleakOptions() []goleak.Option {
 		goleak.IgnoreTopFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"),
 	}
 }
+
+// VerifyTestMain runs the package's tests and then fails the run if
+// goroutines are left, like goleak.VerifyTestMain with GoleakOptions, but
+// gives them up to drainTime to end: a QUIC endpoint keeps a closed
+// connection's state for a few probe timeouts to answer late packets, which
+// on an impaired path with a long round trip takes seconds.
+func VerifyTestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		var err error
+		for deadline := time.Now().Add(drainTime); ; time.Sleep(100 * time.Millisecond) {
+			if err = goleak.Find(GoleakOptions()...); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// drainTime bounds VerifyTestMain's wait for goroutines to end.
+const drainTime = 10 * time.Second
 
 // Find returns the transport called name.
 func Find(name string) Transport {
