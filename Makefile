@@ -54,6 +54,7 @@ fuzz:
 MATRIX_BOTS ?= 20
 MATRIX_DURATION ?= 10s
 MATRIX_CELLS ?= all
+MATRIX_COPIES ?= auto
 MATRIX_QUIC ?= 127.0.0.1:17777
 MATRIX_KCP ?= 127.0.0.1:17778
 MATRIX_HTTP ?= 127.0.0.1:18080
@@ -61,7 +62,7 @@ matrix:
 	$(GO) build -o bin/gameserver ./cmd/gameserver
 	$(GO) build -o bin/botclient ./cmd/botclient
 	$(GO) build -o bin/netmatrix ./cmd/netmatrix
-	@./bin/gameserver -log warn -quic $(MATRIX_QUIC) -kcp $(MATRIX_KCP) -http $(MATRIX_HTTP) & pid=$$!; \
+	@./bin/gameserver -log warn -copies $(MATRIX_COPIES) -quic $(MATRIX_QUIC) -kcp $(MATRIX_KCP) -http $(MATRIX_HTTP) & pid=$$!; \
 	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
 	./bin/netmatrix -quic quic://$(MATRIX_QUIC) -kcp kcp://$(MATRIX_KCP) -http http://$(MATRIX_HTTP) -insecure \
-	  -bots $(MATRIX_BOTS) -duration $(MATRIX_DURATION) -cells '$(MATRIX_CELLS)' -md
+	  -bots $(MATRIX_BOTS) -duration $(MATRIX_DURATION) -cells '$(MATRIX_CELLS)' -copies $(MATRIX_COPIES) -md

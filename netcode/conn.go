@@ -117,6 +117,9 @@ func (s *Server) serveConn(sess transport.Session) {
 	if !ok {
 		s.metrics.handshakesFailed.Add(1)
 		ce := c.closeErr.Load()
+		if ce != nil {
+			s.metrics.closes.Add(closeName(ce.Code), 1)
+		}
 		c.log.Debug("handshake failed", "remote", sess.RemoteAddr(), "reason", ce)
 		c.finish()
 		return
@@ -142,6 +145,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	delete(s.conns, c.id)
 	s.connsMu.Unlock()
 	s.metrics.connsActive.Add(-1)
+	s.metrics.closes.Add(closeName(ce.Code), 1)
 	switch ce.Code {
 	case CloseProtocolError, CloseFrameTooLarge:
 		s.metrics.protocolErrors.Add(1)

@@ -79,6 +79,17 @@ func (m CopyMode) String() string {
 	return fmt.Sprintf("CopyMode(%d)", uint8(m))
 }
 
+// Set parses "auto", "always" or "off", so that a CopyMode is a flag.Value.
+func (m *CopyMode) Set(s string) error {
+	for _, v := range []CopyMode{CopiesAuto, CopiesAlways, CopiesOff} {
+		if s == v.String() {
+			*m = v
+			return nil
+		}
+	}
+	return fmt.Errorf("netcode: copy mode %q: want auto, always or off", s)
+}
+
 // copyable reports whether a frame of type t may travel as a copy. HELLO,
 // WELCOME and CLOSE never do: they start and end the stream.
 func copyable(t reliable.FrameType) bool {

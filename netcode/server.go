@@ -318,6 +318,10 @@ func (s *Server) Conns(f func(*Conn)) {
 // Metrics returns the server's counters.
 func (s *Server) Metrics() Metrics { return s.metrics.snapshot() }
 
+// Drop counts something dropped or refused for reason, a short name of the
+// caller's own (the rooms layer counts its caps here), in Metrics.Drops.
+func (s *Server) Drop(reason string) { s.metrics.drops.Add(reason, 1) }
+
 // Serve accepts connections until ctx is cancelled or the server is shut
 // down; it then returns ErrServerClosed. Cancelling ctx closes the server
 // as Close does.

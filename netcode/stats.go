@@ -127,6 +127,12 @@ type Metrics struct {
 	// InputsReceived with the inputs its clients sent.
 	InputsReceived  uint64 `json:"inputs_received"`
 	InputsRedundant uint64 `json:"inputs_redundant"`
+	// Drops counts, by reason, what the server dropped or refused while the
+	// connection went on: each budget and each cap (see Server.Drop).
+	Drops map[string]uint64 `json:"drops"`
+	// Closes counts the connections that ended, handshakes included, by
+	// close code name with underscores ("slow_consumer").
+	Closes map[string]uint64 `json:"closes"`
 }
 
 type serverMetrics struct {
@@ -142,6 +148,7 @@ type serverMetrics struct {
 	handlerPanics     atomic.Uint64
 	inputsReceived    atomic.Uint64
 	inputsRedundant   atomic.Uint64
+	drops, closes     Counters
 }
 
 func (m *serverMetrics) snapshot() Metrics {
@@ -158,5 +165,7 @@ func (m *serverMetrics) snapshot() Metrics {
 		HandlerPanics:     m.handlerPanics.Load(),
 		InputsReceived:    m.inputsReceived.Load(),
 		InputsRedundant:   m.inputsRedundant.Load(),
+		Drops:             m.drops.Snapshot(),
+		Closes:            m.closes.Snapshot(),
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/roomwire/roomwire/loadtest"
+	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 )
 
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 20*time.Second, "how long each bot plays after joining")
 	ping := fs.Duration("ping", time.Second, "interval between a bot's reliable ping requests")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "bound on each bot's connect and join")
+	var copies netcode.CopyMode
+	fs.Var(&copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: botclient [flags]\n\nRuns headless bots against a Roomwire server and reports what they measured.\n\nFlags:\n")
@@ -81,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		Duration:       *duration,
 		PingInterval:   *ping,
 		ConnectTimeout: *connectTimeout,
+		Client:         netcode.ClientConfig{ReliableCopies: copies},
 	}
 	if !*asJSON {
 		cfg.Progress = func(p loadtest.Progress) {

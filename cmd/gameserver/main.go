@@ -41,6 +41,7 @@ type options struct {
 	maxMembers int
 	props      int
 	noDelta    bool
+	copies     netcode.CopyMode
 	cert, key  string
 	logLevel   string
 }
@@ -66,6 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
 	fs.IntVar(&o.props, "props", 0, "static props in every arena snapshot (state that never changes)")
 	delta := fs.Bool("delta", true, "send snapshots as deltas against each client's acknowledged baseline")
+	fs.Var(&o.copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
 	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
 	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
@@ -153,6 +155,8 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
 		NoDelta:  o.noDelta,
 		Logger:   log,
+
+		ReliableCopies: o.copies,
 	})
 	if err != nil {
 		return err

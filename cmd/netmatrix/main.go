@@ -23,6 +23,7 @@ import (
 
 	"github.com/roomwire/roomwire/loadtest"
 	"github.com/roomwire/roomwire/loadtest/matrix"
+	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 )
 
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	protocolID := fs.Uint64("protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
 	insecure := fs.Bool("insecure", false, "skip server certificate verification (development servers)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the side port's /healthz before starting")
+	var copies netcode.CopyMode
+	fs.Var(&copies, "copies", "the bots' copy `mode` for reliable frames: auto, always or off (the server has its own -copies)")
 	md := fs.Bool("md", false, "print a Markdown table instead of JSON lines")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: netmatrix [flags]\n\nMeasures a running gameserver through an impairment proxy, cell by cell.\n\nFlags:\n")
@@ -100,6 +103,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			PerRoom:      *perRoom,
 			Duration:     *duration,
 			PingInterval: *ping,
+			Client:       netcode.ClientConfig{ReliableCopies: copies},
 		},
 		Seed: *seed,
 	}
