@@ -273,7 +273,7 @@ func RunCell(ctx context.Context, cfg Config, c Cell) (Row, error) {
 	load := cfg.Load
 	load.Addr = c.Transport + "://" + proxy.Addr().String()
 	if load.Drain <= 0 {
-		load.Drain = c.RTT + 4*c.Jitter + 100*time.Millisecond
+		load.Drain = 2*c.RTT + 4*c.Jitter + 300*time.Millisecond
 	}
 	rep, err := loadtest.Run(ctx, load)
 	if err != nil {
