@@ -153,9 +153,9 @@ type Config struct {
 	// "kcp://127.0.0.1:7778". A cell whose transport has none fails.
 	QUIC, KCP string
 	// Load is every cell's load: bots, duration, token key and so on. Its
-	// Addr is replaced by the cell's proxy; a zero Drain becomes the
-	// cell's round trip plus four jitters plus 100 ms, long enough for
-	// every input in flight to land before a bot closes.
+	// Addr is replaced by the cell's proxy; a zero Drain becomes twice
+	// the cell's round trip plus four jitters plus 300 ms, long enough for
+	// every input in flight, and its resends, to land before a bot closes.
 	Load loadtest.Config
 	// Metrics, if set, reads the server's counters; it is called before
 	// and after each cell, for the inputs the server received. HTTPMetrics
