@@ -25,6 +25,7 @@ const (
 	CloseInternal         = reliable.CloseInternal
 	CloseKicked           = reliable.CloseKicked
 	CloseTimeout          = reliable.CloseTimeout
+	CloseOverBudget       = reliable.CloseOverBudget
 )
 
 // CloseError is the reason a connection ended: a code, a readable reason, and

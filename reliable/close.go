@@ -19,6 +19,7 @@ const (
 	CloseInternal         CloseCode = 8  // an error inside the sender
 	CloseKicked           CloseCode = 9  // the application removed the peer
 	CloseTimeout          CloseCode = 10 // the peer was silent too long
+	CloseOverBudget       CloseCode = 11 // the peer kept sending over its budget
 )
 
 func (c CloseCode) String() string {
@@ -45,6 +46,8 @@ func (c CloseCode) String() string {
 		return "kicked"
 	case CloseTimeout:
 		return "timeout"
+	case CloseOverBudget:
+		return "over budget"
 	}
 	return fmt.Sprintf("CloseCode(%d)", uint16(c))
 }
