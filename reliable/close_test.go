@@ -22,7 +22,8 @@ func TestCloseCodeString(t *testing.T) {
 		{CloseInternal, "internal error"},
 		{CloseKicked, "kicked"},
 		{CloseTimeout, "timeout"},
-		{11, "CloseCode(11)"},
+		{CloseOverBudget, "over budget"},
+		{12, "CloseCode(12)"},
 		{0xffff, "CloseCode(65535)"},
 	}
 	for _, tc := range cases {
@@ -35,7 +36,7 @@ func TestCloseCodeValues(t *testing.T) {
 	codes := []CloseCode{
 		CloseNormal, CloseGoingAway, CloseProtocolError, CloseFrameTooLarge,
 		CloseVersionMismatch, CloseHandshakeTimeout, CloseRefused,
-		CloseSlowConsumer, CloseInternal, CloseKicked, CloseTimeout,
+		CloseSlowConsumer, CloseInternal, CloseKicked, CloseTimeout, CloseOverBudget,
 	}
 	for i, c := range codes {
 		require.Equal(t, CloseCode(i), c)
