@@ -9,6 +9,7 @@ require (
 	github.com/xtaci/kcp-go/v5 v5.6.24
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.54.0
+	golang.org/x/time v0.16.0
 )
 
 require (

@@ -23,6 +23,7 @@ type Conn struct {
 	srv      *Server
 	id       ID
 	identity Identity
+	budget   *budget
 	// The newest input handed to the application (datagram goroutine).
 	lastInput uint32
 	haveInput bool
@@ -88,7 +89,7 @@ func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
 
 func (s *Server) serveConn(sess transport.Session) {
 	defer s.wg.Done()
-	c := &Conn{srv: s, id: newID()}
+	c := &Conn{srv: s, id: newID(), budget: s.newBudget()}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
 	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
@@ -100,12 +101,13 @@ func (s *Server) serveConn(sess transport.Session) {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}
 
+	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
+	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
 	// The writer runs from the start so that refusals reach the client.
 	c.start(sess.MaxDatagram())
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
 		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO accepted within %v", s.cfg.HandshakeTimeout)})
 	})
-	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	ok := c.handshake(r)
 	timer.Stop()
 	s.connsMu.Lock()
@@ -224,6 +226,12 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 // dispatchFrame runs the handler for an EVENT or REQUEST.
 func (c *Conn) dispatchFrame(f reliable.Frame) {
 	s := c.srv
+	if !c.admitEvent(f.Name, len(f.Payload), true) {
+		if f.Type == reliable.FrameRequest {
+			_ = c.reply(f.ID, nil, overBudget{string(f.Name)})
+		}
+		return
+	}
 	if f.Type == reliable.FrameEvent {
 		h := s.lookupEvent(f.Name)
 		if h == nil {
@@ -306,6 +314,9 @@ func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
 // move the snapshot baseline, unreliable events go to their handlers;
 // anything else is dropped and counted.
 func (c *Conn) onDatagram(d []byte) {
+	if !c.admitDatagram() {
+		return
+	}
 	h, body, ok := c.parseDatagram(d)
 	if !ok {
 		c.srv.metrics.datagramsBad.Add(1)
@@ -329,7 +340,7 @@ func (c *Conn) onDatagram(d []byte) {
 			err = unreliable.ErrBadCopies
 		}
 	case unreliable.KindEvent:
-		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {
+		if ev, ok := c.acceptEvent(body); ok && c.err() == nil && c.admitEvent(ev.Name, 0, false) {
 			if h := c.srv.lookupEvent(ev.Name); h != nil {
 				c.callEvent(h, ev.Payload)
 			} else {

@@ -2,6 +2,7 @@ package netcode
 
 import (
 	"sync"
+	"time"
 
 	"github.com/roomwire/roomwire/reliable"
 )
@@ -35,6 +36,11 @@ type outbox struct {
 	frames  uint32
 	mark    int // len(buf) at begin: where the frames being appended start
 	onFrame func(num uint32, frame []byte)
+
+	// stall, if set, runs while a write takes longer than stallAfter: the
+	// peer does not read (set before the writer starts).
+	stall      *time.Timer
+	stallAfter time.Duration
 }
 
 func newOutbox(limit int, write func([]byte) (int, error), written func(int)) *outbox {
@@ -160,8 +166,14 @@ func (o *outbox) flush() error {
 		o.buf = o.spare[:0]
 		o.spare = nil
 		o.mu.Unlock()
+		if o.stall != nil {
+			o.stall.Reset(o.stallAfter)
+		}
 		var n int
 		n, err = o.write(b)
+		if o.stall != nil {
+			o.stall.Stop()
+		}
 		o.written(n)
 		o.mu.Lock()
 		o.spare = b[:0]

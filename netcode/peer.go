@@ -44,6 +44,8 @@ type peer struct {
 	onCopy   func(num uint32, frame []byte)
 	// inputAcked, if set, learns that the peer has every input up to n.
 	inputAcked func(n uint32)
+	// frameTimer closes a peer that began a frame and went silent.
+	frameTimer *time.Timer
 
 	// Unreliable events: per-name sequence numbers sent (under evMu) and
 	// the newest received (reader goroutine only).
@@ -121,6 +123,28 @@ func (p *peer) start(maxDatagram int) {
 	}()
 }
 
+// bound sets the deadlines a peer cannot stall past: a frame begun on r must
+// be whole within frame, and a write must be taken within write. Call it
+// before start.
+func (p *peer) bound(r *reliable.Reader, frame, write time.Duration) {
+	p.frameTimer = time.AfterFunc(frame, func() {
+		p.close(&CloseError{Code: CloseTimeout, Reason: fmt.Sprintf("a frame was begun and not completed within %v", frame)})
+	})
+	p.frameTimer.Stop()
+	r.Partial = func(waiting bool) {
+		if waiting {
+			p.frameTimer.Reset(frame)
+		} else {
+			p.frameTimer.Stop()
+		}
+	}
+	p.out.stallAfter = write
+	p.out.stall = time.AfterFunc(write, func() {
+		p.close(&CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("a write was not taken within %v: the peer does not read", write)})
+	})
+	p.out.stall.Stop()
+}
+
 // startReceiving launches the datagram reader, which hands each datagram to
 // onDatagram. It starts once the handshake is done, so no datagram reaches
 // the application from an unauthenticated peer.
@@ -179,6 +203,10 @@ func (p *peer) finish() {
 		p.force.Stop()
 	}
 	p.forceMu.Unlock()
+	if p.frameTimer != nil {
+		p.frameTimer.Stop()
+		p.out.stall.Stop()
+	}
 	p.closeSession()
 	if w, ok := p.sess.(interface{ Wait() }); ok {
 		w.Wait() // a dialled transport session's own goroutines

@@ -50,6 +50,18 @@ type Config struct {
 	// HandshakeTimeout closes a connection that sends no valid HELLO within
 	// it. Zero means 5 seconds.
 	HandshakeTimeout time.Duration
+	// FrameTimeout closes a connection (CloseTimeout) that started a
+	// reliable frame and did not complete it within it. Zero means 10
+	// seconds.
+	FrameTimeout time.Duration
+	// WriteTimeout closes a connection (CloseSlowConsumer) whose reliable
+	// stream takes longer than this to accept a write: the peer does not
+	// read. No goroutine of the server blocks on such a peer for longer.
+	// Zero means 10 seconds.
+	WriteTimeout time.Duration
+	// Budgets bound what each client may send (events, their bytes,
+	// datagrams, and single event names); see Budgets for the defaults.
+	Budgets Budgets
 	// MaxFrame is the largest reliable frame body accepted and sent, in
 	// bytes, at least MinMaxFrame. Zero means reliable.DefaultMaxFrame
 	// (64 KiB).
@@ -128,6 +140,16 @@ func (c *Config) populate() error {
 	if c.MaxQueued <= 0 {
 		c.MaxQueued = 1 << 20
 	}
+	if c.FrameTimeout <= 0 {
+		c.FrameTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	c.Budgets.populate()
+	if c.Budgets.EventBytes.PerSecond >= 0 {
+		c.Budgets.EventBytes.Burst = max(c.Budgets.EventBytes.Burst, c.MaxFrame) // a whole frame always fits
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -174,6 +196,7 @@ type Server struct {
 	onConnect    []func(*Conn)
 	onDisconnect []func(*Conn, *CloseError)
 	onInput      InputHandler
+	limits       map[string]Rate // per-event budgets: the configuration's and LimitEvent's
 
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
@@ -201,9 +224,13 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		events:   make(map[string]EventHandler),
 		requests: make(map[string]RequestHandler),
+		limits:   make(map[string]Rate),
 		conns:    make(map[ID]*Conn),
 
 		handshaking: make(map[*Conn]struct{}),
+	}
+	for name, r := range cfg.Budgets.PerEvent {
+		s.limits[name] = r
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.QUICAddr != "" {
@@ -262,6 +289,25 @@ func (s *Server) On(event string, h EventHandler) {
 	s.mu.Lock()
 	s.events[event] = h
 	s.mu.Unlock()
+}
+
+// LimitEvent gives event, reliable or unreliable, a budget of its own per
+// connection, on top of Budgets.Events, unless Config.Budgets.PerEvent
+// names it already (the configuration wins). Connections opened later get
+// it.
+func (s *Server) LimitEvent(event string, r Rate) {
+	s.mu.Lock()
+	if _, set := s.cfg.Budgets.PerEvent[event]; !set {
+		s.limits[event] = r
+	}
+	s.mu.Unlock()
+}
+
+// newBudget makes a connection's budgets.
+func (s *Server) newBudget() *budget {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return newBudget(&s.cfg.Budgets, s.limits)
 }
 
 // Handle registers the request handler for event, replacing any earlier one.

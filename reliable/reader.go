@@ -15,6 +15,14 @@ type Reader struct {
 	max int
 	hdr [HeaderLen]byte
 	buf []byte
+
+	// Partial, if set, is called with true when a frame has begun but its
+	// bytes are not all buffered yet, so that Next will wait on the peer in
+	// the middle of a frame, and with false once Next has the whole frame
+	// (or failed). A caller uses it to bound that wait: a peer that starts
+	// a frame and goes silent must not hold its reader forever. Waiting
+	// between frames is not partial.
+	Partial func(waiting bool)
 }
 
 // NewReader returns a Reader that refuses bodies larger than max bytes
@@ -31,6 +39,22 @@ func NewReader(r io.Reader, max int) *Reader {
 // returns io.EOF; one that ends inside a frame returns an error wrapping
 // ErrTruncated and io.ErrUnexpectedEOF.
 func (r *Reader) Next() (Frame, error) {
+	if _, err := r.r.Peek(1); err != nil { // between frames: waiting is fine
+		return Frame{}, err
+	}
+	partial := false
+	if r.Partial != nil && r.r.Buffered() < HeaderLen {
+		partial = true
+		r.Partial(true)
+	}
+	f, err := r.next(&partial)
+	if partial {
+		r.Partial(false)
+	}
+	return f, err
+}
+
+func (r *Reader) next(partial *bool) (Frame, error) {
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return Frame{}, fmt.Errorf("%w: stream ended inside a frame header: %w", ErrTruncated, err)
@@ -40,6 +64,10 @@ func (r *Reader) Next() (Frame, error) {
 	t, n, err := ParseHeader(r.hdr[:], r.max)
 	if err != nil {
 		return Frame{Type: t}, err
+	}
+	if !*partial && r.Partial != nil && r.r.Buffered() < n {
+		*partial = true
+		r.Partial(true)
 	}
 	if cap(r.buf) < n {
 		r.buf = make([]byte, n)

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -257,4 +258,43 @@ func TestReaderNextAllocs(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, f.Type)
 	require.Zero(t, allocs)
+}
+
+// Partial reports a frame begun but not yet whole, and only that: a whole
+// frame in the buffer and the wait between frames are not partial.
+func TestReaderPartial(t *testing.T) {
+	ev, err := AppendEvent(nil, "e", []byte("payload"))
+	require.NoError(t, err)
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 0)
+	var calls []bool
+	r.Partial = func(w bool) { calls = append(calls, w) }
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.Next()
+		got <- err
+	}()
+	_, _ = pw.Write(ev[:6]) // the header and a little of the body
+	select {
+	case err := <-got:
+		t.Fatalf("Next returned before the frame was whole: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	_, _ = pw.Write(ev[6:])
+	require.NoError(t, <-got)
+	require.Equal(t, []bool{true, false}, calls)
+
+	calls = nil
+	go func() { _, _ = pw.Write(append(append([]byte{}, ev...), ev...)) }()
+	for i := 0; i < 2; i++ {
+		_, err := r.Next()
+		require.NoError(t, err)
+	}
+	require.Empty(t, calls, "whole frames are not partial")
+
+	go func() { _, _ = pw.Write(ev[:2]) }() // a header cut short
+	go func() { time.Sleep(20 * time.Millisecond); _ = pw.Close() }()
+	_, err = r.Next()
+	require.ErrorIs(t, err, ErrTruncated)
+	require.Equal(t, []bool{true, false}, calls)
 }

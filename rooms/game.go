@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/time/rate"
 
 	"github.com/roomwire/roomwire/netcode"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	// MaxInputsPerMember caps one member's inputs between two ticks, so a
 	// flooding client cannot crowd out the others'. Zero means 8.
 	MaxInputsPerMember int
+	// MaxRooms caps the rooms of this kind alive at once. Zero means only
+	// the hub's cap (HubOptions.MaxGameRooms).
+	MaxRooms int
 }
 
 func (o *Options) populate() error {
@@ -161,7 +165,7 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 		return old, nil // already there
 	}
 	for attempt := 0; attempt < 8; attempt++ {
-		g, err := h.pick(kindName, name)
+		g, err := h.pick(c, kindName, name)
 		if err != nil {
 			return nil, err
 		}
@@ -178,7 +182,7 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 			h.inGame[c] = g
 			h.mu.Unlock()
 			h.inGameMu.Unlock()
-			h.Join(c, g.name)
+			_ = h.join(c, g.name, false)
 			_ = h.To(g.name).Except(c).Emit(EventMemberJoined, []byte(c.ID().String()))
 			return g, nil
 		case errors.Is(err, errRoomClosed):
@@ -190,8 +194,8 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 	return nil, fmt.Errorf("rooms: could not join a %q room: rooms keep closing", kindName)
 }
 
-// pick finds or creates the room to join.
-func (h *Hub) pick(kindName, name string) (*GameRoom, error) {
+// pick finds or creates the room to join for c, within the room caps.
+func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -226,12 +230,40 @@ func (h *Hub) pick(kindName, name string) (*GameRoom, error) {
 			}
 		}
 	}
+	if err := h.mayCreate(c, kindName, k.opts); err != nil {
+		return nil, err
+	}
 	g := newGameRoom(h, name, kindName, k)
 	h.games[name] = g
+	h.perKind[kindName]++
 	h.wg.Add(1)
 	go g.run()
 	h.log.Info("room created", "room", name, "kind", kindName, "tick_rate", k.opts.TickRate)
 	return g, nil
+}
+
+// mayCreate checks the caps a new room of kindName, for c, must stay within
+// (h.mu held).
+func (h *Hub) mayCreate(c *netcode.Conn, kindName string, opts Options) error {
+	switch {
+	case len(h.games) >= h.opts.MaxGameRooms:
+		h.srv.Drop("game_rooms_cap")
+		return fmt.Errorf("%w: the server has its %d game rooms", ErrRoomCap, h.opts.MaxGameRooms)
+	case opts.MaxRooms > 0 && h.perKind[kindName] >= opts.MaxRooms:
+		h.srv.Drop("game_rooms_kind_cap")
+		return fmt.Errorf("%w: the server has its %d %q rooms", ErrRoomCap, opts.MaxRooms, kindName)
+	}
+	lim := h.creates[c]
+	if lim == nil {
+		n := h.opts.CreatesPerMinute
+		lim = rate.NewLimiter(rate.Limit(float64(n)/60), n)
+		h.creates[c] = lim
+	}
+	if !lim.Allow() {
+		h.srv.Drop("room_creates")
+		return fmt.Errorf("%w: more than %d new rooms a minute", ErrRoomCap, h.opts.CreatesPerMinute)
+	}
+	return nil
 }
 
 // LeaveGame takes c out of its game room, if any.
@@ -280,6 +312,7 @@ func (h *Hub) dispose(g *GameRoom) bool {
 	g.closed = true
 	if h.games[g.name] == g {
 		delete(h.games, g.name)
+		h.perKind[g.kind]--
 	}
 	h.log.Info("room disposed", "room", g.name)
 	return true

@@ -18,6 +18,8 @@ import (
 	"sort"
 	"sync"
 
+	"golang.org/x/time/rate"
+
 	"github.com/roomwire/roomwire/netcode"
 )
 
@@ -37,6 +39,10 @@ var (
 	ErrKindClash   = errors.New("rooms: room exists with another kind")
 	ErrHubClosed   = errors.New("rooms: hub closed")
 	ErrNotInGame   = errors.New("rooms: not in a game room")
+	// ErrRoomCap refuses a room over one of the hub's caps: rooms in all,
+	// rooms of the kind, rooms a connection may create a minute, or rooms
+	// a connection may be in.
+	ErrRoomCap = errors.New("rooms: over a room cap")
 )
 
 // HubOptions configures a Hub.
@@ -46,6 +52,36 @@ type HubOptions struct {
 	Adapter Adapter
 	// Logger receives room lifecycle logs. Nil discards.
 	Logger *slog.Logger
+
+	// MaxGameRooms caps the game rooms alive at once, of all kinds (each
+	// has a tick loop). Zero means 10 000; Options.MaxRooms caps a kind.
+	MaxGameRooms int
+	// CreatesPerMinute caps the game rooms one connection may create a
+	// minute by joining a name that does not exist (in bursts of as many).
+	// Zero means 10.
+	CreatesPerMinute int
+	// MaxRoomsPerConn caps the rooms one connection is in at once, its
+	// private room and its game room included. Zero means 64.
+	MaxRoomsPerConn int
+	// JoinRate is the budget of "$join" and "$leave" requests per
+	// connection (Server.LimitEvent). Zero means 5 a second in bursts of
+	// 10.
+	JoinRate netcode.Rate
+}
+
+func (o *HubOptions) populate() {
+	if o.MaxGameRooms <= 0 {
+		o.MaxGameRooms = 10000
+	}
+	if o.CreatesPerMinute <= 0 {
+		o.CreatesPerMinute = 10
+	}
+	if o.MaxRoomsPerConn <= 0 {
+		o.MaxRoomsPerConn = 64
+	}
+	if o.JoinRate == (netcode.Rate{}) {
+		o.JoinRate = netcode.Rate{PerSecond: 5, Burst: 10}
+	}
 }
 
 // Hub manages a server's rooms. Create one per Server with NewHub.
@@ -53,6 +89,7 @@ type Hub struct {
 	srv     *netcode.Server
 	adapter Adapter
 	log     *slog.Logger
+	opts    HubOptions
 
 	mu      sync.Mutex
 	kinds   map[string]kind
@@ -60,6 +97,8 @@ type Hub struct {
 	inGame  map[*netcode.Conn]*GameRoom
 	joined  map[*netcode.Conn]map[string]struct{}
 	nextNum map[string]int
+	creates map[*netcode.Conn]*rate.Limiter // rooms each connection may create
+	perKind map[string]int                  // game rooms alive by kind
 	closed  bool
 
 	inGameMu sync.RWMutex // guards lookups of inGame from the input path
@@ -74,10 +113,14 @@ type kind struct {
 // NewHub attaches a hub to srv: it registers connect, disconnect and input
 // hooks and the "$join"/"$leave" request handlers.
 func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
+	opts.populate()
 	h := &Hub{
 		srv:     srv,
 		adapter: opts.Adapter,
 		log:     opts.Logger,
+		opts:    opts,
+		creates: make(map[*netcode.Conn]*rate.Limiter),
+		perKind: make(map[string]int),
 		kinds:   make(map[string]kind),
 		games:   make(map[string]*GameRoom),
 		inGame:  make(map[*netcode.Conn]*GameRoom),
@@ -90,16 +133,21 @@ func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	srv.OnConnect(func(c *netcode.Conn) { h.Join(c, c.ID().String()) })
+	srv.OnConnect(func(c *netcode.Conn) { h.join(c, c.ID().String(), false) })
 	srv.OnDisconnect(func(c *netcode.Conn, _ *netcode.CloseError) { h.drop(c) })
 	srv.OnInput(h.input)
 	srv.Handle(EventJoin, h.handleJoin)
 	srv.Handle(EventLeave, h.handleLeave)
+	srv.LimitEvent(EventJoin, opts.JoinRate)
+	srv.LimitEvent(EventLeave, opts.JoinRate)
 	return h
 }
 
-// Join puts c in room. Joining a room c is in already does nothing.
-func (h *Hub) Join(c *netcode.Conn, room string) {
+// Join puts c in room. Joining a room c is in already does nothing. It
+// fails with ErrRoomCap when c is in HubOptions.MaxRoomsPerConn rooms.
+func (h *Hub) Join(c *netcode.Conn, room string) error { return h.join(c, room, true) }
+
+func (h *Hub) join(c *netcode.Conn, room string, capped bool) error {
 	h.mu.Lock()
 	set := h.joined[c]
 	if set == nil {
@@ -107,11 +155,17 @@ func (h *Hub) Join(c *netcode.Conn, room string) {
 		h.joined[c] = set
 	}
 	_, already := set[room]
+	if !already && capped && len(set) >= h.opts.MaxRoomsPerConn {
+		h.mu.Unlock()
+		h.srv.Drop("rooms_per_conn")
+		return fmt.Errorf("%w: in %d rooms already", ErrRoomCap, len(set))
+	}
 	set[room] = struct{}{}
 	h.mu.Unlock()
 	if !already {
 		h.adapter.Add(room, c)
 	}
+	return nil
 }
 
 // Leave takes c out of room.
@@ -149,6 +203,7 @@ func (h *Hub) drop(c *netcode.Conn) {
 	h.mu.Lock()
 	set := h.joined[c]
 	delete(h.joined, c)
+	delete(h.creates, c)
 	h.mu.Unlock()
 	for room := range set {
 		h.adapter.Remove(room, c)

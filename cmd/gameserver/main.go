@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -44,6 +45,11 @@ type options struct {
 	copies     netcode.CopyMode
 	cert, key  string
 	logLevel   string
+
+	// Limits (README "Limits"); zero takes the library's default.
+	eventRate, datagramRate, chatRate   float64
+	maxRooms, roomCreates, roomsPerConn int
+	frameTimeout, writeTimeout          time.Duration
 }
 
 func main() {
@@ -68,6 +74,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.props, "props", 0, "static props in every arena snapshot (state that never changes)")
 	delta := fs.Bool("delta", true, "send snapshots as deltas against each client's acknowledged baseline")
 	fs.Var(&o.copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
+	fs.Float64Var(&o.eventRate, "event-rate", 500, "reliable events and requests a client may send a `second` (bursts of twice as many); more are dropped, and a client that keeps at twice the rate is closed")
+	fs.Float64Var(&o.datagramRate, "datagram-rate", 1000, "datagrams a client may send a `second` (bursts of twice as many)")
+	fs.Float64Var(&o.chatRate, "chat-rate", 10, "chat events a client may send a `second` (bursts of twice as many)")
+	fs.IntVar(&o.maxRooms, "max-rooms", 10000, "game rooms alive at once, in `all`")
+	fs.IntVar(&o.roomCreates, "room-creates", 10, "game rooms one client may create a `minute`")
+	fs.IntVar(&o.roomsPerConn, "rooms-per-conn", 64, "rooms one client may be in at once, its private room included")
+	fs.DurationVar(&o.frameTimeout, "frame-timeout", 10*time.Second, "`time` a client has to complete a reliable frame it began")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Second, "`time` a client's stream may take to accept a write before the client is closed as not reading")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
 	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
 	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
@@ -111,6 +125,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return o, nil
+}
+
+// perSecond is a budget of r a second in bursts of 2r; 0 is the default.
+func perSecond(r float64) netcode.Rate {
+	if r == 0 {
+		return netcode.Rate{}
+	}
+	return netcode.Rate{PerSecond: r, Burst: max(1, int(2*r))}
 }
 
 func envName(flagName string) string {
@@ -157,11 +179,15 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 		Logger:   log,
 
 		ReliableCopies: o.copies,
+		FrameTimeout:   o.frameTimeout,
+		WriteTimeout:   o.writeTimeout,
+		Budgets:        netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
 	})
 	if err != nil {
 		return err
 	}
-	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log})
+	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
+	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
 	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
 		_ = srv.Close()
 		return err

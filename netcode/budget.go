@@ -1,0 +1,171 @@
+package netcode
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Rate is a token bucket: PerSecond on average, in bursts of up to Burst.
+// A negative PerSecond means no limit.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+func (r Rate) or(def Rate) Rate {
+	if r.PerSecond == 0 && r.Burst == 0 {
+		return def
+	}
+	if r.Burst <= 0 {
+		r.Burst = max(1, int(r.PerSecond))
+	}
+	return r
+}
+
+// Budgets bound what one client may send, so that a client that floods pays
+// for it alone: what is over budget is dropped (a request gets an error
+// reply) and counted in Metrics.Drops, and a client that keeps sending at
+// twice a budget for two seconds is closed with CloseOverBudget. The
+// defaults are far above what an honest game client sends.
+type Budgets struct {
+	// Events covers reliable events and requests, per frame. Zero means
+	// 500 a second in bursts of 1000.
+	Events Rate
+	// EventBytes covers their bodies' bytes. Zero means 1 MiB a second in
+	// bursts of 4 MiB.
+	EventBytes Rate
+	// Datagrams covers every datagram: inputs, acknowledgements, unreliable
+	// events and copies of reliable frames. Zero means 1000 a second in
+	// bursts of 2000.
+	Datagrams Rate
+	// PerEvent adds a budget of its own for single event names, reliable or
+	// unreliable, within Events: for example "chat" at 10 a second. The
+	// rooms layer adds "$join" (Server.LimitEvent).
+	PerEvent map[string]Rate
+}
+
+var (
+	defaultEvents     = Rate{PerSecond: 500, Burst: 1000}
+	defaultEventBytes = Rate{PerSecond: 1 << 20, Burst: 4 << 20}
+	defaultDatagrams  = Rate{PerSecond: 1000, Burst: 2000}
+)
+
+func (b *Budgets) populate() {
+	b.Events = b.Events.or(defaultEvents)
+	b.EventBytes = b.EventBytes.or(defaultEventBytes)
+	b.Datagrams = b.Datagrams.or(defaultDatagrams)
+}
+
+// overFor is how long a client may keep sending at twice a budget before
+// it is closed.
+const overFor = 2 * time.Second
+
+// bucket is one budget of one connection: the limiter, and the drops of the
+// last overFor in four slots, which close the connection once they add up
+// to what the budget allows in overFor.
+type bucket struct {
+	name  string // the reason counted for its drops
+	lim   *rate.Limiter
+	close float64 // drops within overFor that close the connection
+
+	mu     sync.Mutex
+	slots  [4]float64
+	slotAt time.Time // start of the newest slot
+	newest int
+}
+
+func newBucket(name string, r Rate) *bucket {
+	if r.PerSecond < 0 {
+		return nil
+	}
+	return &bucket{
+		name:  name,
+		lim:   rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst),
+		close: max(r.PerSecond*overFor.Seconds(), 1),
+	}
+}
+
+// take spends n tokens at now. It reports whether they were there, and
+// whether the connection is now to be closed.
+func (b *bucket) take(now time.Time, n int) (ok, closeIt bool) {
+	if b == nil || b.lim.AllowN(now, n) {
+		return true, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	const slot = overFor / 4
+	if d := now.Sub(b.slotAt); d >= slot {
+		for k := min(int(d/slot), 4); k > 0; k-- {
+			b.newest = (b.newest + 1) % 4
+			b.slots[b.newest] = 0
+		}
+		b.slotAt = now
+	}
+	b.slots[b.newest] += float64(n)
+	sum := b.slots[0] + b.slots[1] + b.slots[2] + b.slots[3]
+	return false, sum >= b.close
+}
+
+// budget is one connection's buckets.
+type budget struct {
+	events, bytes, datagrams *bucket
+	perEvent                 map[string]*bucket // fixed at creation: read without a lock
+}
+
+func newBudget(b *Budgets, perEvent map[string]Rate) *budget {
+	bu := &budget{
+		events:    newBucket("budget_events", b.Events),
+		bytes:     newBucket("budget_event_bytes", b.EventBytes),
+		datagrams: newBucket("budget_datagrams", b.Datagrams),
+	}
+	if len(perEvent) > 0 {
+		bu.perEvent = make(map[string]*bucket, len(perEvent))
+		for name, r := range perEvent {
+			if k := newBucket("budget_event:"+name, r.or(Rate{})); k != nil {
+				bu.perEvent[name] = k
+			}
+		}
+	}
+	return bu
+}
+
+// overBudget is the error a request over budget is answered with.
+type overBudget struct{ what string }
+
+func (e overBudget) Error() string { return fmt.Sprintf("over budget: %s", e.what) }
+
+// admitEvent spends the budgets of one reliable event or request (or, with
+// size 0 and reliable false, an unreliable event's name budget) and reports
+// whether it may run. Drops are counted; a connection that keeps sending
+// over budget is closed.
+func (c *Conn) admitEvent(name []byte, size int, reliable bool) bool {
+	now := time.Now()
+	b := c.budget
+	if reliable {
+		if !c.spend(b.events, now, 1) || !c.spend(b.bytes, now, size) {
+			return false
+		}
+	}
+	if k := b.perEvent[string(name)]; k != nil { // no allocation: the compiler looks up without a copy
+		return c.spend(k, now, 1)
+	}
+	return true
+}
+
+// admitDatagram spends one datagram of the budget.
+func (c *Conn) admitDatagram() bool { return c.spend(c.budget.datagrams, time.Now(), 1) }
+
+func (c *Conn) spend(b *bucket, now time.Time, n int) bool {
+	ok, closeIt := b.take(now, n)
+	if ok {
+		return true
+	}
+	c.srv.Drop(b.name)
+	if closeIt {
+		c.close(&CloseError{Code: CloseOverBudget, Reason: fmt.Sprintf("kept sending over budget (%s) for %v", b.name, overFor)})
+	}
+	return false
+}
