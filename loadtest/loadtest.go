@@ -61,6 +61,12 @@ type Config struct {
 	// The bots' inputs can then be compared with the server's count. Zero
 	// means no drain.
 	Drain time.Duration
+	// Churn, if set, makes each bot close its connection and connect
+	// again, to the next room, every Churn (the first time after a share
+	// of it, so that the bots churn at a steady rate), for Duration in
+	// all: a soak of connections and rooms coming and going. Connected
+	// then counts connections, not bots.
+	Churn time.Duration
 	// Client is the base client configuration for every bot.
 	Client netcode.ClientConfig
 	// Progress, if set, is called about once a second while the run lasts.
@@ -212,7 +218,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.bot(ctx, i)
+			if cfg.Churn <= 0 {
+				r.bot(ctx, i, 0, cfg.Duration)
+				return
+			}
+			play := cfg.Churn * time.Duration(i%10+1) / 10
+			for session := 0; ctx.Err() == nil; session++ {
+				left := cfg.Duration - time.Since(start)
+				if left <= 0 {
+					return
+				}
+				r.bot(ctx, i, session, min(play, left))
+				play = cfg.Churn
+			}
 		}()
 	}
 	progressDone := make(chan struct{})
@@ -357,7 +375,7 @@ func (r *run) transports() string {
 
 // bot plays one client: connect, join, then send inputs every tick and a ping
 // every PingInterval until the duration is over.
-func (r *run) bot(ctx context.Context, i int) {
+func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	cfg := r.cfg
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -407,7 +425,8 @@ func (r *run) bot(ctx context.Context, i int) {
 	connectedAt := time.Now()
 	defer func() { _ = cl.Close() }()
 	r.eventsSent.Add(1)
-	room := fmt.Sprintf("bots-%s-%d", r.runID, i/cfg.PerRoom)
+	nrooms := (cfg.Bots + cfg.PerRoom - 1) / cfg.PerRoom
+	room := fmt.Sprintf("bots-%s-%d", r.runID, (i/cfg.PerRoom+session)%nrooms)
 	jr, err := rooms.Join(cctx, cl, cfg.Kind, room)
 	if err != nil {
 		r.failed.Add(1)
@@ -420,7 +439,7 @@ func (r *run) bot(ctx context.Context, i int) {
 	joinedAt := time.Now()
 
 	t := &tally{delay: newDelayHistogram()}
-	r.play(ctx, cl, jr.TickRate, disconnected, t)
+	r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
 
 	inRoom := time.Since(joinedAt).Seconds()
 	st := cl.Stats()
@@ -445,8 +464,8 @@ func (r *run) bot(ctx context.Context, i int) {
 // play sends inputs at the tick rate, pings every PingInterval and renders
 // 60 frames a second until the run's duration is over, the context ends or
 // the connection drops; then it drains (see Config.Drain).
-func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, disconnected <-chan *netcode.CloseError, t *tally) {
-	end := time.NewTimer(r.cfg.Duration)
+func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally) {
+	end := time.NewTimer(playFor)
 	defer end.Stop()
 	inputs := time.NewTicker(time.Second / time.Duration(max(tickRate, 1)))
 	defer inputs.Stop()

@@ -2,6 +2,10 @@ package loadtest_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,4 +83,55 @@ func startServer(t *testing.T) (*netcode.Server, *rooms.Hub) {
 		hub.Close()
 	})
 	return srv, hub
+}
+
+// With Churn, every bot connects again, to the next room, every Churn:
+// more connections than bots, every one of them playing.
+func TestRunChurn(t *testing.T) {
+	srv, hub := startServer(t)
+	key := token.DevKey
+	addrs := srv.Addrs()
+	rep, err := loadtest.Run(context.Background(), loadtest.Config{
+		Addr:     "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String(),
+		Insecure: true,
+		TokenKey: &key,
+		Bots:     4,
+		PerRoom:  2,
+		Duration: 3 * time.Second,
+		Churn:    time.Second,
+	})
+	require.NoError(t, err)
+	require.Empty(t, rep.Errors)
+	require.Zero(t, rep.Failed)
+	require.GreaterOrEqual(t, rep.Connected, 4*3, "each bot connected about once a second")
+	require.GreaterOrEqual(t, float64(rep.SnapshotsReceived), 0.8*float64(rep.SnapshotsExpected))
+	nt.Eventually(t, func() bool { return srv.Metrics().ConnsActive == 0 }, "every connection closed")
+	require.LessOrEqual(t, len(hub.Rooms()), 2, "the bots rotate over their two rooms")
+}
+
+// The sampler reads the server's runtime figures; Flat measures their drift
+// after warm-up.
+func TestSamplerAndFlat(t *testing.T) {
+	var n atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		i := n.Add(1)
+		fmt.Fprintf(w, `{"runtime":{"goroutines":%d,"heap_live_bytes":%d}}`, 100+i%2, 1<<20)
+	}))
+	defer hs.Close()
+	s := &loadtest.Sampler{URL: hs.URL, Every: 10 * time.Millisecond}
+	s.Start()
+	time.Sleep(100 * time.Millisecond)
+	samples, errs := s.Stop()
+	require.Zero(t, errs)
+	require.GreaterOrEqual(t, len(samples), 5)
+	f := loadtest.Flat(samples, 0)
+	require.Equal(t, len(samples), f.Samples)
+	require.InDelta(t, 101.5, f.GoroutinesMean, 1)
+	require.Less(t, f.GoroutinesDev, 0.01)
+	require.InDelta(t, 1.0, f.HeapMeanMB, 0.001)
+	require.Zero(t, f.HeapDev)
+
+	leak := []loadtest.Sample{{At: 0, Goroutines: 10}, {At: time.Minute, Goroutines: 100}, {At: 2 * time.Minute, Goroutines: 120}, {At: 3 * time.Minute, Goroutines: 160}}
+	require.Greater(t, loadtest.Flat(leak, time.Minute).GoroutinesDev, 0.1, "a leak drifts")
+	require.Equal(t, 3, loadtest.Flat(leak, time.Minute).Samples, "samples before warm-up are left out")
 }
