@@ -20,10 +20,11 @@ import (
 // written by the connection's own goroutines.
 type Conn struct {
 	peer
-	srv      *Server
-	id       ID
-	identity Identity
-	budget   *budget
+	srv       *Server
+	id        ID
+	identity  Identity
+	budget    *budget
+	transport transportKind
 	// The newest input handed to the application (datagram goroutine).
 	lastInput uint32
 	haveInput bool
@@ -89,7 +90,7 @@ func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
 
 func (s *Server) serveConn(sess transport.Session) {
 	defer s.wg.Done()
-	c := &Conn{srv: s, id: newID(), budget: s.newBudget()}
+	c := &Conn{srv: s, id: newID(), budget: s.newBudget(), transport: sessionKind(sess)}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
 	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
@@ -110,22 +111,30 @@ func (s *Server) serveConn(sess transport.Session) {
 	})
 	ok := c.handshake(r)
 	timer.Stop()
-	s.connsMu.Lock()
-	delete(s.handshaking, c)
-	if ok {
-		s.conns[c.id] = c
-	}
-	s.connsMu.Unlock()
 	if !ok {
 		s.metrics.handshakesFailed.Add(1)
+		outcome := closeName(CloseInternal)
 		ce := c.closeErr.Load()
 		if ce != nil {
-			s.metrics.closes.Add(closeName(ce.Code), 1)
+			outcome = closeName(ce.Code)
+			s.metrics.closes.Add(outcome, 1)
 		}
+		s.transports[c.transport].handshakes.Add(outcome, 1)
 		c.log.Debug("handshake failed", "remote", sess.RemoteAddr(), "reason", ce)
 		c.finish()
+		// A refused connection counts as handshaking until its refusal is
+		// flushed and its goroutines are gone, so its counters are final.
+		s.connsMu.Lock()
+		delete(s.handshaking, c)
+		s.ended(c)
+		s.connsMu.Unlock()
 		return
 	}
+	s.connsMu.Lock()
+	delete(s.handshaking, c)
+	s.conns[c.id] = c
+	s.connsMu.Unlock()
+	s.transports[c.transport].handshakes.Add("accepted", 1)
 
 	s.metrics.connsActive.Add(1)
 	c.startReceiving(c.onDatagram)
@@ -145,6 +154,7 @@ func (s *Server) serveConn(sess transport.Session) {
 
 	s.connsMu.Lock()
 	delete(s.conns, c.id)
+	s.ended(c)
 	s.connsMu.Unlock()
 	s.metrics.connsActive.Add(-1)
 	s.metrics.closes.Add(closeName(ce.Code), 1)

@@ -202,7 +202,9 @@ type Server struct {
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
 
-	metrics serverMetrics
+	metrics    serverMetrics
+	transports [numTransports]transportTotals
+	listens    [numTransports]bool // the server has a listener of the kind
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -263,6 +265,9 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 	}
 	s.listeners = append(s.listeners, cfg.Listeners...)
+	for _, l := range s.listeners {
+		s.listens[listenerKind(l)] = true
+	}
 	return s, nil
 }
 

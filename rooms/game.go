@@ -105,7 +105,11 @@ func (h *Hub) Define(kindName string, newGame func() Game, opts Options) error {
 		return err
 	}
 	h.mu.Lock()
-	h.kinds[kindName] = kind{newGame: newGame, opts: opts}
+	st := h.kinds[kindName].stats // a kind defined again keeps its counts
+	if st == nil {
+		st = new(kindStats)
+	}
+	h.kinds[kindName] = kind{newGame: newGame, opts: opts, stats: st}
 	h.mu.Unlock()
 	return nil
 }
@@ -356,6 +360,7 @@ type GameRoom struct {
 	ticks     uint64
 	lateTicks uint64
 	tickDur   *hdrhistogram.Histogram
+	kstats    *kindStats // shared by the kind's rooms
 
 	inMu      sync.Mutex
 	inputs    []queuedInput
@@ -388,6 +393,7 @@ func newGameRoom(h *Hub, name, kindName string, k kind) *GameRoom {
 		period:  time.Second / time.Duration(k.opts.TickRate),
 		game:    k.newGame(),
 		tickDur: hdrhistogram.New(1, int64(10*time.Second/time.Microsecond), 2),
+		kstats:  k.stats,
 		inCount: make(map[*netcode.Conn]int),
 		stop:    make(chan struct{}),
 	}

@@ -108,6 +108,7 @@ type Hub struct {
 type kind struct {
 	newGame func() Game
 	opts    Options
+	stats   *kindStats
 }
 
 // NewHub attaches a hub to srv: it registers connect, disconnect and input

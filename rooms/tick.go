@@ -73,7 +73,9 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	empty = len(g.members) == 0
 	g.ticks++
 	g.lateTicks += late
-	_ = g.tickDur.RecordValue(int64(time.Since(now) / time.Microsecond))
+	d := time.Since(now)
+	_ = g.tickDur.RecordValue(int64(d / time.Microsecond))
+	g.kstats.observe(d, late)
 	g.mu.Unlock()
 	snap.Release()
 	return empty

@@ -1,6 +1,8 @@
 // Command gameserver runs a Roomwire game server with the built-in arena demo
 // game: QUIC on UDP :7777 with a development certificate, KCP on UDP :7778,
-// and an HTTP side port (:8080) with /healthz, /rooms and /metrics. Clients
+// and an HTTP side port (:8080) with /healthz, /rooms, /metrics (Prometheus
+// text, or JSON for Accept: application/json), /metrics.json and, with
+// -pprof, net/http/pprof's profiles under /debug/pprof/. Clients
 // of both transports present connect tokens; in development mode (-dev, the
 // default) the built-in public dev key checks them. Every flag can also be set
 // from an environment variable named ROOMWIRE_ and the flag in upper case
@@ -17,16 +19,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/promexport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -38,6 +44,7 @@ type options struct {
 	tokenKey   string
 	protocolID uint64
 	httpAddr   string
+	pprof      bool
 	tick       int
 	maxMembers int
 	props      int
@@ -68,7 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.dev, "dev", true, "development mode: accept connect tokens minted with the built-in, public dev key (never in production)")
 	fs.StringVar(&o.tokenKey, "token-key", "", "`file` with the 64-hex-digit connect token key shared with the matchmaker; turns -dev off")
 	fs.Uint64Var(&o.protocolID, "protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
-	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics); empty disables")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics, /metrics.json); empty disables")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve net/http/pprof's profiles under /debug/pprof/ on the HTTP side port")
 	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
 	fs.IntVar(&o.props, "props", 0, "static props in every arena snapshot (state that never changes)")
@@ -162,42 +170,10 @@ func run(args []string, stderr io.Writer) error {
 // ready, if not nil, receives the bound addresses (nil for a disabled one)
 // once the server accepts.
 func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kcp, http net.Addr)) error {
-	tlsConf, err := loadTLS(o, log)
+	srv, hub, err := newServer(o, log)
 	if err != nil {
 		return err
 	}
-	key, err := tokenKey(o, log)
-	if err != nil {
-		return err
-	}
-	srv, err := netcode.NewServer(netcode.Config{
-		QUICAddr: o.quicAddr,
-		KCPAddr:  o.kcpAddr,
-		TLS:      tlsConf,
-		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
-		NoDelta:  o.noDelta,
-		Logger:   log,
-
-		ReliableCopies: o.copies,
-		FrameTimeout:   o.frameTimeout,
-		WriteTimeout:   o.writeTimeout,
-		Budgets:        netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
-	})
-	if err != nil {
-		return err
-	}
-	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
-	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
-	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
-		_ = srv.Close()
-		return err
-	}
-	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
-	srv.On("chat", func(c *netcode.Conn, msg []byte) {
-		if g := hub.GameOf(c); g != nil {
-			_ = hub.To(g.Name()).Except(c).Emit("chat", msg)
-		}
-	})
 
 	var httpSrv *http.Server
 	var httpAddr net.Addr
@@ -209,7 +185,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 			return fmt.Errorf("http side port: %w", err)
 		}
 		httpAddr = ln.Addr()
-		httpSrv = &http.Server{Handler: sideHandler(srv, hub), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: sideHandler(srv, hub, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() { httpDone <- httpSrv.Serve(ln) }()
 	}
 
@@ -223,7 +199,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	if o.kcpAddr != "" {
 		kcpAddr = addrs[0]
 	}
-	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", o.httpAddr, "tick", o.tick, "game", arena.Kind)
+	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", o.httpAddr, "pprof", o.pprof, "tick", o.tick, "game", arena.Kind)
 	if ready != nil {
 		ready(quicAddr, kcpAddr, httpAddr)
 	}
@@ -243,6 +219,48 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newServer builds the server serve runs, not yet serving: the transports,
+// the arena rooms and the ping and chat handlers.
+func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error) {
+	tlsConf, err := loadTLS(o, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := tokenKey(o, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := netcode.NewServer(netcode.Config{
+		QUICAddr: o.quicAddr,
+		KCPAddr:  o.kcpAddr,
+		TLS:      tlsConf,
+		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
+		NoDelta:  o.noDelta,
+		Logger:   log,
+
+		ReliableCopies: o.copies,
+		FrameTimeout:   o.frameTimeout,
+		WriteTimeout:   o.writeTimeout,
+		Budgets:        netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
+	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
+	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
+		_ = srv.Close()
+		return nil, nil, err
+	}
+	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	srv.On("chat", func(c *netcode.Conn, msg []byte) {
+		if g := hub.GameOf(c); g != nil {
+			_ = hub.To(g.Name()).Except(c).Emit("chat", msg)
+		}
+	})
+	return srv, hub, nil
 }
 
 // tokenKey is the connect token key: from -token-key, or the public dev key
@@ -270,7 +288,9 @@ func loadTLS(o options, log *slog.Logger) (*tls.Config, error) {
 	return netcode.DevTLSConfig()
 }
 
-func sideHandler(srv *netcode.Server, hub *rooms.Hub) http.Handler {
+// sideHandler serves the HTTP side port: health, the room list, metrics
+// in the Prometheus text format and as JSON, and the profiles with -pprof.
+func sideHandler(srv *netcode.Server, hub *rooms.Hub, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -278,14 +298,59 @@ func sideHandler(srv *netcode.Server, hub *rooms.Hub) http.Handler {
 	mux.HandleFunc("GET /rooms", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, hub.Rooms())
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		m := map[string]any{"server": srv.Metrics()}
+	metricsJSON := func(w http.ResponseWriter, _ *http.Request) {
+		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds()}
 		if ks, ok := srv.KCPStats(); ok {
 			m["kcp"] = ks
 		}
 		writeJSON(w, m)
+	}
+	prom := promexport.Handler(srv, hub)
+	mux.HandleFunc("GET /metrics.json", metricsJSON)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if wantsJSON(r.Header.Values("Accept")) {
+			metricsJSON(w, r)
+			return
+		}
+		prom.ServeHTTP(w, r)
 	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// wantsJSON reports whether an Accept header prefers application/json to
+// the Prometheus formats (text/plain, application/openmetrics-text): it
+// names JSON with a quality above zero and at least theirs. Wildcards
+// count for neither, so a scraper or a browser gets the text format.
+func wantsJSON(accept []string) bool {
+	jsonQ, promQ := 0.0, 0.0
+	for _, header := range accept {
+		for _, part := range strings.Split(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil {
+					continue
+				}
+			}
+			switch mt {
+			case "application/json":
+				jsonQ = max(jsonQ, q)
+			case "text/plain", "application/openmetrics-text":
+				promQ = max(promQ, q)
+			}
+		}
+	}
+	return jsonQ > 0 && jsonQ >= promQ
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

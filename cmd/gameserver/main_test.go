@@ -42,7 +42,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "ROOMWIRE_QUIC"} {
 		require.Contains(t, help.String(), name)
 	}
 }
@@ -92,6 +92,10 @@ func TestServeAndShutdown(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get("http://" + a.http.String() + "/debug/pprof/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "no profiles without -pprof")
 
 	start := time.Now()
 	cancel() // what SIGINT does

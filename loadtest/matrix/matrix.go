@@ -381,8 +381,8 @@ func WriteMarkdown(w io.Writer, rows []Row) error {
 }
 
 // HTTPMetrics returns a Config.Metrics that reads a gameserver's side
-// port: GET base + "/metrics", whose JSON holds netcode.Metrics under
-// "server".
+// port: GET base + "/metrics" with Accept: application/json, whose JSON
+// holds netcode.Metrics under "server".
 func HTTPMetrics(base string) func(context.Context) (netcode.Metrics, error) {
 	url := strings.TrimSuffix(base, "/") + "/metrics"
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -391,6 +391,7 @@ func HTTPMetrics(base string) func(context.Context) (netcode.Metrics, error) {
 		if err != nil {
 			return netcode.Metrics{}, err
 		}
+		req.Header.Set("Accept", "application/json")
 		resp, err := client.Do(req)
 		if err != nil {
 			return netcode.Metrics{}, err

@@ -91,7 +91,11 @@ func TestWriteMarkdown(t *testing.T) {
 
 func TestHTTPMetrics(t *testing.T) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /good/metrics", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /good/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/json" {
+			_, _ = w.Write([]byte("# TYPE roomwire_rooms gauge\n")) // a gameserver's Prometheus text
+			return
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"server": netcode.Metrics{ConnsActive: 3, InputsReceived: 42}, "kcp": map[string]int{"x": 1}})
 	})
 	mux.HandleFunc("GET /empty/metrics", func(w http.ResponseWriter, _ *http.Request) {

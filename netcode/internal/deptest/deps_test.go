@@ -81,10 +81,22 @@ func TestRoomsUseNetcodeOnly(t *testing.T) {
 // No shipped binary or library package links a test helper.
 func TestNoTestHelpersInProduction(t *testing.T) {
 	helpers := []string{mod + "netcode/netcodetest", mod + "netcode/transport/impair", mod + "netcode/transport/mem"}
-	for _, pkg := range []string{mod + "cmd/gameserver", mod + "cmd/botclient", mod + "rooms", mod + "loadtest"} {
+	for _, pkg := range []string{mod + "cmd/gameserver", mod + "cmd/botclient", mod + "rooms", mod + "loadtest", mod + "promexport"} {
 		deps := golist(t, "-deps", "-f", "{{.ImportPath}}", pkg)
 		for _, h := range helpers {
 			require.NotContains(t, deps, h, "%s links %s", pkg, h)
+		}
+	}
+}
+
+// The library links no metrics system: promexport reads it from outside,
+// so a user of netcode and rooms does not get Prometheus with them.
+func TestLibraryLinksNoPrometheus(t *testing.T) {
+	for _, pkg := range []string{mod + "netcode", mod + "rooms"} {
+		deps := golist(t, "-deps", "-f", "{{.ImportPath}}", pkg)
+		require.Contains(t, deps, mod+"netcode")
+		for _, dep := range deps {
+			require.False(t, strings.HasPrefix(dep, "github.com/prometheus/"), "%s links %s", pkg, dep)
 		}
 	}
 }
