@@ -137,6 +137,8 @@ type Report struct {
 	// SnapshotsUndecodable counts deltas whose baseline a bot lacked.
 	SnapshotsUndecodable uint64   `json:"snapshots_undecodable"`
 	Errors               []string `json:"errors"`
+	// Soak is the server's runtime over the run, when it was sampled.
+	Soak *Soak `json:"soak,omitempty"`
 }
 
 func (c *Config) populate() error {

@@ -104,6 +104,15 @@ func (s *Sampler) read(ctx context.Context) (Sample, error) {
 	return *body.Runtime, nil
 }
 
+// Soak is what a sampled run's report adds: the samples, and their
+// flatness after warm-up.
+type Soak struct {
+	WarmupSeconds float64  `json:"warmup_s"`
+	Flatness      Flatness `json:"flatness"`
+	Samples       []Sample `json:"samples"`
+	Failed        int      `json:"samples_failed"`
+}
+
 // Flatness is how far a soak's samples after warm-up strayed from their
 // mean: the largest deviation, as a fraction, of goroutines and of live
 // heap. A leak shows as a drift far beyond the noise of connections

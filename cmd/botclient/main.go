@@ -30,7 +30,7 @@ func main() {
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("botclient", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL`s (quic://host:port or kcp://host:port), comma-separated to spread bots over them")
@@ -44,6 +44,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 20*time.Second, "how long each bot plays after joining")
 	ping := fs.Duration("ping", time.Second, "interval between a bot's reliable ping requests")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "bound on each bot's connect and join")
+	churn := fs.Duration("churn", 0, "if set, each bot reconnects, to the next room, every `interval`, for -duration in all (a soak)")
+	sample := fs.String("sample", "", "`URL` of the server's /metrics.json to sample goroutines and live heap from during the run (a soak)")
+	sampleEvery := fs.Duration("sample-every", 10*time.Second, "interval between -sample readings")
+	warmup := fs.Duration("warmup", 0, "samples before this are left out of the flatness check (default: a fifth of -duration)")
+	flat := fs.Float64("flat", 0.10, "with -sample, fail unless goroutines and live heap stay within this `fraction` of their mean after warm-up")
 	var copies netcode.CopyMode
 	fs.Var(&copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
@@ -85,6 +90,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		PingInterval:   *ping,
 		ConnectTimeout: *connectTimeout,
 		Client:         netcode.ClientConfig{ReliableCopies: copies},
+		Churn:          *churn,
+	}
+	var sampler *loadtest.Sampler
+	if *sample != "" {
+		sampler = &loadtest.Sampler{URL: *sample, Every: *sampleEvery}
+		sampler.Start()
 	}
 	if !*asJSON {
 		cfg.Progress = func(p loadtest.Progress) {
@@ -93,9 +104,23 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	rep, err := loadtest.Run(ctx, cfg)
+	if sampler != nil {
+		samples, failed := sampler.Stop()
+		w := *warmup
+		if w == 0 {
+			w = *duration / 5
+		}
+		rep.Soak = &loadtest.Soak{WarmupSeconds: w.Seconds(), Flatness: loadtest.Flat(samples, w), Samples: samples, Failed: failed}
+	}
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if s := rep.Soak; s != nil && err == nil && (s.Flatness.Samples < 2 || s.Flatness.GoroutinesDev > *flat || s.Flatness.HeapDev > *flat) {
+			err = fmt.Errorf("soak: not flat within %.0f %% after %v warm-up: goroutines ±%.1f %%, live heap ±%.1f %% over %d samples",
+				100**flat, time.Duration(s.WarmupSeconds*float64(time.Second)), 100*s.Flatness.GoroutinesDev, 100*s.Flatness.HeapDev, s.Flatness.Samples)
+		}
+	}()
 	if *asJSON {
 		b, err := json.Marshal(rep)
 		if err != nil {
@@ -131,6 +156,11 @@ func printTable(w io.Writer, r loadtest.Report) {
 	fmt.Fprintf(tw, "interp delay (ms)\tmean %.2f  p50 %.2f  p99 %.2f\n", r.InterpDelayMean, r.InterpDelay.P50, r.InterpDelay.P99)
 	fmt.Fprintf(tw, "inputs\t%d sent\n", r.InputsSent)
 	fmt.Fprintf(tw, "kbit/s per bot\t%.1f down, %.1f up\n", r.KbpsDown, r.KbpsUp)
+	if s := r.Soak; s != nil {
+		f := s.Flatness
+		fmt.Fprintf(tw, "soak\t%d samples after %.0f s warm-up: goroutines %.0f ±%.1f %%, live heap %.1f MB ±%.1f %%\n",
+			f.Samples, s.WarmupSeconds, f.GoroutinesMean, 100*f.GoroutinesDev, f.HeapMeanMB, 100*f.HeapDev)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)
 	}

@@ -25,6 +25,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -299,7 +301,7 @@ func sideHandler(srv *netcode.Server, hub *rooms.Hub, withPprof bool) http.Handl
 		writeJSON(w, hub.Rooms())
 	})
 	metricsJSON := func(w http.ResponseWriter, _ *http.Request) {
-		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds()}
+		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds(), "runtime": runtimeFigures()}
 		if ks, ok := srv.KCPStats(); ok {
 			m["kcp"] = ks
 		}
@@ -351,6 +353,18 @@ func wantsJSON(accept []string) bool {
 		}
 	}
 	return jsonQ > 0 && jsonQ >= promQ
+}
+
+// runtimeFigures are the process's goroutines and live heap (after the last
+// collection), which a soak watches for leaks (loadtest.Sampler).
+func runtimeFigures() map[string]uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	live := uint64(0)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		live = s[0].Value.Uint64()
+	}
+	return map[string]uint64{"goroutines": uint64(runtime.NumGoroutine()), "heap_live_bytes": live}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
