@@ -177,6 +177,9 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	sess, err := c.dial(ctx, rawURL)
 	if err != nil {
 		close(c.done)
+		if _, ok := transport.AsCloseError(err); ok {
+			return closeErrorFrom(err) // refused as soon as it connected: the server's code and reason
+		}
 		return err
 	}
 	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.ReliableCopies, c.cfg.Logger)

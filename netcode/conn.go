@@ -90,14 +90,30 @@ func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
 
 func (s *Server) serveConn(sess transport.Session) {
 	defer s.wg.Done()
+	s.metrics.connsAccepted.Add(1)
+	// The admission limits come first, before any of the connection's
+	// state or goroutines exist.
+	leave, refused := s.admitConn(sess)
+	if refused != nil {
+		s.refuse(sess, refused)
+		return
+	}
+	defer leave()
 	c := &Conn{srv: s, id: newID(), budget: s.newBudget(), transport: sessionKind(sess)}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
 	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
-	s.metrics.connsAccepted.Add(1)
 	s.connsMu.Lock()
-	s.handshaking[c] = struct{}{}
+	busy := len(s.handshaking) >= s.cfg.MaxPendingHandshakes
+	if !busy {
+		s.handshaking[c] = struct{}{}
+	}
 	s.connsMu.Unlock()
+	if busy {
+		c.cancel(nil) // nothing of c started
+		s.refuse(sess, refusedPending)
+		return
+	}
 	if s.closing.Load() {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}
@@ -196,11 +212,9 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.sess, time.Now())
 		if err != nil {
 			c.log.Info("connect token refused", "remote", c.sess.RemoteAddr(), "err", err)
-			reason := errTokenRefused.Error()
-			if errors.Is(err, errTokenReused) {
-				reason = errTokenReused.Error()
-			}
-			c.close(&CloseError{Code: CloseRefused, Reason: reason})
+			r := tokenRefusal(err)
+			c.srv.Drop(r.drop)
+			c.close(&CloseError{Code: CloseRefused, Reason: r.reason})
 			return false
 		}
 		h.Token, h.Auth = cl, appAuth

@@ -34,7 +34,8 @@ type Config struct {
 	// ":7778": reliable events over KCP and datagrams on the same socket,
 	// under the secure packet layer. Empty disables KCP. It needs Tokens.
 	KCPAddr string
-	// KCP tunes the KCP transport; its Key and ProtocolID come from Tokens.
+	// KCP tunes the KCP transport; its Key and ProtocolID come from Tokens,
+	// and its admission limits left zero from the ones below.
 	KCP kcp.Config
 
 	// Tokens, if set, admit only clients with a valid connect token: in the
@@ -42,6 +43,51 @@ type Config struct {
 	// either transport, once: a token used from one address is refused from
 	// another.
 	Tokens *Tokens
+
+	// Admission limits, so that no table of the server can be filled from
+	// outside (PROTOCOL.md 7.6, 10). A connection over a limit is refused
+	// alone, with close code 6 (refused) and the reason quoted, and counted
+	// in Metrics.Drops under the name in brackets; everyone else goes on.
+	// The KCP transport applies the same limits in its own handshake
+	// (kcp.Config) and takes these values for any it leaves zero; QUIC's
+	// handshakes in progress, before a connection is accepted, are capped
+	// by QUIC.MaxHandshakes and MaxHandshakesPerIP [quic_handshakes,
+	// quic_handshakes_per_ip], refused without a reason since QUIC carries
+	// none before its handshake.
+	//
+	// MaxConnsPerIP caps the QUIC connections from one IP address, counted
+	// from the end of their QUIC handshake, which proves the address, until
+	// they end. A connection beyond it is closed at once, before its stream
+	// or HELLO is read: "too many connections from your address"
+	// [quic_conns_per_ip]. Zero means 64: enough for a LAN party or an
+	// office behind one NAT. It is KCP.MaxClientsPerIP's default too.
+	MaxConnsPerIP int
+	// MaxConns caps the QUIC connections in all, likewise: "server full"
+	// [quic_conns_total]. Zero means 1024. It is KCP.MaxClients' default
+	// too.
+	MaxConns int
+	// MaxPendingHandshakes caps the connections of every transport that
+	// were accepted but have no accepted HELLO yet, each for at most
+	// HandshakeTimeout. One beyond it is closed at once: "server busy: too
+	// many pending handshakes" [pending_handshakes]. Zero means 512: more
+	// than one address can hold on both transports.
+	MaxPendingHandshakes int
+	// MaxTokenLifetime refuses a connect token whose expiry is more than
+	// this far in the future, whatever its issuer chose: "connect token
+	// expires too far in the future" [token_lifetime] on QUIC, no answer on
+	// KCP. Tokens carry only an expiry, so this bounds how old a token may
+	// be when it is used and how long the server remembers it. Zero means
+	// 5 minutes.
+	MaxTokenLifetime time.Duration
+	// MaxTokens caps the tokens remembered to refuse their reuse, on each
+	// transport: "server busy: too many connect tokens in use"
+	// [token_table_full]. Expired tokens are forgotten first. Zero means
+	// 65 536.
+	MaxTokens int
+	// MaxTokensPerIP caps the tokens remembered for one IP address: "too
+	// many connect tokens from your address" [tokens_per_ip]. Zero means
+	// 256.
+	MaxTokensPerIP int
 
 	// Listeners are extra transports to accept connections from, for tests
 	// and custom transports. They are closed by Shutdown and Close.
@@ -150,6 +196,24 @@ func (c *Config) populate() error {
 	if c.Budgets.EventBytes.PerSecond >= 0 {
 		c.Budgets.EventBytes.Burst = max(c.Budgets.EventBytes.Burst, c.MaxFrame) // a whole frame always fits
 	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 64
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
+	}
+	if c.MaxPendingHandshakes <= 0 {
+		c.MaxPendingHandshakes = 512
+	}
+	if c.MaxTokenLifetime <= 0 {
+		c.MaxTokenLifetime = token.DefaultMaxLifetime
+	}
+	if c.MaxTokens <= 0 {
+		c.MaxTokens = token.DefaultMaxTokens
+	}
+	if c.MaxTokensPerIP <= 0 {
+		c.MaxTokensPerIP = token.DefaultMaxTokensPerIP
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -188,6 +252,7 @@ type Server struct {
 	listeners []transport.Listener
 	kcp       *kcp.Listener
 	tokens    *tokenCheck
+	quicConns connLimits
 	codec     unreliable.Codec // nil when NoDelta
 
 	mu           sync.RWMutex
@@ -234,17 +299,25 @@ func NewServer(cfg Config) (*Server, error) {
 	for name, r := range cfg.Budgets.PerEvent {
 		s.limits[name] = r
 	}
+	s.quicConns = newConnLimits(cfg.MaxConnsPerIP, cfg.MaxConns)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.QUICAddr != "" {
-		ln, err := quic.Listen(cfg.QUICAddr, cfg.TLS, cfg.QUIC)
+		qc := cfg.QUIC
+		onRefuse := qc.OnRefuse
+		qc.OnRefuse = func(reason string) {
+			s.Drop(reason)
+			if onRefuse != nil {
+				onRefuse(reason)
+			}
+		}
+		ln, err := quic.Listen(cfg.QUICAddr, cfg.TLS, qc)
 		if err != nil {
 			return nil, err
 		}
 		s.listeners = append(s.listeners, ln)
 	}
 	if cfg.KCPAddr != "" {
-		kc := cfg.KCP
-		kc.Key, kc.ProtocolID = cfg.Tokens.Key, cfg.Tokens.ProtocolID
+		kc := cfg.kcpConfig()
 		ln, err := kcp.Listen(cfg.KCPAddr, kc)
 		if err != nil {
 			for _, l := range s.listeners {
@@ -256,7 +329,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.listeners = append(s.listeners, ln)
 	}
 	if cfg.Tokens != nil {
-		s.tokens = newTokenCheck(cfg.Tokens)
+		s.tokens = newTokenCheck(cfg.Tokens, token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime})
 	}
 	if !cfg.NoDelta {
 		s.codec = cfg.Codec

@@ -3,33 +3,25 @@ package netcode
 import (
 	"errors"
 	"fmt"
-	"net"
-	"sync"
+	"net/netip"
 	"time"
 
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport"
 )
 
-// maxTokensRemembered bounds the QUIC side's table of used tokens.
-const maxTokensRemembered = 1 << 16
-
 // tokenCheck opens the connect tokens QUIC clients present in their HELLO
-// and remembers which address used each, so that a token admits one
+// and remembers which IP address used each, so that a token admits one
 // player only. (The KCP transport checks its own in the secure handshake.)
+// The HELLO comes after the QUIC handshake, which proved the address, so a
+// token is remembered only for an address its client can receive at.
 type tokenCheck struct {
 	opener *token.Opener
-	mu     sync.Mutex
-	used   map[[16]byte]tokenUse
+	used   *token.Table
 }
 
-type tokenUse struct {
-	addr    string
-	expires time.Time
-}
-
-func newTokenCheck(t *Tokens) *tokenCheck {
-	return &tokenCheck{opener: token.NewOpener(t.Key, t.ProtocolID), used: make(map[[16]byte]tokenUse)}
+func newTokenCheck(t *Tokens, cfg token.TableConfig) *tokenCheck {
+	return &tokenCheck{opener: token.NewOpener(t.Key, t.ProtocolID), used: token.NewTable(cfg)}
 }
 
 // errTokenReused refuses a token already used from another address.
@@ -40,14 +32,31 @@ var errTokenReused = errors.New("connect token already used from another address
 // on KCP, where a bad token gets no answer at all.
 var errTokenRefused = errors.New("connect token refused")
 
+// tokenRefusal is the reason a client reads and the name counted for a
+// token check's error.
+func tokenRefusal(err error) refusal {
+	switch {
+	case errors.Is(err, token.ErrReused):
+		return refusal{errTokenReused.Error(), "token_reused"}
+	case errors.Is(err, token.ErrLifetime):
+		return refusal{"connect token expires too far in the future", "token_lifetime"}
+	case errors.Is(err, token.ErrTooManyFromIP):
+		return refusal{"too many connect tokens from your address", "tokens_per_ip"}
+	case errors.Is(err, token.ErrTableFull):
+		return refusal{"server busy: too many connect tokens in use", "token_table_full"}
+	}
+	return refusal{errTokenRefused.Error(), "token_refused"}
+}
+
 // tokenExporterLabel names the TLS keying material a token proof binds to.
 const tokenExporterLabel = "EXPORTER-roomwire-token"
 
 // check opens the HELLO auth bytes of a transport without a handshake of
 // its own (wire form | proof | application bytes), checks the proof of
 // possession against the session's TLS keying material and records the
-// token's use from addr at now. It returns the claims and the
-// application's auth bytes.
+// token's use from the session's IP address at now (token.Table's policies:
+// lifetime, reuse, per-address share, size). It returns the claims and the
+// application's auth bytes; tokenRefusal tells the client why not.
 func (t *tokenCheck) check(auth []byte, sess transport.Session, now time.Time) (*token.Claims, []byte, error) {
 	if len(auth) < token.WireSize+token.ProofSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes of auth, no token", errTokenRefused, len(auth))
@@ -66,23 +75,10 @@ func (t *tokenCheck) check(auth []byte, sess transport.Session, now time.Time) (
 	if err != nil || !token.CheckProof(cl.ClientToServer, binding, auth[token.WireSize:token.WireSize+token.ProofSize]) {
 		return nil, nil, fmt.Errorf("%w: no proof of the token's key", errTokenRefused)
 	}
-	host := addrHost(sess.RemoteAddr())
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if u, ok := t.used[cl.Tag]; ok && u.addr != host {
-		return nil, nil, errTokenReused
+	// By IP address only: a QUIC connection may change its port.
+	if err := t.used.Use(cl, netip.AddrPortFrom(ipOf(sess.RemoteAddr()), 0), now); err != nil {
+		return nil, nil, err
 	}
-	if len(t.used) >= maxTokensRemembered {
-		for tag, u := range t.used {
-			if now.After(u.expires) {
-				delete(t.used, tag)
-			}
-		}
-		if len(t.used) >= maxTokensRemembered {
-			return nil, nil, fmt.Errorf("%w: server busy", errTokenRefused)
-		}
-	}
-	t.used[cl.Tag] = tokenUse{addr: host, expires: cl.Expires}
 	return cl, auth[token.WireSize+token.ProofSize:], nil
 }
 
@@ -104,13 +100,4 @@ func tokenAuth(tok *token.ConnectToken, sess transport.Session, appAuth []byte) 
 	b := tok.AppendWire(make([]byte, 0, token.WireSize+token.ProofSize+len(appAuth)))
 	b = append(b, proof[:]...)
 	return append(b, appAuth...), nil
-}
-
-// addrHost is the address a token is bound to on QUIC: the IP, since QUIC
-// connections may migrate between ports.
-func addrHost(a net.Addr) string {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.IP.String()
-	}
-	return a.String()
 }

@@ -10,7 +10,11 @@
 // client sends the Wire form: protocol id, expiry, nonce and the sealed
 // private part. PROTOCOL.md gives every layout byte by byte.
 //
-// Functions here are pure and safe for concurrent use.
+// A server remembers the tokens it accepted in a Table, which refuses a
+// token used from a second address and cannot be filled from one address.
+//
+// Functions here are pure and safe for concurrent use, and so is a Table;
+// none reads a clock: time is an argument.
 package token
 
 import (

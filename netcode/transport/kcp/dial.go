@@ -19,12 +19,15 @@ const resendInterval = 100 * time.Millisecond
 
 // Errors of dialling.
 var (
-	// ErrDenied means the server answered the token with DENIED: it is full.
-	ErrDenied = errors.New("kcp: server denied the connection: server full")
+	// ErrDenied means the server answered the token with DENIED: it is
+	// full, or has as many sessions or tokens from this IP address as it
+	// takes from one.
+	ErrDenied = errors.New("kcp: server denied the connection: server full, or too many connections from this address")
 	// ErrNoAnswer means the server never answered. A server drops, without
-	// a word, tokens that are expired, forged, for another protocol id or
-	// used from another address, so any of those looks like this.
-	ErrNoAnswer = errors.New("kcp: no answer from server (expired or foreign token, wrong key or protocol id, or server down)")
+	// a word, tokens that are expired, forged, for another protocol id,
+	// used from another address or expiring too far in the future, so any
+	// of those looks like this.
+	ErrNoAnswer = errors.New("kcp: no answer from server (expired, foreign or too long-lived token, wrong key or protocol id, or server down)")
 )
 
 // Dial connects to the server at addr (host:port) with a connect token.

@@ -23,13 +23,25 @@ const tickInterval = 100 * time.Millisecond
 // ListenerStats count what a listener did with the packets it received.
 // Nothing counted as dropped was ever answered.
 type ListenerStats struct {
-	Received         uint64 `json:"received"`
-	Challenges       uint64 `json:"challenges"`
-	Denied           uint64 `json:"denied"`
+	Received   uint64 `json:"received"`
+	Challenges uint64 `json:"challenges"`
+	// Denied counts every DENIED sent, for any of the reasons below or
+	// because the listener had MaxClients sessions.
+	Denied uint64 `json:"denied"`
+	// DeniedPerIP counts DENIEDs to an IP address with MaxClientsPerIP
+	// sessions.
+	DeniedPerIP uint64 `json:"denied_per_ip"`
+	// DeniedTokensPerIP counts DENIEDs to an IP address with
+	// MaxTokensPerIP tokens remembered.
+	DeniedTokensPerIP uint64 `json:"denied_tokens_per_ip"`
+	// DeniedTokenTable counts DENIEDs because the token-reuse table held
+	// MaxTokens live tokens.
+	DeniedTokenTable uint64 `json:"denied_token_table"`
 	Accepted         uint64 `json:"accepted"`
 	DroppedMalformed uint64 `json:"dropped_malformed"`
-	DroppedToken     uint64 `json:"dropped_token"` // forged, expired, wrong protocol or version
-	DroppedReuse     uint64 `json:"dropped_reuse"` // token already used from another address
+	DroppedToken     uint64 `json:"dropped_token"`    // forged, expired, wrong protocol or version
+	DroppedLifetime  uint64 `json:"dropped_lifetime"` // expiry more than MaxTokenLifetime ahead
+	DroppedReuse     uint64 `json:"dropped_reuse"`    // token already used from another address
 	DroppedChallenge uint64 `json:"dropped_challenge"`
 	DroppedNoSession uint64 `json:"dropped_no_session"`
 	DroppedSession   uint64 `json:"dropped_session"` // failed to open or replayed on a session
@@ -39,7 +51,9 @@ type ListenerStats struct {
 
 type listenerStats struct {
 	received, challenges, denied, accepted              atomic.Uint64
+	deniedPerIP, deniedTokensPerIP, deniedTokenTable    atomic.Uint64
 	malformed, badToken, reuse, badChallenge, noSession atomic.Uint64
+	lifetime                                            atomic.Uint64
 }
 
 // Listener accepts secure KCP sessions on one UDP socket.
@@ -49,9 +63,13 @@ type Listener struct {
 	opener     *token.Opener
 	challenger *secure.Challenger
 
+	// used remembers the token of every admitted session and the address
+	// it came from; it has its own lock.
+	used *token.Table
+
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*Session
-	used     map[[16]byte]tokenUse // token tag → the address that used it
+	perIP    map[netip.Addr]int // sessions by IP address
 	closed   bool
 	// closedDropped keeps the drop counts of sessions already gone.
 	closedDropped uint64
@@ -61,11 +79,6 @@ type Listener struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	stats  listenerStats
-}
-
-type tokenUse struct {
-	addr    netip.AddrPort
-	expires time.Time
 }
 
 var _ transport.Listener = (*Listener)(nil)
@@ -106,7 +119,8 @@ func ListenConn(conn PacketConn, cfg Config) *Listener {
 		opener:     token.NewOpener(cfg.Key, cfg.ProtocolID),
 		challenger: secure.NewChallenger(),
 		sessions:   make(map[netip.AddrPort]*Session),
-		used:       make(map[[16]byte]tokenUse),
+		perIP:      make(map[netip.Addr]int),
+		used:       token.NewTable(token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime}),
 		accept:     make(chan *Session, 128),
 		done:       make(chan struct{}),
 	}
@@ -157,21 +171,25 @@ func (l *Listener) Close() error {
 // Stats returns the listener's counters.
 func (l *Listener) Stats() ListenerStats {
 	l.mu.Lock()
-	n, used := len(l.sessions), len(l.used)
+	n := len(l.sessions)
 	l.mu.Unlock()
 	return ListenerStats{
-		Received:         l.stats.received.Load(),
-		Challenges:       l.stats.challenges.Load(),
-		Denied:           l.stats.denied.Load(),
-		Accepted:         l.stats.accepted.Load(),
-		DroppedMalformed: l.stats.malformed.Load(),
-		DroppedToken:     l.stats.badToken.Load(),
-		DroppedReuse:     l.stats.reuse.Load(),
-		DroppedChallenge: l.stats.badChallenge.Load(),
-		DroppedNoSession: l.stats.noSession.Load(),
-		DroppedSession:   l.droppedOnSessions(),
-		Sessions:         n,
-		TokensRemembered: used,
+		Received:          l.stats.received.Load(),
+		Challenges:        l.stats.challenges.Load(),
+		Denied:            l.stats.denied.Load(),
+		DeniedPerIP:       l.stats.deniedPerIP.Load(),
+		DeniedTokensPerIP: l.stats.deniedTokensPerIP.Load(),
+		DeniedTokenTable:  l.stats.deniedTokenTable.Load(),
+		Accepted:          l.stats.accepted.Load(),
+		DroppedMalformed:  l.stats.malformed.Load(),
+		DroppedToken:      l.stats.badToken.Load(),
+		DroppedLifetime:   l.stats.lifetime.Load(),
+		DroppedReuse:      l.stats.reuse.Load(),
+		DroppedChallenge:  l.stats.badChallenge.Load(),
+		DroppedNoSession:  l.stats.noSession.Load(),
+		DroppedSession:    l.droppedOnSessions(),
+		Sessions:          n,
+		TokensRemembered:  l.used.Len(),
 	}
 }
 
@@ -237,12 +255,8 @@ func (l *Listener) tickLoop() {
 			for _, s := range l.sessions {
 				list = append(list, s)
 			}
-			for tag, u := range l.used {
-				if now.After(u.expires) {
-					delete(l.used, tag)
-				}
-			}
 			l.mu.Unlock()
+			l.used.Expire(now)
 			for _, s := range list {
 				s.tick(now)
 			}
@@ -251,11 +265,10 @@ func (l *Listener) tickLoop() {
 	}
 }
 
-// maxTokensRemembered bounds the token-reuse table.
-func (l *Listener) maxTokensRemembered() int { return 4*l.cfg.MaxClients + 1024 }
-
-// request answers a REQUEST with a CHALLENGE (or DENIED when full), keeping
-// no state for it but the token's first address.
+// request answers a REQUEST with a CHALLENGE, or DENIED when the client
+// could not be admitted anyway, keeping no state for it: the client's
+// address is not proven yet, so nothing it sends may fill a table. Its
+// token is remembered only at the RESPONSE (response).
 func (l *Listener) request(p []byte, from netip.AddrPort) {
 	if len(p) != secure.RequestSize {
 		l.stats.malformed.Add(1)
@@ -267,34 +280,30 @@ func (l *Listener) request(p []byte, from netip.AddrPort) {
 		l.stats.badToken.Add(1)
 		return
 	}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	tokenErr := l.tokenRefused(claims, from, now, l.used.Check)
+	if tokenErr == errDropped {
 		return
 	}
+	l.mu.Lock()
+	closed := l.closed
 	// A REQUEST from an address with a session is answered too: the client
 	// may have restarted on the same port. Its RESPONSE replaces the old
 	// session; a stray CHALLENGE costs nothing and amplifies nothing.
-	if u, ok := l.used[claims.Tag]; ok && u.addr != from {
-		l.mu.Unlock()
-		l.stats.reuse.Add(1)
-		return
-	}
-	if len(l.used) >= l.maxTokensRemembered() {
-		l.mu.Unlock()
-		l.stats.reuse.Add(1)
-		return
-	}
-	l.used[claims.Tag] = tokenUse{addr: from, expires: claims.Expires}
-	full := l.liveExcept(from) >= l.cfg.MaxClients
+	deny := l.full(from)
 	l.mu.Unlock()
+	if closed {
+		return
+	}
+	if deny == nil {
+		deny = tokenErr
+	}
 
 	sealer := secure.NewSealer(claims.ServerToClient, l.cfg.ProtocolID)
 	buf := bufPool.Get().(*[secure.MaxPacket]byte)
 	defer bufPool.Put(buf)
 	var out []byte
-	if full {
-		l.stats.denied.Add(1)
+	if deny != nil {
+		l.countDenied(deny)
 		out = sealer.SealSeq(buf[:0], secure.PacketDenied, secure.HandshakeSeq(), nil)
 	} else {
 		var ch [secure.ChallengeSize]byte
@@ -305,8 +314,65 @@ func (l *Listener) request(p []byte, from netip.AddrPort) {
 	_, _ = l.conn.WriteToUDPAddrPort(out, from)
 }
 
+// Why a listener answers DENIED.
+var (
+	errFull      = errors.New("kcp: server full")
+	errFullForIP = errors.New("kcp: too many sessions from one address")
+	// errDropped marks a token that gets no answer at all.
+	errDropped = errors.New("kcp: dropped")
+)
+
+// full says why the listener has no room for a session of addr, or nil,
+// not counting the session addr already has, which a new handshake
+// replaces (l.mu held).
+func (l *Listener) full(addr netip.AddrPort) error {
+	n, fromIP := len(l.sessions), l.perIP[addr.Addr()]
+	if _, ok := l.sessions[addr]; ok {
+		n, fromIP = n-1, fromIP-1
+	}
+	switch {
+	case n >= l.cfg.MaxClients:
+		return errFull
+	case fromIP >= l.cfg.MaxClientsPerIP:
+		return errFullForIP
+	}
+	return nil
+}
+
+// tokenRefused puts a token to the reuse table through check (Check or
+// Use). It returns nil to go on, errDropped for a token that gets no answer
+// (counted), or the table's error for a token to answer DENIED.
+func (l *Listener) tokenRefused(cl *token.Claims, from netip.AddrPort, now time.Time, check func(*token.Claims, netip.AddrPort, time.Time) error) error {
+	err := check(cl, from, now)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, token.ErrLifetime):
+		l.stats.lifetime.Add(1)
+		return errDropped
+	case errors.Is(err, token.ErrReused):
+		l.stats.reuse.Add(1)
+		return errDropped
+	}
+	return err // ErrTooManyFromIP, ErrTableFull
+}
+
+// countDenied counts a DENIED for reason.
+func (l *Listener) countDenied(reason error) {
+	l.stats.denied.Add(1)
+	switch {
+	case errors.Is(reason, errFullForIP):
+		l.stats.deniedPerIP.Add(1)
+	case errors.Is(reason, token.ErrTooManyFromIP):
+		l.stats.deniedTokensPerIP.Add(1)
+	case errors.Is(reason, token.ErrTableFull):
+		l.stats.deniedTokenTable.Add(1)
+	}
+}
+
 // response admits a client that echoed its challenge from the address the
-// challenge was sent to.
+// challenge was sent to: the address is proven now, so its token is
+// remembered.
 func (l *Listener) response(p []byte, from netip.AddrPort) {
 	if len(p) != secure.ResponseSize {
 		l.stats.malformed.Add(1)
@@ -320,7 +386,8 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		_ = old.seal(secure.PacketKeepAlive, nil) // our confirmation was lost
 		return
 	}
-	adm, err := l.challenger.Verify(challenge, from, time.Now())
+	now := time.Now()
+	adm, err := l.challenger.Verify(challenge, from, now)
 	if err != nil {
 		l.stats.badChallenge.Add(1)
 		return
@@ -331,25 +398,39 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		_, err := l.conn.WriteToUDPAddrPort(b, from)
 		return err
 	}
-	l.mu.Lock()
-	if u, ok := l.used[cl.Tag]; ok && u.addr != from {
-		l.mu.Unlock()
-		l.stats.reuse.Add(1)
+	deny := func(reason error) {
+		l.countDenied(reason)
+		buf := bufPool.Get().(*[secure.MaxPacket]byte)
+		_ = send(secure.NewSealer(cl.ServerToClient, l.cfg.ProtocolID).SealSeq(buf[:0], secure.PacketDenied, secure.HandshakeSeq(), nil))
+		bufPool.Put(buf)
+	}
+	if err := l.tokenRefused(cl, from, now, l.used.Check); err != nil {
+		if err != errDropped {
+			deny(err)
+		}
 		return
 	}
+	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return
 	}
-	old = l.sessions[from] // again: it may have timed out meanwhile
-	if l.liveExcept(from) >= l.cfg.MaxClients {
+	if err := l.full(from); err != nil {
 		l.mu.Unlock()
-		l.stats.denied.Add(1)
-		buf := bufPool.Get().(*[secure.MaxPacket]byte)
-		_ = send(secure.NewSealer(cl.ServerToClient, l.cfg.ProtocolID).SealSeq(buf[:0], secure.PacketDenied, secure.HandshakeSeq(), nil))
-		bufPool.Put(buf)
+		deny(err)
 		return
 	}
+	// The token takes its entry last, once nothing else refuses the
+	// session, under l.mu so that two RESPONSEs of one token from two
+	// addresses admit one.
+	if err := l.tokenRefused(cl, from, now, l.used.Use); err != nil {
+		l.mu.Unlock()
+		if err != errDropped {
+			deny(err)
+		}
+		return
+	}
+	old = l.sessions[from] // again: it may have timed out meanwhile
 	c2s, s2c := secure.SessionKeys(cl.ClientToServer, cl.ServerToClient, challenge)
 	s := newSession(&l.cfg, from, cl,
 		secure.NewSealer(s2c, l.cfg.ProtocolID),
@@ -357,6 +438,9 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		send, l.forget)
 	s.challenge = binary.BigEndian.Uint64(challenge)
 	l.sessions[from] = s
+	if old == nil {
+		l.perIP[from.Addr()]++
+	}
 	l.mu.Unlock()
 	if old != nil {
 		// A new handshake from the address of a session: the client
@@ -374,21 +458,15 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 	}
 }
 
-// liveExcept counts the sessions but the one at addr, which a new handshake
-// from addr would replace (l.mu held).
-func (l *Listener) liveExcept(addr netip.AddrPort) int {
-	n := len(l.sessions)
-	if _, ok := l.sessions[addr]; ok {
-		n--
-	}
-	return n
-}
-
 // forget removes a closed session.
 func (l *Listener) forget(s *Session) {
 	l.mu.Lock()
 	if l.sessions[s.remote] == s {
 		delete(l.sessions, s.remote)
+		ip := s.remote.Addr()
+		if l.perIP[ip]--; l.perIP[ip] <= 0 {
+			delete(l.perIP, ip)
+		}
 		l.closedDropped += s.dropped.Load()
 	}
 	l.mu.Unlock()

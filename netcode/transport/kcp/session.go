@@ -5,6 +5,13 @@
 // (package token); every packet after the handshake is sealed and checked
 // against replays, so the transport is as safe as QUIC's TLS.
 //
+// Admission: a Listener keeps no state for a handshake in progress. Its
+// CHALLENGE carries everything it needs, sealed, so REQUESTs from forged or
+// silent addresses fill nothing; only a RESPONSE, which proves the client
+// receives at its address, makes a session and remembers the token. What
+// one address may take is capped (Config's admission limits), and refused
+// requests are counted in ListenerStats.
+//
 // Goroutines: a Listener owns one reader and one ticker goroutine for its
 // socket; a dialled Session owns the same two for its own socket. kcp-go
 // adds two per session (its reader over our in-memory packet conn and its
@@ -42,8 +49,38 @@ type Config struct {
 	// KEEPALIVE. Zero means 1 second.
 	KeepAlive time.Duration
 	// Timeout removes a session that received nothing for this long. Zero
-	// means the token's timeout (10 s unless the issuer chose otherwise).
+	// means the token's timeout (10 s unless the issuer chose otherwise),
+	// at most MaxSessionTimeout.
 	Timeout time.Duration
+
+	// Admission limits (PROTOCOL.md 7.6, 8.5): what one address may take of
+	// a listener, and how far a token is trusted, so that no table can be
+	// filled from outside. A request over a limit is refused, and counted
+	// in ListenerStats; everyone else goes on.
+	//
+	// MaxClientsPerIP caps the sessions from one IP address (all its
+	// ports); a valid request beyond it is answered DENIED. Zero means 64:
+	// enough for a LAN party or an office behind one NAT. Set it to
+	// MaxClients to cap only the total.
+	MaxClientsPerIP int
+	// MaxTokenLifetime refuses a token whose expiry is more than this far
+	// in the future, whatever its issuer chose: its REQUEST is dropped like
+	// that of any bad token. Tokens carry only an expiry, so this bounds
+	// how old a token may be when it is used and how long the listener
+	// remembers it. Zero means 5 minutes.
+	MaxTokenLifetime time.Duration
+	// MaxSessionTimeout caps the session timeout a token may ask for, so a
+	// peer that vanishes is removed within it whatever its token says; an
+	// explicit Timeout is not capped. It applies to dialled sessions too.
+	// Zero means 15 seconds.
+	MaxSessionTimeout time.Duration
+	// MaxTokens caps the token-reuse table: the token of every admitted
+	// session, remembered until it expires. A new session that would need
+	// an entry beyond it is answered DENIED. Zero means 65 536.
+	MaxTokens int
+	// MaxTokensPerIP caps the reuse table's entries for one IP address; a
+	// new session beyond it is answered DENIED. Zero means 256.
+	MaxTokensPerIP int
 	// HandshakeTimeout bounds a client's request → challenge → response.
 	// Zero means 5 seconds.
 	HandshakeTimeout time.Duration
@@ -64,6 +101,21 @@ func (c *Config) populate() {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.MaxClientsPerIP <= 0 {
+		c.MaxClientsPerIP = 64
+	}
+	if c.MaxTokenLifetime <= 0 {
+		c.MaxTokenLifetime = token.DefaultMaxLifetime
+	}
+	if c.MaxSessionTimeout <= 0 {
+		c.MaxSessionTimeout = 15 * time.Second
+	}
+	if c.MaxTokens <= 0 {
+		c.MaxTokens = token.DefaultMaxTokens
+	}
+	if c.MaxTokensPerIP <= 0 {
+		c.MaxTokensPerIP = token.DefaultMaxTokensPerIP
 	}
 	if c.NoDelay == 0 && c.Interval == 0 && c.Resend == 0 && c.NoCongestion == 0 {
 		c.NoDelay, c.Interval, c.Resend, c.NoCongestion = 1, 10, 2, 1
@@ -132,13 +184,6 @@ var _ transport.Session = (*Session)(nil)
 var _ transport.PathRTT = (*Session)(nil)
 
 func newSession(cfg *Config, remote netip.AddrPort, claims *token.Claims, sealer *secure.Sealer, opener *secure.Opener, send func([]byte) error, onClose func(*Session)) *Session {
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = claims.Timeout
-	}
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
 	s := &Session{
 		remote:  remote,
 		raddr:   net.UDPAddrFromAddrPort(remote),
@@ -146,7 +191,7 @@ func newSession(cfg *Config, remote netip.AddrPort, claims *token.Claims, sealer
 		opener:  opener,
 		send:    send,
 		claims:  claims,
-		timeout: timeout,
+		timeout: sessionTimeout(cfg, claims.Timeout),
 		keep:    cfg.KeepAlive,
 		dgram:   make(chan []byte, datagramQueue),
 		done:    make(chan struct{}),
@@ -165,6 +210,20 @@ func newSession(cfg *Config, remote netip.AddrPort, claims *token.Claims, sealer
 	k.SetACKNoDelay(true)
 	s.kcp = k
 	return s
+}
+
+// sessionTimeout is the timeout of a session whose token asks for
+// fromToken: the configured Timeout, else the token's (10 s if it names
+// none) but at most MaxSessionTimeout, since whoever holds a token chose
+// its timeout and a peer that vanishes must not hold its place for hours.
+func sessionTimeout(cfg *Config, fromToken time.Duration) time.Duration {
+	if cfg.Timeout > 0 {
+		return cfg.Timeout
+	}
+	if fromToken <= 0 {
+		fromToken = 10 * time.Second
+	}
+	return min(fromToken, cfg.MaxSessionTimeout)
 }
 
 // seal sends one sealed packet of type t.

@@ -27,7 +27,36 @@ type Config struct {
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the QUIC/TLS handshake. Zero means 5 seconds.
 	HandshakeTimeout time.Duration
+
+	// Handshake limits of a listener (PROTOCOL.md 10): the handshakes in
+	// progress, from a client's first Initial packet until the listener
+	// accepts the connection, each of which holds state in quic-go. An
+	// attempt over a limit is refused before any TLS work, with QUIC's
+	// CONNECTION_REFUSED: QUIC carries no reason before the handshake.
+	//
+	// MaxHandshakes caps the handshakes in progress. From half of it on,
+	// every new attempt from an address not yet proven must first answer
+	// a Retry (RFC 9000 8.1.2; one more round trip, no state on the
+	// server), so Initials with forged source addresses cannot fill it.
+	// Zero means 256.
+	MaxHandshakes int
+	// MaxHandshakesPerIP caps the handshakes in progress from one IP
+	// address, counted apart for attempts a Retry proved and the others;
+	// beyond it an unproven attempt must answer a Retry and a proven one is
+	// refused, so neither one address nor forged packets in its name can
+	// take MaxHandshakes. Zero means 32.
+	MaxHandshakesPerIP int
+	// OnRefuse, if set, learns of each attempt refused for a limit, with a
+	// short reason (RefusedHandshakes, RefusedHandshakesPerIP), for
+	// counting. It must not block.
+	OnRefuse func(reason string)
 }
+
+// Defaults of the handshake limits.
+const (
+	defaultMaxHandshakes      = 256
+	defaultMaxHandshakesPerIP = 32
+)
 
 func (c Config) quicConfig() *quicgo.Config {
 	idle := c.IdleTimeout
@@ -56,7 +85,12 @@ func withALPN(t *tls.Config) *tls.Config {
 
 // Listener accepts QUIC connections and their reliable stream.
 type Listener struct {
-	ln *quicgo.Listener
+	ln   *quicgo.Listener
+	tr   *quicgo.Transport
+	gate *gate
+	// own is the socket Listen made, closed with the transport.
+	own       net.PacketConn
+	closeOnce sync.Once
 }
 
 var _ transport.Listener = (*Listener)(nil)
@@ -68,12 +102,19 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
 	if tlsConf == nil {
 		return nil, errors.New("quic: listen: a TLS config is required")
 	}
-	qc := cfg.quicConfig()
-	ln, err := quicgo.ListenAddr(addr, withALPN(tlsConf), qc)
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
-	return &Listener{ln: ln}, nil
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	l, err := listen(conn, true, tlsConf, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+	}
+	return l, nil
 }
 
 // ListenConn serves QUIC on a packet conn the caller made, such as an
@@ -82,11 +123,31 @@ func ListenConn(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*Listener, 
 	if tlsConf == nil {
 		return nil, errors.New("quic: listen: a TLS config is required")
 	}
-	ln, err := quicgo.Listen(pc, withALPN(tlsConf), cfg.quicConfig())
+	l, err := listen(pc, false, tlsConf, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen on %s: %w", pc.LocalAddr(), err)
 	}
-	return &Listener{ln: ln}, nil
+	return l, nil
+}
+
+// listen runs a quic-go transport on pc whose connection attempts pass the
+// gate first.
+func listen(pc net.PacketConn, own bool, tlsConf *tls.Config, cfg Config) (*Listener, error) {
+	g := newGate(cfg)
+	tr := &quicgo.Transport{Conn: pc, ConnContext: g.connContext, VerifySourceAddress: g.needRetry}
+	ln, err := tr.Listen(withALPN(tlsConf), cfg.quicConfig())
+	if err != nil {
+		_ = tr.Close()
+		if own {
+			_ = pc.Close()
+		}
+		return nil, err
+	}
+	l := &Listener{ln: ln, tr: tr, gate: g}
+	if own {
+		l.own = pc
+	}
+	return l, nil
 }
 
 // Accept waits for a connection whose QUIC handshake completed. The client's
@@ -98,15 +159,28 @@ func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t := ticketOf(conn.Context()); t != nil {
+		t.accepted()
+	}
 	return newSession(conn, nil), nil
 }
 
-// Close stops the listener. Connections already accepted stay open.
+// Close stops the listener. Connections already accepted stay open; the
+// socket is released once the last of them ended.
 func (l *Listener) Close() error {
-	err := l.ln.Close()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
+	var err error
+	l.closeOnce.Do(func() {
+		err = l.ln.Close()
+		if errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+		l.gate.close(func() {
+			_ = l.tr.Close()
+			if l.own != nil {
+				_ = l.own.Close()
+			}
+		})
+	})
 	return err
 }
 
@@ -137,12 +211,12 @@ func dial(ctx context.Context, addr string, tlsConf *tls.Config, connect func(*t
 	}
 	conn, err := connect(withALPN(tlsConf))
 	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, closeErrorOf(err))
 	}
 	st, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		_ = conn.CloseWithError(0, "no stream")
-		return nil, fmt.Errorf("quic: open stream: %w", err)
+		return nil, fmt.Errorf("quic: open stream: %w", closeErrorOf(err))
 	}
 	return newSession(conn, st), nil
 }
@@ -237,6 +311,17 @@ func (s *Session) Done() <-chan struct{} { return s.conn.Context().Done() }
 
 // RemoteAddr is the peer's UDP address.
 func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// closeErrorOf is err as a transport.CloseError when it is the peer's
+// application close, such as a server refusing the connection right after
+// the handshake, so that the caller learns the code and reason.
+func closeErrorOf(err error) error {
+	var ae *quicgo.ApplicationError
+	if errors.As(err, &ae) && ae.ErrorCode <= 0xffff {
+		return &transport.CloseError{Code: uint16(ae.ErrorCode), Reason: ae.ErrorMessage, Remote: ae.Remote}
+	}
+	return err
+}
 
 // mapErr turns quic-go's close errors into transport.CloseError.
 func (s *Session) mapErr(err error) error {

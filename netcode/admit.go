@@ -1,0 +1,124 @@
+package netcode
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
+)
+
+// Admission: what the server refuses before a connection's HELLO, so that
+// no table can be filled from outside (Config's admission limits). Each
+// refusal closes that one connection with CloseRefused and a reason and is
+// counted in Metrics.Drops.
+
+// refusal is why a connection is refused: the reason its client reads and
+// the name it is counted under.
+type refusal struct {
+	reason, drop string
+}
+
+// The refusals of the admission limits.
+var (
+	refusedConnsPerIP = &refusal{"too many connections from your address", "quic_conns_per_ip"}
+	refusedConnsTotal = &refusal{"server full", "quic_conns_total"}
+	refusedPending    = &refusal{"server busy: too many pending handshakes", "pending_handshakes"}
+)
+
+// connLimits counts connections by IP address and in all, for
+// MaxConnsPerIP and MaxConns. Safe for concurrent use.
+type connLimits struct {
+	maxPerIP, max int
+
+	mu    sync.Mutex
+	perIP map[netip.Addr]int
+	total int
+}
+
+func newConnLimits(maxPerIP, max int) connLimits {
+	return connLimits{maxPerIP: maxPerIP, max: max, perIP: make(map[netip.Addr]int)}
+}
+
+// enter takes a place for a connection from ip, or says why there is none.
+// leave gives the place back; call it once.
+func (l *connLimits) enter(ip netip.Addr) (leave func(), refused *refusal) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.perIP[ip] >= l.maxPerIP:
+		return nil, refusedConnsPerIP
+	case l.total >= l.max:
+		return nil, refusedConnsTotal
+	}
+	l.perIP[ip]++
+	l.total++
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.total--
+		if l.perIP[ip]--; l.perIP[ip] <= 0 {
+			delete(l.perIP, ip)
+		}
+	}, nil
+}
+
+// admitConn takes a place for a new session under the per-transport limits:
+// QUIC sessions count towards MaxConnsPerIP and MaxConns; KCP's listener
+// applies its own in its handshake, before a session exists.
+func (s *Server) admitConn(sess transport.Session) (leave func(), refused *refusal) {
+	if _, ok := sess.(*quic.Session); !ok {
+		return func() {}, nil
+	}
+	return s.quicConns.enter(ipOf(sess.RemoteAddr()))
+}
+
+// refuse closes a session the admission limits refused, before anything of
+// the connection started: its client reads code 6 and the reason, in the
+// transport's own close (QUIC CONNECTION_CLOSE, KCP DISCONNECT).
+func (s *Server) refuse(sess transport.Session, r *refusal) {
+	s.Drop(r.drop)
+	s.metrics.handshakesFailed.Add(1)
+	s.metrics.closes.Add(closeName(CloseRefused), 1)
+	s.cfg.Logger.Debug("connection refused", "remote", sess.RemoteAddr(), "reason", r.reason)
+	_ = sess.Close(uint16(CloseRefused), r.reason)
+}
+
+// kcpConfig is the KCP listener's configuration: Config.KCP, with the
+// token key and protocol id of Tokens and the admission limits for any
+// field it leaves zero.
+func (c *Config) kcpConfig() kcp.Config {
+	kc := c.KCP
+	kc.Key, kc.ProtocolID = c.Tokens.Key, c.Tokens.ProtocolID
+	if kc.MaxClients <= 0 {
+		kc.MaxClients = c.MaxConns
+	}
+	if kc.MaxClientsPerIP <= 0 {
+		kc.MaxClientsPerIP = c.MaxConnsPerIP
+	}
+	if kc.MaxTokenLifetime <= 0 {
+		kc.MaxTokenLifetime = c.MaxTokenLifetime
+	}
+	if kc.MaxTokens <= 0 {
+		kc.MaxTokens = c.MaxTokens
+	}
+	if kc.MaxTokensPerIP <= 0 {
+		kc.MaxTokensPerIP = c.MaxTokensPerIP
+	}
+	return kc
+}
+
+// ipOf is the IP address of a network address, IPv4 mapped into IPv6 as
+// IPv4: the address limits and tokens are bound to on QUIC, since a QUIC
+// connection may change its port.
+func ipOf(a net.Addr) netip.Addr {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
