@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -67,6 +69,12 @@ type Config struct {
 	// all: a soak of connections and rooms coming and going. Connected
 	// then counts connections, not bots.
 	Churn time.Duration
+	// LoopbackSpread is how many loopback addresses the bots of a server on
+	// 127.0.0.0/8 dial from, 127.0.0.1 upward, bot i from the (i mod n)-th:
+	// the server's limits per address (64 connections by default) then see
+	// them as the many players they stand for. Zero means 64; 1 dials every
+	// bot from 127.0.0.1.
+	LoopbackSpread int
 	// Client is the base client configuration for every bot.
 	Client netcode.ClientConfig
 	// Progress, if set, is called about once a second while the run lasts.
@@ -162,6 +170,9 @@ func (c *Config) populate() error {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = time.Second
+	}
+	if c.LoopbackSpread <= 0 {
+		c.LoopbackSpread = 64
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
@@ -375,6 +386,20 @@ func (r *run) transports() string {
 	return strings.Join(names, "+")
 }
 
+// localAddr is the address bot i dials addr from: one of LoopbackSpread
+// loopback addresses when addr is on loopback, else the system's choice.
+func (r *run) localAddr(addr string, i int) string {
+	u, err := url.Parse(addr)
+	if err != nil || r.cfg.LoopbackSpread <= 1 {
+		return ""
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || !ip.Is4() || !ip.IsLoopback() {
+		return ""
+	}
+	return fmt.Sprintf("127.0.0.%d:0", 1+i%min(r.cfg.LoopbackSpread, 254))
+}
+
 // bot plays one client: connect, join, then send inputs every tick and a ping
 // every PingInterval until the duration is over.
 func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
@@ -385,6 +410,9 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	addr := r.addrs[i%len(r.addrs)]
 	ccfg := cfg.Client
 	ccfg.InsecureSkipVerify = ccfg.InsecureSkipVerify || cfg.Insecure
+	if local := r.localAddr(addr, i); local != "" && ccfg.Dial == nil {
+		ccfg.QUIC.LocalAddr, ccfg.KCP.LocalAddr = local, local
+	}
 	if cfg.TokenKey != nil && ccfg.Token == nil {
 		tok, err := token.Issue(*cfg.TokenKey, token.Params{
 			ProtocolID: cfg.ProtocolID, ClientID: uint64(i), Servers: []string{addr},

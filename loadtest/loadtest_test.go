@@ -135,3 +135,29 @@ func TestSamplerAndFlat(t *testing.T) {
 	require.Greater(t, loadtest.Flat(leak, time.Minute).GoroutinesDev, 0.1, "a leak drifts")
 	require.Equal(t, 3, loadtest.Flat(leak, time.Minute).Samples, "samples before warm-up are left out")
 }
+
+// Bots of a loopback server dial from many loopback addresses, so that the
+// server's per-address limits see them as the players they stand for.
+func TestBotsSpreadOverLoopback(t *testing.T) {
+	tc, err := netcode.DevTLSConfig()
+	require.NoError(t, err)
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", TLS: tc, MaxConnsPerIP: 2})
+	require.NoError(t, err)
+	hub := rooms.NewHub(srv, rooms.HubOptions{})
+	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
+	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	go func() { _ = srv.Serve(context.Background()) }()
+	defer func() { _ = srv.Close(); hub.Close() }()
+	run := func(spread int) loadtest.Report {
+		rep, err := loadtest.Run(context.Background(), loadtest.Config{
+			Addr: "quic://" + srv.Addrs()[0].String(), Insecure: true, Bots: 6, PerRoom: 6,
+			Duration: 500 * time.Millisecond, LoopbackSpread: spread,
+		})
+		require.NoError(t, err)
+		return rep
+	}
+	require.Equal(t, 6, run(0).Connected, "spread over the default 64 addresses")
+	rep := run(1)
+	require.Equal(t, 2, rep.Connected, "from 127.0.0.1 alone, two get in")
+	require.Equal(t, 4, rep.Failed)
+}

@@ -40,7 +40,13 @@ func Dial(ctx context.Context, addr string, tok *token.ConnectToken, cfg Config)
 	if err != nil {
 		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
 	}
-	conn, err := net.ListenUDP("udp", nil)
+	var local *net.UDPAddr
+	if cfg.LocalAddr != "" {
+		if local, err = net.ResolveUDPAddr("udp", cfg.LocalAddr); err != nil {
+			return nil, fmt.Errorf("kcp: local address: %w", err)
+		}
+	}
+	conn, err := net.ListenUDP("udp", local)
 	if err != nil {
 		return nil, fmt.Errorf("kcp: dial %s: %w", addr, err)
 	}

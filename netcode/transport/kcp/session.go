@@ -90,6 +90,11 @@ type Config struct {
 	NoDelay, Interval, Resend, NoCongestion int
 	// Window is KCP's send and receive window in segments. Zero means 256.
 	Window int
+	// LocalAddr is the UDP address a client dials from, such as
+	// "127.0.0.5:0". Empty lets the system choose. Load tests on one
+	// machine spread their bots over loopback addresses with it, as real
+	// players come from many, so that per-address limits see them apart.
+	LocalAddr string
 }
 
 func (c *Config) populate() {

@@ -27,6 +27,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds the QUIC/TLS handshake. Zero means 5 seconds.
 	HandshakeTimeout time.Duration
+	// LocalAddr is the UDP address a client dials from, such as
+	// "127.0.0.5:0". Empty lets the system choose. Load tests on one
+	// machine spread their bots over loopback addresses with it, as real
+	// players come from many, so that per-address limits see them apart.
+	LocalAddr string
 
 	// Handshake limits of a listener (PROTOCOL.md 10): the handshakes in
 	// progress, from a client's first Initial packet until the listener
@@ -190,9 +195,30 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // Dial connects to a QUIC server at addr (host:port) and opens the reliable
 // stream.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*Session, error) {
-	return dial(ctx, addr, tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
-		return quicgo.DialAddr(ctx, addr, tc, cfg.quicConfig())
-	})
+	if cfg.LocalAddr == "" {
+		return dial(ctx, addr, tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
+			return quicgo.DialAddr(ctx, addr, tc, cfg.quicConfig())
+		})
+	}
+	la, err := net.ResolveUDPAddr("udp", cfg.LocalAddr)
+	if err != nil {
+		return nil, fmt.Errorf("quic: local address: %w", err)
+	}
+	ra, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	pc, err := net.ListenUDP("udp", la)
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial from %s: %w", cfg.LocalAddr, err)
+	}
+	s, err := DialConn(ctx, pc, ra, tlsConf, cfg)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	s.pc = pc
+	return s, nil
 }
 
 // DialConn is Dial over a packet conn the caller made; the session does not
@@ -232,6 +258,9 @@ type Session struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	local     *transport.CloseError
+	// pc, if set, is the socket Dial made for LocalAddr: closed with the
+	// session.
+	pc net.PacketConn
 }
 
 func newSession(conn *quicgo.Conn, st *quicgo.Stream) *Session {
@@ -294,6 +323,9 @@ func (s *Session) Close(code uint16, reason string) error {
 		s.local = &transport.CloseError{Code: code, Reason: reason}
 		s.mu.Unlock()
 		_ = s.conn.CloseWithError(quicgo.ApplicationErrorCode(code), reason)
+		if s.pc != nil {
+			_ = s.pc.Close()
+		}
 	})
 	return nil
 }
