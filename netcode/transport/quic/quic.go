@@ -43,7 +43,7 @@ type Config struct {
 	// every new attempt from an address not yet proven must first answer
 	// a Retry (RFC 9000 8.1.2; one more round trip, no state on the
 	// server), so Initials with forged source addresses cannot fill it.
-	// Zero means 256.
+	// Zero means 1024.
 	MaxHandshakes int
 	// MaxHandshakesPerIP caps the handshakes in progress from one IP
 	// address, counted apart for attempts a Retry proved and the others;
@@ -59,7 +59,7 @@ type Config struct {
 
 // Defaults of the handshake limits.
 const (
-	defaultMaxHandshakes      = 256
+	defaultMaxHandshakes      = 1024
 	defaultMaxHandshakesPerIP = 32
 )
 
