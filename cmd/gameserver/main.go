@@ -34,6 +34,7 @@ import (
 
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/promexport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -59,6 +60,8 @@ type options struct {
 	eventRate, datagramRate, chatRate   float64
 	maxRooms, roomCreates, roomsPerConn int
 	frameTimeout, writeTimeout          time.Duration
+	maxConns, maxConnsPerIP, maxPending int
+	tokenLifetime, sessionTimeout       time.Duration
 }
 
 func main() {
@@ -92,6 +95,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.roomsPerConn, "rooms-per-conn", 64, "rooms one client may be in at once, its private room included")
 	fs.DurationVar(&o.frameTimeout, "frame-timeout", 10*time.Second, "`time` a client has to complete a reliable frame it began")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Second, "`time` a client's stream may take to accept a write before the client is closed as not reading")
+	fs.IntVar(&o.maxConns, "max-conns", 1024, "connections in `all`, on each of QUIC and KCP")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 64, "connections from one IP `address`, on each of QUIC and KCP")
+	fs.IntVar(&o.maxPending, "max-pending-handshakes", 512, "connections without an accepted HELLO yet, in `all`")
+	fs.DurationVar(&o.tokenLifetime, "max-token-lifetime", 5*time.Minute, "refuse connect tokens that expire more than this `long` from now")
+	fs.DurationVar(&o.sessionTimeout, "max-session-timeout", 15*time.Second, "the longest KCP session `timeout` honoured from a token")
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
 	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
 	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
@@ -244,8 +252,14 @@ func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error)
 
 		ReliableCopies: o.copies,
 		FrameTimeout:   o.frameTimeout,
-		WriteTimeout:   o.writeTimeout,
-		Budgets:        netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
+
+		MaxConns:             o.maxConns,
+		MaxConnsPerIP:        o.maxConnsPerIP,
+		MaxPendingHandshakes: o.maxPending,
+		MaxTokenLifetime:     o.tokenLifetime,
+		KCP:                  kcp.Config{MaxSessionTimeout: o.sessionTimeout},
+		WriteTimeout:         o.writeTimeout,
+		Budgets:              netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
 	})
 	if err != nil {
 		return nil, nil, err
