@@ -188,29 +188,20 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	// first frames until the path proves fast and clean.
 	c.copies.peer.Store(true)
 	c.copies.on.Store(c.cfg.ReliableCopies != CopiesOff)
-	auth := c.cfg.Auth
-	if c.cfg.Token != nil {
-		if _, isKCP := sess.(*kcp.Session); !isKCP { // KCP presented it in its handshake
-			if auth, err = tokenAuth(c.cfg.Token, sess, c.cfg.Auth); err != nil {
-				_ = sess.Close(uint16(CloseInternal), "no token binding")
-				close(c.done)
-				return err
-			}
+	// On a challenged transport the HELLO waits for the server's CHALLENGE,
+	// which the token proof is bound to; run sends it.
+	_, challenged := sess.(transport.Challenged)
+	if !challenged {
+		if err := c.hello(nil); err != nil {
+			_ = sess.Close(uint16(CloseInternal), err.Error())
+			close(c.done)
+			return err
 		}
 	}
-	b, _ := c.out.begin()
-	b, err = reliable.AppendHello(b, reliable.Version, auth)
-	if err != nil {
-		c.out.abort()
-		_ = sess.Close(uint16(CloseInternal), "bad hello")
-		close(c.done)
-		return err
-	}
-	_ = c.out.end(b)
 	c.start(sess.MaxDatagram())
 
 	welcome := make(chan error, 1)
-	go c.run(welcome)
+	go c.run(welcome, challenged)
 	select {
 	case err := <-welcome:
 		if err != nil {
@@ -256,11 +247,25 @@ func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, er
 
 // run is the client's reader goroutine: it owns the other goroutines and
 // ends after all of them, closing done.
-func (c *Client) run(welcome chan<- error) {
+func (c *Client) run(welcome chan<- error, challenged bool) {
 	defer close(c.done)
 	r := reliable.NewReader(countingReader{&c.peer}, c.cfg.MaxFrame)
 	f, err := r.Next()
+	if challenged && err == nil {
+		switch f.Type {
+		case reliable.FrameChallenge:
+			if herr := c.hello(f.Payload); herr != nil {
+				c.close(&CloseError{Code: CloseInternal, Reason: herr.Error()})
+			} else {
+				f, err = r.Next()
+			}
+		case reliable.FrameClose: // handled below
+		default:
+			c.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("first frame is %s, want CHALLENGE", f.Type)})
+		}
+	}
 	switch {
+	case c.closeErr.Load() != nil:
 	case err != nil:
 		c.close(c.readError(err))
 	case f.Type == reliable.FrameClose:
@@ -302,6 +307,28 @@ func (c *Client) run(welcome chan<- error) {
 	if h != nil {
 		c.call(func() { h(ce) })
 	}
+}
+
+// hello queues the HELLO: the token's wire form and a proof bound to the
+// connection (to challenge, on a challenged transport), then the
+// application's auth bytes.
+func (c *Client) hello(challenge []byte) error {
+	auth := c.cfg.Auth
+	if c.cfg.Token != nil {
+		if _, isKCP := c.sess.(*kcp.Session); !isKCP { // KCP presented it in its handshake
+			var err error
+			if auth, err = tokenAuth(c.cfg.Token, c.sess, challenge, c.cfg.Auth); err != nil {
+				return err
+			}
+		}
+	}
+	b, _ := c.out.begin()
+	b, err := reliable.AppendHello(b, reliable.Version, auth)
+	if err != nil {
+		c.out.abort()
+		return fmt.Errorf("netcode: bad hello: %w", err)
+	}
+	return c.out.end(b)
 }
 
 // ID is the connection id the server assigned: the name of the client's

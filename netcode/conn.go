@@ -2,6 +2,7 @@ package netcode
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,9 @@ type Conn struct {
 	identity  Identity
 	budget    *budget
 	transport transportKind
+	// challenge is the CHALLENGE sent on a transport.Challenged session,
+	// which the client's token proof is bound to.
+	challenge []byte
 	// The newest input handed to the application (datagram goroutine).
 	lastInput uint32
 	haveInput bool
@@ -120,6 +124,12 @@ func (s *Server) serveConn(sess transport.Session) {
 
 	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
+	if _, ok := sess.(transport.Challenged); ok {
+		var ch [reliable.ChallengeLen]byte
+		_, _ = rand.Read(ch[:])
+		c.challenge = ch[:]
+		c.out.unnumbered(reliable.AppendChallenge(nil, ch))
+	}
 	// The writer runs from the start so that refusals reach the client.
 	c.start(sess.MaxDatagram())
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
@@ -209,7 +219,7 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	if ts, ok := c.sess.(interface{ TokenClaims() *token.Claims }); ok {
 		h.Token = ts.TokenClaims() // the transport checked it in its own handshake
 	} else if c.srv.tokens != nil {
-		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.sess, time.Now())
+		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.sess, c.challenge, time.Now())
 		if err != nil {
 			c.log.Info("connect token refused", "remote", c.sess.RemoteAddr(), "err", err)
 			r := tokenRefusal(err)

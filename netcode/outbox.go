@@ -94,6 +94,15 @@ func (o *outbox) end(b []byte) error {
 	return nil
 }
 
+// unnumbered queues a frame that precedes the numbered ones: the server's
+// CHALLENGE, before its WELCOME (frame 0).
+func (o *outbox) unnumbered(frame []byte) {
+	o.mu.Lock()
+	o.buf = append(o.buf, frame...)
+	o.mu.Unlock()
+	o.signal()
+}
+
 // cork holds queued frames back until uncork; they keep their order.
 func (o *outbox) cork() {
 	o.mu.Lock()

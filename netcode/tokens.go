@@ -57,7 +57,7 @@ const tokenExporterLabel = "EXPORTER-roomwire-token"
 // token's use from the session's IP address at now (token.Table's policies:
 // lifetime, reuse, per-address share, size). It returns the claims and the
 // application's auth bytes; tokenRefusal tells the client why not.
-func (t *tokenCheck) check(auth []byte, sess transport.Session, now time.Time) (*token.Claims, []byte, error) {
+func (t *tokenCheck) check(auth []byte, sess transport.Session, challenge []byte, now time.Time) (*token.Claims, []byte, error) {
 	if len(auth) < token.WireSize+token.ProofSize {
 		return nil, nil, fmt.Errorf("%w: %d bytes of auth, no token", errTokenRefused, len(auth))
 	}
@@ -65,13 +65,7 @@ func (t *tokenCheck) check(auth []byte, sess transport.Session, now time.Time) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errTokenRefused, err)
 	}
-	ex, ok := sess.(interface {
-		ExportKeyingMaterial(string, []byte, int) ([]byte, error)
-	})
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: the transport cannot bind a token to the connection", errTokenRefused)
-	}
-	binding, err := ex.ExportKeyingMaterial(tokenExporterLabel, nil, 32)
+	binding, err := tokenBinding(sess, challenge)
 	if err != nil || !token.CheckProof(cl.ClientToServer, binding, auth[token.WireSize:token.WireSize+token.ProofSize]) {
 		return nil, nil, fmt.Errorf("%w: no proof of the token's key", errTokenRefused)
 	}
@@ -85,14 +79,8 @@ func (t *tokenCheck) check(auth []byte, sess transport.Session, now time.Time) (
 // tokenAuth is what a client sends in the HELLO on a transport without a
 // token handshake: the token's wire form, the proof that it holds the
 // token's key, bound to this connection, and its own auth bytes.
-func tokenAuth(tok *token.ConnectToken, sess transport.Session, appAuth []byte) ([]byte, error) {
-	ex, ok := sess.(interface {
-		ExportKeyingMaterial(string, []byte, int) ([]byte, error)
-	})
-	if !ok {
-		return nil, errors.New("netcode: this transport cannot carry a connect token")
-	}
-	binding, err := ex.ExportKeyingMaterial(tokenExporterLabel, nil, 32)
+func tokenAuth(tok *token.ConnectToken, sess transport.Session, challenge []byte, appAuth []byte) ([]byte, error) {
+	binding, err := tokenBinding(sess, challenge)
 	if err != nil {
 		return nil, fmt.Errorf("netcode: token binding: %w", err)
 	}
@@ -100,4 +88,19 @@ func tokenAuth(tok *token.ConnectToken, sess transport.Session, appAuth []byte) 
 	b := tok.AppendWire(make([]byte, 0, token.WireSize+token.ProofSize+len(appAuth)))
 	b = append(b, proof[:]...)
 	return append(b, appAuth...), nil
+}
+
+// tokenBinding is what a token proof is bound to: the server's CHALLENGE on
+// a transport that has one (transport.Challenged), else the TLS exporter.
+func tokenBinding(sess transport.Session, challenge []byte) ([]byte, error) {
+	if challenge != nil {
+		return challenge, nil
+	}
+	ex, ok := sess.(interface {
+		ExportKeyingMaterial(string, []byte, int) ([]byte, error)
+	})
+	if !ok {
+		return nil, errors.New("the transport has neither TLS keying material nor a challenge to bind a token to")
+	}
+	return ex.ExportKeyingMaterial(tokenExporterLabel, nil, 32)
 }

@@ -42,7 +42,15 @@ const (
 	FramePing       FrameType = 0x07 // either way: liveness and clock probe
 	FramePong       FrameType = 0x08 // answer to a PING
 	FrameClose      FrameType = 0x09 // either way: last frame, with a reason
+	// FrameChallenge is the server's first frame on a transport that gives
+	// the application no TLS keying material (WebSocket, WebTransport:
+	// browsers cannot export it): random bytes the client's connect token
+	// proof is bound to instead.
+	FrameChallenge FrameType = 0x0a
 )
+
+// ChallengeLen is the size of a CHALLENGE body.
+const ChallengeLen = 32
 
 func (t FrameType) String() string {
 	switch t {
@@ -64,6 +72,8 @@ func (t FrameType) String() string {
 		return "PONG"
 	case FrameClose:
 		return "CLOSE"
+	case FrameChallenge:
+		return "CHALLENGE"
 	}
 	return fmt.Sprintf("FrameType(0x%02x)", uint8(t))
 }
@@ -323,10 +333,20 @@ func ParseBody(t FrameType, body []byte) (Frame, error) {
 		}
 		f.Code = CloseCode(binary.BigEndian.Uint16(body))
 		f.Payload = body[2:]
+	case FrameChallenge:
+		if len(body) != ChallengeLen {
+			return f, fmt.Errorf("%w: CHALLENGE of %d bytes, want %d", ErrBadFrame, len(body), ChallengeLen)
+		}
+		f.Payload = body
 	default:
 		return f, fmt.Errorf("%w: 0x%02x", ErrUnknownFrame, uint8(t))
 	}
 	return f, nil
+}
+
+// AppendChallenge appends a CHALLENGE frame carrying c.
+func AppendChallenge(b []byte, c [ChallengeLen]byte) []byte {
+	return append(appendHeader(b, FrameChallenge, ChallengeLen), c[:]...)
 }
 
 func truncated(t FrameType, n int) error {

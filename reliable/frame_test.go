@@ -319,7 +319,8 @@ func TestParseBodyErrors(t *testing.T) {
 		want error
 	}{
 		{"unknown 0x00", 0x00, nil, ErrUnknownFrame},
-		{"unknown 0x0a", 0x0a, []byte{1, 2, 3}, ErrUnknownFrame},
+		{"unknown 0x0b", 0x0b, []byte{1, 2, 3}, ErrUnknownFrame},
+		{"challenge short", FrameChallenge, []byte{1, 2, 3}, ErrBadFrame},
 		{"unknown 0xff", 0xff, rep(8), ErrUnknownFrame},
 
 		{"hello empty", FrameHello, nil, ErrTruncated},
@@ -511,7 +512,8 @@ func TestFrameTypeString(t *testing.T) {
 		FramePong:       "PONG",
 		FrameClose:      "CLOSE",
 		0x00:            "FrameType(0x00)",
-		0x0a:            "FrameType(0x0a)",
+		FrameChallenge:  "CHALLENGE",
+		0x0b:            "FrameType(0x0b)",
 		0xff:            "FrameType(0xff)",
 	}
 	for ft, want := range cases {

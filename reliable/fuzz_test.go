@@ -60,6 +60,8 @@ func reencode(t testing.TB, f Frame) (b []byte, exact bool) {
 	case FrameClose:
 		b = AppendClose(nil, f.Code, string(f.Payload))
 		exact = utf8.Valid(f.Payload)
+	case FrameChallenge:
+		b = AppendChallenge(nil, [ChallengeLen]byte(f.Payload))
 	default:
 		t.Fatalf("decoded a frame of unknown type %s", f.Type)
 	}
@@ -205,7 +207,7 @@ func FuzzParseBody(f *testing.F) {
 		ft := FrameType(typ)
 		fr, err := ParseBody(ft, body)
 		require.Equal(t, ft, fr.Type)
-		known := ft >= FrameHello && ft <= FrameClose
+		known := ft >= FrameHello && ft <= FrameChallenge
 		if err != nil {
 			requireSentinel(t, err)
 			require.Equal(t, !known, errors.Is(err, ErrUnknownFrame))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,28 +108,62 @@ func joinHonest(t *testing.T, g gameServer, n int, room string) *honestPlayers {
 	return h
 }
 
-// window counts each player's snapshots over d and checks that every one
-// got at least 95 % of the 30 a second, and that none was disconnected.
-func (h *honestPlayers) window(t *testing.T, d time.Duration, during func()) {
+// window counts each player's snapshots over d, while each pings every
+// 100 ms, and checks that every one got at least 95 % of the 30 a second and
+// that none was disconnected. It returns the worst player's snapshot ratio
+// and the pings' RTT p99.
+func (h *honestPlayers) window(t *testing.T, d time.Duration, during func()) (worst float64, p99 time.Duration) {
 	t.Helper()
 	before := make([]int64, len(h.snapshots))
 	for i := range h.snapshots {
 		before[i] = h.snapshots[i].Load()
 	}
 	start := time.Now()
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var rtts []time.Duration
+	var wg sync.WaitGroup
+	for _, cl := range h.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := time.NewTicker(100 * time.Millisecond)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+				}
+				at := time.Now()
+				if _, err := cl.Request(context.Background(), "ping", []byte("p")); err == nil {
+					mu.Lock()
+					rtts = append(rtts, time.Since(at))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
 	if during != nil {
 		during()
 	}
 	if rest := d - time.Since(start); rest > 0 {
 		time.Sleep(rest)
 	}
+	close(stop)
+	wg.Wait()
 	elapsed := time.Since(start)
 	want := 0.95 * 30 * elapsed.Seconds()
+	worst = 1
 	for i, cl := range h.clients {
 		require.NoError(t, cl.Err(), "honest player %d disconnected", i)
 		got := h.snapshots[i].Load() - before[i]
 		require.GreaterOrEqual(t, float64(got), want, "honest player %d: %d snapshots in %v", i, got, elapsed)
+		worst = min(worst, float64(got)/(30*elapsed.Seconds()))
 	}
+	require.NotEmpty(t, rtts, "the honest players' pings were answered")
+	slices.Sort(rtts)
+	return worst, rtts[len(rtts)*99/100]
 }
 
 // One client floods chat into its room (the demo relays chat to the room):
@@ -145,7 +180,7 @@ func TestChatFloodSenderPays(t *testing.T) {
 	msg := make([]byte, 100)
 	var sent int
 	var closedAfter time.Duration
-	honest.window(t, 3*time.Second, func() {
+	worst, p99 := honest.window(t, 3*time.Second, func() {
 		start := time.Now()
 		for sent = 0; sent < 2_000_000 && time.Since(start) < 2*time.Second; sent++ {
 			if attacker.Emit("chat", msg) != nil {
@@ -167,7 +202,8 @@ func TestChatFloodSenderPays(t *testing.T) {
 	m := g.metrics(t)
 	require.Greater(t, m.Drops["budget_event:chat"], uint64(0))
 	require.Equal(t, uint64(1), m.Closes["over_budget"])
-	t.Logf("attacker sent %d chats, closed after %v; room-mates got %d in all; drops %v", sent, closedAfter, relayed, m.Drops)
+	t.Logf("attacker sent %d chats, closed after %v; room-mates got %d in all; honest snapshots ≥ %.1f %%, ping p99 %v; drops %v",
+		sent, closedAfter, relayed, 100*worst, p99, m.Drops)
 }
 
 // Four clients join-or-create distinct room names: two as fast as they can,
@@ -180,7 +216,7 @@ func TestRoomFloodCapped(t *testing.T) {
 	honest := joinHonest(t, g, 10, "honest")
 	const attackers, perMinute = 4, 10
 	var created, refused atomic.Int64
-	honest.window(t, 3*time.Second, func() {
+	worst, p99 := honest.window(t, 3*time.Second, func() {
 		var wg sync.WaitGroup
 		for a := 0; a < attackers; a++ {
 			cl := g.dial(t, 20+a, netcode.ClientConfig{})
@@ -215,5 +251,6 @@ func TestRoomFloodCapped(t *testing.T) {
 	require.Greater(t, m.Drops["room_creates"], uint64(0), "the paced attackers hit the creation cap; drops %v", m.Drops)
 	require.Greater(t, m.Drops["budget_event:$join"], uint64(0), "the fast ones the join budget")
 	require.Equal(t, uint64(2), m.Closes["over_budget"], "the fast ones were closed")
-	t.Logf("created %d, refused %d, rooms alive %d, drops %v, closes %v", created.Load(), refused.Load(), alive, m.Drops, m.Closes)
+	t.Logf("created %d, refused %d, rooms alive %d; honest snapshots ≥ %.1f %%, ping p99 %v; drops %v, closes %v",
+		created.Load(), refused.Load(), alive, 100*worst, p99, m.Drops, m.Closes)
 }

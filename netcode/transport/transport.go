@@ -53,6 +53,16 @@ type PathRTT interface {
 	RTT() time.Duration
 }
 
+// Challenged is implemented by sessions whose transport gives the
+// application no TLS keying material to bind a connect token to: WebSocket
+// and WebTransport, since browsers cannot export it. On them the server
+// opens the reliable stream with a CHALLENGE frame of random bytes, and the
+// client binds its token proof to those instead (PROTOCOL.md 7.7).
+type Challenged interface {
+	// Challenged marks the session; it does nothing.
+	Challenged()
+}
+
 // Listener accepts sessions from clients.
 type Listener interface {
 	// Accept waits for the next session whose transport handshake completed.
