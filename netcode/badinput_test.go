@@ -158,9 +158,12 @@ func TestBadDatagramsAreDroppedNotFatal(t *testing.T) {
 			{},                                 // empty
 			{byte(unreliable.KindInput), 0, 1}, // short header
 			append(hdr(0x7e, 1), 'x'),          // unknown kind
-			append(hdr(unreliable.KindSnapshot, 2), 0, 0, 0, 1, 0, 1), // a snapshot from a client
-			append(hdr(unreliable.KindInput, 3), 1, 2, 3),             // an input body cut short
-			inputs(0, unreliable.Input{Seq: 1, Data: []byte("x")}),    // sequence number 0 is never sent
+			append(hdr(unreliable.KindSnapshot, 2), 0, 0, 0, 1, 0, 1),  // a snapshot from a client
+			append(hdr(unreliable.KindInput, 3), 1, 2, 3),              // an input body cut short
+			inputs(0, unreliable.Input{Seq: 1, Data: []byte("x")}),     // sequence number 0 is never sent
+			append(hdr(unreliable.KindEvent, 4), 0, 0, 0, 0),           // an EVENT whose name length is 0
+			append(hdr(unreliable.KindEvent, 5), 0, 0, 0, 9, 'a', 'b'), // an EVENT whose name runs past the end
+			append(hdr(unreliable.KindReliable, 6), 0, 0, 0, 1, 0),     // RELIABLE copies: a count of 0
 		}
 		for _, d := range bad {
 			require.NoError(t, raw.SendDatagram(d))

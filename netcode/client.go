@@ -423,7 +423,11 @@ func (c *Client) onDatagram(d []byte) {
 			c.stats.datagramsBad.Add(1)
 		}
 	case unreliable.KindEvent:
-		if ev, ok := c.acceptEvent(body); ok && c.err() == nil {
+		ev, ok, err := c.acceptEvent(body)
+		if err != nil {
+			c.stats.datagramsBad.Add(1)
+		}
+		if ok && c.err() == nil {
 			c.mu.RLock()
 			hd := c.events[string(ev.Name)]
 			c.mu.RUnlock()

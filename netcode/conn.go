@@ -374,7 +374,9 @@ func (c *Conn) onDatagram(d []byte) {
 			err = unreliable.ErrBadCopies
 		}
 	case unreliable.KindEvent:
-		if ev, ok := c.acceptEvent(body); ok && c.err() == nil && c.admitEvent(ev.Name, 0, false) {
+		var ev unreliable.Event
+		var ok bool
+		if ev, ok, err = c.acceptEvent(body); ok && c.err() == nil && c.admitEvent(ev.Name, 0, false) {
 			if h := c.srv.lookupEvent(ev.Name); h != nil {
 				c.callEvent(h, ev.Payload)
 			} else {

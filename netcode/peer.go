@@ -552,15 +552,15 @@ func (p *peer) emitDatagram(name string, payload []byte, sequenced bool, maxData
 }
 
 // acceptEvent parses an EVENT body and applies the sequenced rule (reader
-// goroutine only); ok is false for a malformed or stale event.
-func (p *peer) acceptEvent(body []byte) (unreliable.Event, bool) {
-	ev, err := unreliable.ParseEvent(body)
+// goroutine only); ok is false for a malformed or stale event. A malformed
+// one (err) is counted by the caller, as other bad datagrams are.
+func (p *peer) acceptEvent(body []byte) (ev unreliable.Event, ok bool, err error) {
+	ev, err = unreliable.ParseEvent(body)
 	if err != nil {
-		p.stats.datagramsBad.Add(1)
-		return ev, false
+		return ev, false, err
 	}
 	if !ev.Sequenced {
-		return ev, true
+		return ev, true, nil
 	}
 	if p.evLatest == nil {
 		p.evLatest = make(map[string]uint16)
@@ -568,12 +568,12 @@ func (p *peer) acceptEvent(body []byte) (unreliable.Event, bool) {
 	last, seen := p.evLatest[string(ev.Name)]
 	if seen && !unreliable.SeqNewer(ev.Seq, last) {
 		p.stats.datagramsStale.Add(1)
-		return ev, false
+		return ev, false, nil
 	}
 	if !seen && len(p.evLatest) >= maxEventNames {
 		p.stats.datagramsBad.Add(1)
-		return ev, false
+		return ev, false, nil
 	}
 	p.evLatest[string(ev.Name)] = ev.Seq
-	return ev, true
+	return ev, true, nil
 }
