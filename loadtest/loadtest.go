@@ -81,6 +81,24 @@ type Config struct {
 	Progress func(Progress)
 }
 
+// TokenKey is the key bots mint their connect tokens with, from the
+// command-line flags the bot tools share: a key file, else the public
+// development key when dev is set, else none.
+func TokenKey(file string, dev bool) (*token.Key, error) {
+	switch {
+	case file != "":
+		k, err := token.LoadKeyFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return &k, nil
+	case dev:
+		k := token.DevKey
+		return &k, nil
+	}
+	return nil, nil
+}
+
 // Progress is a running tally.
 type Progress struct {
 	Elapsed           time.Duration

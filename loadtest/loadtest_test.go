@@ -64,10 +64,18 @@ func TestRunMixed(t *testing.T) {
 // closed when the test ends. srv.Addrs() is QUIC's address, then KCP's.
 func startServer(t *testing.T) (*netcode.Server, *rooms.Hub) {
 	t.Helper()
+	return startServerWith(t, func(*netcode.Config) {})
+}
+
+// startServerWith is startServer with the configuration changed by tune.
+func startServerWith(t *testing.T, tune func(*netcode.Config)) (*netcode.Server, *rooms.Hub) {
+	t.Helper()
 	tc, err := netcode.DevTLSConfig()
 	require.NoError(t, err)
-	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
-		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}})
+	cfg := netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
+		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}}
+	tune(&cfg)
+	srv, err := netcode.NewServer(cfg)
 	require.NoError(t, err)
 	hub := rooms.NewHub(srv, rooms.HubOptions{})
 	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
@@ -139,18 +147,11 @@ func TestSamplerAndFlat(t *testing.T) {
 // Bots of a loopback server dial from many loopback addresses, so that the
 // server's per-address limits see them as the players they stand for.
 func TestBotsSpreadOverLoopback(t *testing.T) {
-	tc, err := netcode.DevTLSConfig()
-	require.NoError(t, err)
-	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", TLS: tc, MaxConnsPerIP: 2})
-	require.NoError(t, err)
-	hub := rooms.NewHub(srv, rooms.HubOptions{})
-	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
-	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
-	go func() { _ = srv.Serve(context.Background()) }()
-	defer func() { _ = srv.Close(); hub.Close() }()
+	srv, _ := startServerWith(t, func(c *netcode.Config) { c.MaxConnsPerIP = 2 })
+	key := token.DevKey
 	run := func(spread int) loadtest.Report {
 		rep, err := loadtest.Run(context.Background(), loadtest.Config{
-			Addr: "quic://" + srv.Addrs()[0].String(), Insecure: true, Bots: 6, PerRoom: 6,
+			Addr: "quic://" + srv.Addrs()[0].String(), Insecure: true, TokenKey: &key, Bots: 6, PerRoom: 6,
 			Duration: 500 * time.Millisecond, LoopbackSpread: spread,
 		})
 		require.NoError(t, err)

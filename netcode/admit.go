@@ -1,7 +1,6 @@
 package netcode
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 
@@ -72,7 +71,7 @@ func (s *Server) admitConn(sess transport.Session) (leave func(), refused *refus
 	if _, ok := sess.(*quic.Session); !ok {
 		return func() {}, nil
 	}
-	return s.quicConns.enter(ipOf(sess.RemoteAddr()))
+	return s.quicConns.enter(transport.IP(sess.RemoteAddr()))
 }
 
 // refuse closes a session the admission limits refused, before anything of
@@ -108,17 +107,4 @@ func (c *Config) kcpConfig() kcp.Config {
 		kc.MaxTokensPerIP = c.MaxTokensPerIP
 	}
 	return kc
-}
-
-// ipOf is the IP address of a network address, IPv4 mapped into IPv6 as
-// IPv4: the address limits and tokens are bound to on QUIC, since a QUIC
-// connection may change its port.
-func ipOf(a net.Addr) netip.Addr {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.AddrPort().Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }

@@ -70,7 +70,7 @@ func (t *tokenCheck) check(auth []byte, sess transport.Session, challenge []byte
 		return nil, nil, fmt.Errorf("%w: no proof of the token's key", errTokenRefused)
 	}
 	// By IP address only: a QUIC connection may change its port.
-	if err := t.used.Use(cl, netip.AddrPortFrom(ipOf(sess.RemoteAddr()), 0), now); err != nil {
+	if err := t.used.Use(cl, netip.AddrPortFrom(transport.IP(sess.RemoteAddr()), 0), now); err != nil {
 		return nil, nil, err
 	}
 	return cl, auth[token.WireSize+token.ProofSize:], nil

@@ -63,17 +63,9 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		return err
 	}
 
-	var key *token.Key
-	switch {
-	case *keyFile != "":
-		k, err := token.LoadKeyFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		key = &k
-	case *dev:
-		k := token.DevKey
-		key = &k
+	key, err := loadtest.TokenKey(*keyFile, *dev)
+	if err != nil {
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -77,17 +77,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("no cells to run: -cells selects none on the transports given")
 	}
 
-	var key *token.Key
-	switch {
-	case *keyFile != "":
-		k, err := token.LoadKeyFile(*keyFile)
-		if err != nil {
-			return err
-		}
-		key = &k
-	case *dev:
-		k := token.DevKey
-		key = &k
+	key, err := loadtest.TokenKey(*keyFile, *dev)
+	if err != nil {
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

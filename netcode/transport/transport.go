@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -61,6 +62,19 @@ type PathRTT interface {
 type Challenged interface {
 	// Challenged marks the session; it does nothing.
 	Challenged()
+}
+
+// IP is the IP address of a network address, an IPv4-mapped IPv6 address
+// as IPv4, or the zero Addr when it has none: what per-address limits and
+// connect tokens are bound to (a QUIC connection may change its port).
+func IP(a net.Addr) netip.Addr {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		return ua.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // Listener accepts sessions from clients.

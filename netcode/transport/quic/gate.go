@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	quicgo "github.com/quic-go/quic-go"
+
+	"github.com/roomwire/roomwire/netcode/transport"
 )
 
 // Reasons a gate refuses a connection attempt, as Config.OnRefuse hears
@@ -84,7 +86,7 @@ type ticketKey struct{}
 // from addr, not yet proven, must first answer a Retry (RFC 9000 8.1.2),
 // which costs the client one round trip and the server no state.
 func (g *gate) needRetry(addr net.Addr) bool {
-	ip := ipOf(addr)
+	ip := transport.IP(addr)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.pending >= g.retryAbove || g.unverified[ip] >= g.maxPerIP
@@ -95,7 +97,7 @@ func (g *gate) needRetry(addr net.Addr) bool {
 // connection, or refuses it (quic-go answers CONNECTION_REFUSED; a reason
 // cannot be sent before the handshake).
 func (g *gate) connContext(ctx context.Context, info *quicgo.ClientInfo) (context.Context, error) {
-	ip := ipOf(info.RemoteAddr)
+	ip := transport.IP(info.RemoteAddr)
 	g.mu.Lock()
 	per := g.unverified
 	if info.AddrVerified {
@@ -190,15 +192,4 @@ func (g *gate) becameIdle() {
 func ticketOf(ctx context.Context) *ticket {
 	t, _ := ctx.Value(ticketKey{}).(*ticket)
 	return t
-}
-
-// ipOf is the IP address of a UDP address, IPv4 mapped into IPv6 as IPv4.
-func ipOf(a net.Addr) netip.Addr {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		return ua.AddrPort().Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }

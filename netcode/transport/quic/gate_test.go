@@ -8,6 +8,8 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/roomwire/roomwire/netcode/transport"
 )
 
 func TestGatePolicies(t *testing.T) {
@@ -69,7 +71,7 @@ func TestGatePolicies(t *testing.T) {
 	a1.accepted()
 	require.Equal(t, 7, g.pending)
 	g.mu.Lock()
-	require.Equal(t, 1, g.unverified[ipOf(addr("192.0.2.1"))], "its unproven share again has room")
+	require.Equal(t, 1, g.unverified[transport.IP(addr("192.0.2.1"))], "its unproven share again has room")
 	g.mu.Unlock()
 	_, err = attempt("203.0.113.5", true)
 	require.NoError(t, err, "room again")
