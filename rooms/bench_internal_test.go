@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,13 +17,13 @@ import (
 // benchRoom is an arena room with n members connected over the in-memory
 // transport, whose datagrams are counted and discarded: what is measured is
 // Roomwire's own work per tick, from inputs to queued datagrams.
-func benchRoom(tb testing.TB, n int) (*GameRoom, *int64) {
+func benchRoom(tb testing.TB, n int) (*GameRoom, *atomic.Int64) {
 	tr := nt.Find("mem")
 	cfg := &netcode.Config{}
 	srv := nt.Server(tb, tr, cfg, nil)
-	var sent int64
+	var sent atomic.Int64
 	cfg.Listeners[0].(*mem.Listener).SendDatagramHook = func(*mem.Session, []byte) error {
-		sent++ // only the members' sender goroutines run this; read after they stop
+		sent.Add(1) // every member's sender goroutine runs this
 		return nil
 	}
 	hub := NewHub(srv, HubOptions{})
