@@ -7,6 +7,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 )
 
 // Admission: what the server refuses before a connection's HELLO, so that
@@ -65,13 +66,15 @@ func (l *connLimits) enter(ip netip.Addr) (leave func(), refused *refusal) {
 }
 
 // admitConn takes a place for a new session under the per-transport limits:
-// QUIC sessions count towards MaxConnsPerIP and MaxConns; KCP's listener
-// applies its own in its handshake, before a session exists.
+// QUIC sessions, and WebTransport's, which are QUIC connections on the same
+// port, count towards MaxConnsPerIP and MaxConns; KCP's listener applies
+// its own in its handshake, before a session exists.
 func (s *Server) admitConn(sess transport.Session) (leave func(), refused *refusal) {
-	if _, ok := sess.(*quic.Session); !ok {
-		return func() {}, nil
+	switch sess.(type) {
+	case *quic.Session, *webtransport.Session:
+		return s.quicConns.enter(transport.IP(sess.RemoteAddr()))
 	}
-	return s.quicConns.enter(transport.IP(sess.RemoteAddr()))
+	return func() {}, nil
 }
 
 // refuse closes a session the admission limits refused, before anything of

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"runtime/debug"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
 )
@@ -30,13 +30,19 @@ type ClientConfig struct {
 	// InsecureSkipVerify accepts any server certificate, for development
 	// against a server with a self-signed certificate. Never in production.
 	InsecureSkipVerify bool
-	// QUIC tunes the QUIC transport.
+	// QUIC tunes the QUIC transport, and WebTransport's QUIC connection.
 	QUIC quic.Config
 	// KCP tunes the KCP transport.
 	KCP kcp.Config
+	// WebTransport tunes the WebTransport transport: its Origin, if set, is
+	// sent as a browser page's would be. Its QUIC field is not used:
+	// ClientConfig.QUIC is.
+	WebTransport webtransport.Config
 	// Token is the connect token the matchmaker issued. KCP presents it in
 	// its secure handshake; on QUIC it goes in the HELLO with a proof,
-	// bound to the TLS connection, that the client holds its key.
+	// bound to the TLS connection, that the client holds its key, and on
+	// WebTransport likewise with the proof bound to the server's
+	// CHALLENGE.
 	Token *token.ConnectToken
 	// Auth is sent in the HELLO for the server's Authenticate hook (as
 	// Hello.Auth), with or without a token.
@@ -125,8 +131,10 @@ func NewClient(cfg ClientConfig) *Client {
 	return c
 }
 
-// Dial connects to a server at rawURL ("quic://host:port") and completes the
-// Roomwire handshake. A refusal comes back as a *CloseError with the
+// Dial connects to a server at rawURL and completes the Roomwire handshake.
+// The URL's scheme picks the transport: "quic://host:port",
+// "kcp://host:port", or WebTransport's "https://host:port/wt" (also
+// "wt://host:port/wt"; the path defaults to /wt). A refusal comes back as a *CloseError with the
 // server's reason.
 func Dial(ctx context.Context, rawURL string, cfg ClientConfig) (*Client, error) {
 	c := NewClient(cfg)
@@ -226,23 +234,32 @@ func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, er
 	}
 	switch u.Scheme {
 	case "quic":
-		tc := c.cfg.TLS
-		if tc == nil {
-			host, _, _ := net.SplitHostPort(u.Host)
-			tc = &tls.Config{ServerName: host}
-		}
-		if c.cfg.InsecureSkipVerify {
-			tc = tc.Clone()
-			tc.InsecureSkipVerify = true
-		}
-		return quic.Dial(ctx, u.Host, tc, c.cfg.QUIC)
+		return quic.Dial(ctx, u.Host, c.tlsConfig(u), c.cfg.QUIC)
 	case "kcp":
 		if c.cfg.Token == nil {
 			return nil, errors.New("netcode: kcp:// needs ClientConfig.Token, a connect token")
 		}
 		return kcp.Dial(ctx, u.Host, c.cfg.Token, c.cfg.KCP)
+	case "https", "wt":
+		wc := c.cfg.WebTransport
+		wc.QUIC = c.cfg.QUIC
+		return webtransport.Dial(ctx, rawURL, c.tlsConfig(u), wc)
 	}
-	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic:// or kcp://)", u.Scheme, rawURL)
+	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://, kcp://, or https:// for WebTransport)", u.Scheme, rawURL)
+}
+
+// tlsConfig is the TLS configuration for a QUIC or WebTransport server at
+// u.
+func (c *Client) tlsConfig(u *url.URL) *tls.Config {
+	tc := c.cfg.TLS
+	if tc == nil {
+		tc = &tls.Config{ServerName: u.Hostname()}
+	}
+	if c.cfg.InsecureSkipVerify {
+		tc = tc.Clone()
+		tc.InsecureSkipVerify = true
+	}
+	return tc
 }
 
 // run is the client's reader goroutine: it owns the other goroutines and

@@ -2,6 +2,7 @@ package netcode
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
 )
@@ -27,8 +29,18 @@ type Config struct {
 	// TLS is the server's TLS configuration for QUIC; it needs a
 	// certificate. See DevTLSConfig for development.
 	TLS *tls.Config
-	// QUIC tunes the QUIC transport.
+	// QUIC tunes the QUIC transport (and WebTransport's QUIC connections).
 	QUIC quic.Config
+	// WebTransport, if set, serves WebTransport too, the QUIC of browsers,
+	// on QUICAddr's UDP port: HTTP/3 sessions at https://<host>:<port>/wt
+	// (WebTransportURL), told apart from native QUIC clients by ALPN ("h3"
+	// against "roomwire/1"), with TLS's certificate (CertHash is its
+	// SHA-256, which a browser pins). Its Origins must list the origins of
+	// the pages that may connect. Its sessions count towards MaxConnsPerIP
+	// and MaxConns with QUIC's, and are challenged: with Tokens, a
+	// browser's token proof is bound to the server's CHALLENGE (PROTOCOL.md
+	// 7.7). Its Logger defaults to Logger. It needs QUICAddr. Nil: off.
+	WebTransport *webtransport.Config
 
 	// KCPAddr is the UDP address the KCP transport listens on, such as
 	// ":7778": reliable events over KCP and datagrams on the same socket,
@@ -39,9 +51,9 @@ type Config struct {
 	KCP kcp.Config
 
 	// Tokens, if set, admit only clients with a valid connect token: in the
-	// KCP handshake, and in the HELLO on QUIC. One token admits a player on
-	// either transport, once: a token used from one address is refused from
-	// another.
+	// KCP handshake, and in the HELLO on QUIC and WebTransport. One token
+	// admits a player on any transport, once: a token used from one
+	// address is refused from another.
 	Tokens *Tokens
 
 	// Admission limits, so that no table of the server can be filled from
@@ -226,6 +238,9 @@ func (c *Config) populate() error {
 	if c.QUICAddr != "" && c.TLS == nil {
 		return errors.New("netcode: QUICAddr needs a TLS config")
 	}
+	if c.WebTransport != nil && c.QUICAddr == "" {
+		return errors.New("netcode: WebTransport needs QUICAddr: it shares QUIC's UDP port")
+	}
 	return nil
 }
 
@@ -251,6 +266,7 @@ type Server struct {
 	cfg       Config
 	listeners []transport.Listener
 	kcp       *kcp.Listener
+	wt        *webtransport.Listener
 	tokens    *tokenCheck
 	quicConns connLimits
 	codec     unreliable.Codec // nil when NoDelta
@@ -310,11 +326,31 @@ func NewServer(cfg Config) (*Server, error) {
 				onRefuse(reason)
 			}
 		}
-		ln, err := quic.Listen(cfg.QUICAddr, cfg.TLS, qc)
-		if err != nil {
-			return nil, err
+		onFailed := qc.OnHandshakeFailed
+		qc.OnHandshakeFailed = func(f quic.HandshakeFailure) {
+			cfg.Logger.Debug("QUIC handshake failed", "remote", f.Remote, "alpn", f.ALPN, "err", f.Err)
+			if onFailed != nil {
+				onFailed(f)
+			}
 		}
-		s.listeners = append(s.listeners, ln)
+		if cfg.WebTransport != nil {
+			wc := *cfg.WebTransport
+			if wc.Logger == nil {
+				wc.Logger = cfg.Logger
+			}
+			wl, err := webtransport.Listen(cfg.QUICAddr, cfg.TLS, qc, wc)
+			if err != nil {
+				return nil, err
+			}
+			s.wt = wl
+			s.listeners = append(s.listeners, wl.QUIC())
+		} else {
+			ln, err := quic.Listen(cfg.QUICAddr, cfg.TLS, qc)
+			if err != nil {
+				return nil, err
+			}
+			s.listeners = append(s.listeners, ln)
+		}
 	}
 	if cfg.KCPAddr != "" {
 		kc := cfg.kcpConfig()
@@ -323,10 +359,16 @@ func NewServer(cfg Config) (*Server, error) {
 			for _, l := range s.listeners {
 				_ = l.Close()
 			}
+			if s.wt != nil {
+				_ = s.wt.Close()
+			}
 			return nil, err
 		}
 		s.kcp = ln
 		s.listeners = append(s.listeners, ln)
+	}
+	if s.wt != nil {
+		s.listeners = append(s.listeners, s.wt)
 	}
 	if cfg.Tokens != nil {
 		s.tokens = newTokenCheck(cfg.Tokens, token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime})
@@ -352,14 +394,40 @@ func (s *Server) KCPStats() (kcp.ListenerStats, bool) {
 	return s.kcp.Stats(), true
 }
 
-// Addrs are the bound addresses of the server's listeners, QUIC first, then
-// KCP, then Config.Listeners.
+// Addrs are the bound addresses of the server's listeners, QUIC first
+// (WebTransport's too, which shares it), then KCP, then Config.Listeners.
 func (s *Server) Addrs() []net.Addr {
-	out := make([]net.Addr, len(s.listeners))
-	for i, l := range s.listeners {
-		out[i] = l.Addr()
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		if _, wt := l.(*webtransport.Listener); !wt {
+			out = append(out, l.Addr())
+		}
 	}
 	return out
+}
+
+// WebTransportURL is the URL browsers open WebTransport sessions at,
+// https://<ip>:<QUIC port>/wt (127.0.0.1 when QUICAddr names no host: a
+// page served from elsewhere puts its own host there), or "" when
+// WebTransport is off.
+func (s *Server) WebTransportURL() string {
+	if s.wt == nil {
+		return ""
+	}
+	return s.wt.URL()
+}
+
+// CertHash is the SHA-256 of the DER form of the server's TLS certificate
+// (the first of TLS.Certificates, its leaf), which a browser pins with
+// WebTransport's serverCertificateHashes: the page fetches it, as it
+// changes with every development certificate. It is nil when WebTransport
+// is off or TLS has no fixed certificate.
+func (s *Server) CertHash() []byte {
+	if s.wt == nil || len(s.cfg.TLS.Certificates) == 0 || len(s.cfg.TLS.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	h := sha256.Sum256(s.cfg.TLS.Certificates[0].Certificate[0])
+	return h[:]
 }
 
 // On registers the handler for event, replacing any earlier one.

@@ -1,10 +1,12 @@
 // Command gameserver runs a Roomwire game server with the built-in arena demo
-// game: QUIC on UDP :7777 with a development certificate, KCP on UDP :7778,
+// game: QUIC on UDP :7777 with a development certificate, WebTransport for
+// browsers on the same port (https://<host>:7777/wt), KCP on UDP :7778,
 // and an HTTP side port (:8080) with /healthz, /rooms, /metrics (Prometheus
 // text, or JSON for Accept: application/json), /metrics.json and, with
 // -pprof, net/http/pprof's profiles under /debug/pprof/. Clients
 // of both transports present connect tokens; in development mode (-dev, the
-// default) the built-in public dev key checks them. Every flag can also be set
+// default) the built-in public dev key checks them, and pages of the side
+// port's own origins may open WebTransport sessions. Every flag can also be set
 // from an environment variable named ROOMWIRE_ and the flag in upper case
 // (-tick → ROOMWIRE_TICK, -max-members → ROOMWIRE_MAX_MEMBERS).
 package main
@@ -13,6 +15,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,6 +38,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/promexport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -55,6 +59,12 @@ type options struct {
 	copies     netcode.CopyMode
 	cert, key  string
 	logLevel   string
+
+	// webtransport serves WebTransport on the QUIC port, to pages of
+	// origins: those of -origins, and in -dev mode the side port's own,
+	// which serve adds once it bound the side port.
+	webtransport bool
+	origins      []string
 
 	// Limits (README "Limits"); zero takes the library's default.
 	eventRate, datagramRate, chatRate   float64
@@ -77,6 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.quicAddr, "quic", ":7777", "UDP `address` for QUIC clients; empty disables")
 	fs.StringVar(&o.kcpAddr, "kcp", ":7778", "UDP `address` for KCP clients (reliable KCP and datagrams on one socket); empty disables")
+	fs.BoolVar(&o.webtransport, "webtransport", true, "serve WebTransport for browsers on the QUIC port too (https://<host>:<port>/wt, told apart from native QUIC by ALPN h3)")
+	origins := fs.String("origins", "", "comma-separated page `origins` (scheme://host[:port]) whose pages may open WebTransport sessions, besides, in -dev mode, the side port's own (http://127.0.0.1:<port>, http://localhost:<port>)")
 	fs.BoolVar(&o.dev, "dev", true, "development mode: accept connect tokens minted with the built-in, public dev key (never in production)")
 	fs.StringVar(&o.tokenKey, "token-key", "", "`file` with the 64-hex-digit connect token key shared with the matchmaker; turns -dev off")
 	fs.Uint64Var(&o.protocolID, "protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
@@ -127,6 +139,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, envErr
 	}
 	o.noDelta = !*delta
+	for _, origin := range strings.Split(*origins, ",") {
+		if origin = strings.TrimSpace(origin); origin != "" {
+			o.origins = append(o.origins, origin)
+		}
+	}
+	if o.webtransport && o.quicAddr == "" {
+		o.webtransport = false // it shares QUIC's port
+	}
 	if o.props < 0 || o.props > 2000 {
 		return o, fmt.Errorf("-props %d not in 0..2000", o.props)
 	}
@@ -180,21 +200,31 @@ func run(args []string, stderr io.Writer) error {
 // ready, if not nil, receives the bound addresses (nil for a disabled one)
 // once the server accepts.
 func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kcp, http net.Addr)) error {
+	// The side port first: in -dev mode its pages' origins may open
+	// WebTransport sessions.
+	var ln net.Listener
+	var httpAddr net.Addr
+	if o.httpAddr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", o.httpAddr); err != nil {
+			return fmt.Errorf("http side port: %w", err)
+		}
+		httpAddr = ln.Addr()
+		if o.dev {
+			o.origins = append(webtransport.DevOrigins(httpAddr.String()), o.origins...)
+		}
+	}
 	srv, hub, err := newServer(o, log)
 	if err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
 		return err
 	}
 
 	var httpSrv *http.Server
-	var httpAddr net.Addr
 	httpDone := make(chan error, 1)
-	if o.httpAddr != "" {
-		ln, err := net.Listen("tcp", o.httpAddr)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("http side port: %w", err)
-		}
-		httpAddr = ln.Addr()
+	if ln != nil {
 		httpSrv = &http.Server{Handler: sideHandler(srv, hub, o.pprof), ReadHeaderTimeout: 5 * time.Second}
 		go func() { httpDone <- httpSrv.Serve(ln) }()
 	}
@@ -210,6 +240,10 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 		kcpAddr = addrs[0]
 	}
 	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", o.httpAddr, "pprof", o.pprof, "tick", o.tick, "game", arena.Kind)
+	if o.webtransport {
+		log.Info("webtransport ready", "url", srv.WebTransportURL(), "origins", o.origins,
+			"cert_sha256", base64.StdEncoding.EncodeToString(srv.CertHash()))
+	}
 	if ready != nil {
 		ready(quicAddr, kcpAddr, httpAddr)
 	}
@@ -242,13 +276,18 @@ func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	var wt *webtransport.Config
+	if o.webtransport {
+		wt = &webtransport.Config{Origins: o.origins}
+	}
 	srv, err := netcode.NewServer(netcode.Config{
-		QUICAddr: o.quicAddr,
-		KCPAddr:  o.kcpAddr,
-		TLS:      tlsConf,
-		Tokens:   &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
-		NoDelta:  o.noDelta,
-		Logger:   log,
+		QUICAddr:     o.quicAddr,
+		KCPAddr:      o.kcpAddr,
+		WebTransport: wt,
+		TLS:          tlsConf,
+		Tokens:       &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
+		NoDelta:      o.noDelta,
+		Logger:       log,
 
 		ReliableCopies: o.copies,
 		FrameTimeout:   o.frameTimeout,

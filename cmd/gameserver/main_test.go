@@ -17,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -34,6 +35,12 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	require.Equal(t, 8, o.maxMembers, "from the command line")
 	require.Equal(t, "", o.kcpAddr, "an empty variable disables KCP")
 	require.True(t, o.dev)
+	require.True(t, o.webtransport, "WebTransport is on by default")
+
+	o, err = parseFlags([]string{"-webtransport=false", "-origins", "https://a.example, https://b.example:8443"}, io.Discard)
+	require.NoError(t, err)
+	require.False(t, o.webtransport)
+	require.Equal(t, []string{"https://a.example", "https://b.example:8443"}, o.origins)
 
 	t.Setenv("ROOMWIRE_TICK", "fast")
 	_, err = parseFlags(nil, io.Discard)
@@ -42,15 +49,15 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "ROOMWIRE_QUIC"} {
 		require.Contains(t, help.String(), name)
 	}
 }
 
-// The server as the binary runs it: the demo game on both transports, the
+// The server as the binary runs it: the demo game on every transport, the
 // HTTP side port, and on shutdown every client told why, within 5 s.
 func TestServeAndShutdown(t *testing.T) {
-	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", webtransport: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type addrs struct{ quic, kcp, http net.Addr }
@@ -61,18 +68,27 @@ func TestServeAndShutdown(t *testing.T) {
 	}()
 	a := nt.Recv(t, ready, "the server ready")
 
-	dial := func(url string) *netcode.Client {
+	dial := func(url string, origin string) *netcode.Client {
 		tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
 		require.NoError(t, err)
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
-		cl, err := netcode.Dial(dctx, url, netcode.ClientConfig{InsecureSkipVerify: true, Token: tok})
+		cl, err := netcode.Dial(dctx, url, netcode.ClientConfig{InsecureSkipVerify: true, Token: tok, WebTransport: webtransport.Config{Origin: origin}})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = cl.Close() })
 		return cl
 	}
-	q, k := dial("quic://"+a.quic.String()), dial("kcp://"+a.kcp.String())
-	for _, cl := range []*netcode.Client{q, k} {
+	// A page of the side port (-dev) on WebTransport, on the QUIC port.
+	_, httpPort, _ := net.SplitHostPort(a.http.String())
+	q, k := dial("quic://"+a.quic.String(), ""), dial("kcp://"+a.kcp.String(), "")
+	w := dial("https://"+a.quic.String()+"/wt", "http://localhost:"+httpPort)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	_, err := netcode.Dial(dctx, "https://"+a.quic.String()+"/wt", netcode.ClientConfig{InsecureSkipVerify: true, WebTransport: webtransport.Config{Origin: "https://elsewhere.example"}})
+	var se *webtransport.StatusError
+	require.ErrorAs(t, err, &se, "a page of another origin is refused")
+	require.Equal(t, http.StatusForbidden, se.StatusCode)
+	for _, cl := range []*netcode.Client{q, k, w} {
 		jr, err := rooms.Join(context.Background(), cl, arena.Kind, "demo")
 		require.NoError(t, err)
 		require.Equal(t, "demo", jr.Room)
@@ -87,7 +103,7 @@ func TestServeAndShutdown(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 	resp.Body.Close()
 	require.Len(t, list, 1)
-	require.Equal(t, 2, list[0].Members, "QUIC and KCP players in one room")
+	require.Equal(t, 3, list[0].Members, "QUIC, KCP and WebTransport players in one room")
 	resp, err = http.Get("http://" + a.http.String() + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -101,7 +117,7 @@ func TestServeAndShutdown(t *testing.T) {
 	cancel() // what SIGINT does
 	require.NoError(t, nt.Recv(t, done, "serve to return"))
 	require.Less(t, time.Since(start), 5*time.Second)
-	for _, cl := range []*netcode.Client{q, k} {
+	for _, cl := range []*netcode.Client{q, k, w} {
 		<-cl.Done()
 		var ce *netcode.CloseError
 		require.ErrorAs(t, cl.Err(), &ce)

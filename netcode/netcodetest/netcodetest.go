@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/webtransport"
+	"github.com/roomwire/roomwire/reliable"
 )
 
 // Transport is one way to run a server and connect clients to it.
@@ -38,7 +41,9 @@ type Transport struct {
 	// Client configures a client for this transport and srv.
 	Client func(srv *netcode.Server, cfg *netcode.ClientConfig)
 	// Raw opens a bare transport session to srv, for tests that speak the
-	// wire protocol by hand.
+	// wire protocol by hand. On a challenged transport (webtransport) the
+	// server's CHALLENGE has been read: the session is ready for a HELLO
+	// without a token.
 	Raw func(ctx context.Context, srv *netcode.Server) (transport.Session, error)
 }
 
@@ -102,6 +107,32 @@ var Transports = []Transport{
 		},
 	},
 	{
+		// WebTransport on the QUIC port (ALPN h3), as browsers use it.
+		Name: "webtransport",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			cfg.QUICAddr = "127.0.0.1:0"
+			if cfg.TLS == nil {
+				cfg.TLS = devTLS(t).TLS
+			}
+			if cfg.WebTransport == nil {
+				cfg.WebTransport = &webtransport.Config{}
+			}
+		},
+		URL:    func(srv *netcode.Server) string { return srv.WebTransportURL() },
+		Client: func(_ *netcode.Server, cfg *netcode.ClientConfig) { cfg.InsecureSkipVerify = true },
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			s, err := webtransport.Dial(ctx, srv.WebTransportURL(), &tls.Config{InsecureSkipVerify: true}, webtransport.Config{})
+			if err != nil {
+				return nil, err
+			}
+			if err := readChallenge(s); err != nil {
+				_ = s.Close(0, "")
+				return nil, err
+			}
+			return s, nil
+		},
+	},
+	{
 		Name: "mem",
 		Listen: func(t testing.TB, cfg *netcode.Config) {
 			memMu.Lock()
@@ -125,6 +156,21 @@ var Transports = []Transport{
 			return memListener(srv).Dial(ctx)
 		},
 	},
+}
+
+// readChallenge reads the CHALLENGE a server opens a challenged session
+// with (PROTOCOL.md 3.3.10), so that a raw session is where a QUIC one is
+// before its HELLO: the tests that speak the protocol by hand send no
+// token, which is what the challenge is for.
+func readChallenge(s transport.Session) error {
+	var f [reliable.HeaderLen + reliable.ChallengeLen]byte
+	if _, err := io.ReadFull(s, f[:]); err != nil {
+		return fmt.Errorf("netcodetest: reading the CHALLENGE: %w", err)
+	}
+	if reliable.FrameType(f[0]) != reliable.FrameChallenge {
+		return fmt.Errorf("netcodetest: first frame %s, want CHALLENGE", reliable.FrameType(f[0]))
+	}
+	return nil
 }
 
 // ProtocolID is the protocol id of the tests' connect tokens.

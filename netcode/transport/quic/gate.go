@@ -42,6 +42,7 @@ type gate struct {
 	// attempt from an unproven address must first answer a Retry.
 	retryAbove int
 	onRefuse   func(reason string)
+	onFailed   func(HandshakeFailure)
 
 	mu         sync.Mutex
 	pending    int // handshakes in progress
@@ -58,6 +59,7 @@ func newGate(cfg Config) *gate {
 		max:        cfg.MaxHandshakes,
 		maxPerIP:   cfg.MaxHandshakesPerIP,
 		onRefuse:   cfg.OnRefuse,
+		onFailed:   cfg.OnHandshakeFailed,
 		unverified: make(map[netip.Addr]int),
 		verified:   make(map[netip.Addr]int),
 	}
@@ -75,9 +77,13 @@ func newGate(cfg Config) *gate {
 type ticket struct {
 	g        *gate
 	ip       netip.Addr
+	remote   net.Addr
 	verified bool
 	// pending is true until the connection is accepted or ends (g.mu).
 	pending bool
+	// alpn is what the client offered, when OnHandshakeFailed wants it
+	// (g.mu).
+	alpn []string
 }
 
 type ticketKey struct{}
@@ -121,11 +127,18 @@ func (g *gate) connContext(ctx context.Context, info *quicgo.ClientInfo) (contex
 	g.pending++
 	g.live++
 	g.mu.Unlock()
-	t := &ticket{g: g, ip: ip, verified: info.AddrVerified, pending: true}
+	t := &ticket{g: g, ip: ip, remote: info.RemoteAddr, verified: info.AddrVerified, pending: true}
 	// quic-go cancels the context when the connection ends or its handshake
-	// fails.
-	context.AfterFunc(ctx, t.end)
+	// fails, with the reason as its cause.
+	context.AfterFunc(ctx, func() { t.end(context.Cause(ctx)) })
 	return context.WithValue(ctx, ticketKey{}, t), nil
+}
+
+// offered notes the protocols the client's ClientHello offered.
+func (t *ticket) offered(alpn []string) {
+	t.g.mu.Lock()
+	t.alpn = append([]string(nil), alpn...)
+	t.g.mu.Unlock()
 }
 
 // accepted moves the connection out of the handshakes in progress.
@@ -135,14 +148,20 @@ func (t *ticket) accepted() {
 	t.g.mu.Unlock()
 }
 
-// end releases the connection's place.
-func (t *ticket) end() {
+// end releases the connection's place; cause is why the connection
+// ended.
+func (t *ticket) end(cause error) {
 	g := t.g
 	g.mu.Lock()
+	failed := t.pending && !g.closed
 	t.donePending()
 	g.live--
 	idle := g.closed && g.live == 0
+	alpn := t.alpn
 	g.mu.Unlock()
+	if failed && g.onFailed != nil {
+		g.onFailed(HandshakeFailure{Remote: t.remote, ALPN: alpn, Err: cause})
+	}
 	if idle {
 		g.becameIdle()
 	}

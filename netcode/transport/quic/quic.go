@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +57,41 @@ type Config struct {
 	// short reason (RefusedHandshakes, RefusedHandshakesPerIP), for
 	// counting. It must not block.
 	OnRefuse func(reason string)
+	// OnHandshakeFailed, if set, learns of each connection of a listener
+	// that ended before it was accepted (its QUIC/TLS handshake failed or
+	// timed out, or a Divert protocol never called accepted), with the
+	// cause; not of those refused for a limit, nor of those cut by the
+	// listener's Close. A browser whose WebTransport handshake fails tells
+	// its page nothing more than "failed", so this is the one place to see
+	// why (a certificate it refused, an ALPN it was not offered). It must
+	// not block.
+	OnHandshakeFailed func(HandshakeFailure)
+
+	// Divert serves other application protocols on a listener's port, by
+	// ALPN: the TLS configuration offers each after roomwire/1, and a
+	// connection that negotiated one is handed to its function instead of
+	// Accept, on the listener's routing goroutine (the function must not
+	// block). The function owns the connection. The connection counts as a
+	// handshake in progress (MaxHandshakes, MaxHandshakesPerIP) until the
+	// function calls accepted, which it does once the protocol's own
+	// handshake is done, or until the connection ends. The WebTransport
+	// transport serves HTTP/3 ("h3") this way. A listener with Divert also
+	// enables QUIC stream resets with partial delivery, which HTTP/3's
+	// WebTransport needs and native clients ignore. Listen only.
+	Divert map[string]func(conn *quicgo.Conn, accepted func())
+}
+
+// HandshakeFailure is a connection that ended before its listener accepted
+// it (Config.OnHandshakeFailed).
+type HandshakeFailure struct {
+	// Remote is the client's address.
+	Remote net.Addr
+	// ALPN lists the application protocols the client offered in its TLS
+	// ClientHello, if it got that far: "h3" from a browser.
+	ALPN []string
+	// Err is why the connection ended: a TLS alert in a *quicgo.TransportError,
+	// a *quicgo.HandshakeTimeoutError, or the Divert protocol's own close.
+	Err error
 }
 
 // Defaults of the handshake limits.
@@ -63,7 +100,9 @@ const (
 	defaultMaxHandshakesPerIP = 32
 )
 
-func (c Config) quicConfig() *quicgo.Config {
+// QUICConfig is the quic-go configuration these settings make, for a
+// protocol that dials QUIC itself, such as WebTransport.
+func (c Config) QUICConfig() *quicgo.Config {
 	idle := c.IdleTimeout
 	if idle <= 0 {
 		idle = 15 * time.Second
@@ -80,10 +119,37 @@ func (c Config) quicConfig() *quicgo.Config {
 	}
 }
 
-func withALPN(t *tls.Config) *tls.Config {
+// withALPN is t offering roomwire/1 when it offers nothing, and then every
+// protocol in extra it does not offer yet.
+func withALPN(t *tls.Config, extra ...string) *tls.Config {
 	t = t.Clone()
 	if len(t.NextProtos) == 0 {
 		t.NextProtos = []string{reliable.ALPN}
+	}
+	for _, p := range extra {
+		if !slices.Contains(t.NextProtos, p) {
+			t.NextProtos = append(t.NextProtos, p)
+		}
+	}
+	return t
+}
+
+// serverTLS is the listener's TLS configuration: withALPN, and a hook that
+// notes each client's offered protocols for OnHandshakeFailed.
+func serverTLS(t *tls.Config, cfg Config) *tls.Config {
+	t = withALPN(t, slices.Sorted(maps.Keys(cfg.Divert))...)
+	if cfg.OnHandshakeFailed == nil {
+		return t
+	}
+	next := t.GetConfigForClient
+	t.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if tk := ticketOf(hello.Context()); tk != nil {
+			tk.offered(hello.SupportedProtos)
+		}
+		if next != nil {
+			return next(hello)
+		}
+		return nil, nil
 	}
 	return t
 }
@@ -96,7 +162,19 @@ type Listener struct {
 	// own is the socket Listen made, closed with the transport.
 	own       net.PacketConn
 	closeOnce sync.Once
+
+	// With Config.Divert, a routing goroutine accepts every connection:
+	// native ones wait in native for Accept, up to acceptQueue of them;
+	// routed is closed when it ends.
+	divert map[string]func(*quicgo.Conn, func())
+	native chan *quicgo.Conn
+	routed chan struct{}
 }
+
+// acceptQueue is how many native connections wait for Accept on a listener
+// with Divert, as many as quic-go's own accept queue holds; one more is
+// refused.
+const acceptQueue = 32
 
 var _ transport.Listener = (*Listener)(nil)
 var _ transport.Session = (*Session)(nil)
@@ -140,7 +218,9 @@ func ListenConn(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*Listener, 
 func listen(pc net.PacketConn, own bool, tlsConf *tls.Config, cfg Config) (*Listener, error) {
 	g := newGate(cfg)
 	tr := &quicgo.Transport{Conn: pc, ConnContext: g.connContext, VerifySourceAddress: g.needRetry}
-	ln, err := tr.Listen(withALPN(tlsConf), cfg.quicConfig())
+	qc := cfg.QUICConfig()
+	qc.EnableStreamResetPartialDelivery = len(cfg.Divert) > 0
+	ln, err := tr.Listen(serverTLS(tlsConf, cfg), qc)
 	if err != nil {
 		_ = tr.Close()
 		if own {
@@ -152,7 +232,39 @@ func listen(pc net.PacketConn, own bool, tlsConf *tls.Config, cfg Config) (*List
 	if own {
 		l.own = pc
 	}
+	if len(cfg.Divert) > 0 {
+		l.divert = maps.Clone(cfg.Divert)
+		l.native = make(chan *quicgo.Conn, acceptQueue)
+		l.routed = make(chan struct{})
+		go l.route()
+	}
 	return l, nil
+}
+
+// route accepts every connection of a listener with Divert: those of a
+// diverted ALPN go to their function, the others wait for Accept.
+func (l *Listener) route() {
+	defer close(l.routed)
+	for {
+		conn, err := l.ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		t := ticketOf(conn.Context())
+		if fn := l.divert[conn.ConnectionState().TLS.NegotiatedProtocol]; fn != nil {
+			accepted := func() {}
+			if t != nil {
+				accepted = t.accepted
+			}
+			fn(conn, accepted)
+			continue
+		}
+		select {
+		case l.native <- conn:
+		default:
+			_ = conn.CloseWithError(quicgo.ApplicationErrorCode(reliable.CloseRefused), "server busy: accept queue full")
+		}
+	}
 }
 
 // Accept waits for a connection whose QUIC handshake completed. The client's
@@ -160,7 +272,7 @@ func listen(pc net.PacketConn, own bool, tlsConf *tls.Config, cfg Config) (*List
 // that never opens one holds up no other; the caller's handshake deadline
 // closes it.
 func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
-	conn, err := l.ln.Accept(ctx)
+	conn, err := l.accept(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,14 +282,41 @@ func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
 	return newSession(conn, nil), nil
 }
 
-// Close stops the listener. Connections already accepted stay open; the
-// socket is released once the last of them ended.
+// accept is the next native connection.
+func (l *Listener) accept(ctx context.Context) (*quicgo.Conn, error) {
+	if l.native == nil {
+		return l.ln.Accept(ctx)
+	}
+	select {
+	case conn := <-l.native:
+		return conn, nil
+	case <-l.routed:
+		select { // one routed just before the end
+		case conn := <-l.native:
+			return conn, nil
+		default:
+			return nil, quicgo.ErrServerClosed
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the listener. Connections already accepted stay open (those
+// handed to a Divert function too); the socket is released once the last
+// of them ended.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		err = l.ln.Close()
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
+		}
+		if l.routed != nil {
+			<-l.routed
+			for len(l.native) > 0 {
+				_ = (<-l.native).CloseWithError(quicgo.ApplicationErrorCode(reliable.CloseGoingAway), "server closed")
+			}
 		}
 		l.gate.close(func() {
 			_ = l.tr.Close()
@@ -197,7 +336,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*Session, error) {
 	if cfg.LocalAddr == "" {
 		return dial(ctx, addr, tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
-			return quicgo.DialAddr(ctx, addr, tc, cfg.quicConfig())
+			return quicgo.DialAddr(ctx, addr, tc, cfg.QUICConfig())
 		})
 	}
 	la, err := net.ResolveUDPAddr("udp", cfg.LocalAddr)
@@ -225,7 +364,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*S
 // close pc.
 func DialConn(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *tls.Config, cfg Config) (*Session, error) {
 	return dial(ctx, addr.String(), tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
-		return quicgo.Dial(ctx, pc, addr, tc, cfg.quicConfig())
+		return quicgo.Dial(ctx, pc, addr, tc, cfg.QUICConfig())
 	})
 }
 
