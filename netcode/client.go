@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
 )
@@ -24,8 +25,8 @@ import (
 // ClientConfig configures a Client. Zero fields take the documented
 // defaults.
 type ClientConfig struct {
-	// TLS is the QUIC client's TLS configuration. Nil verifies the server
-	// against the system roots by the URL's host name.
+	// TLS is the TLS configuration of QUIC and wss://. Nil verifies the
+	// server against the system roots by the URL's host name.
 	TLS *tls.Config
 	// InsecureSkipVerify accepts any server certificate, for development
 	// against a server with a self-signed certificate. Never in production.
@@ -34,9 +35,18 @@ type ClientConfig struct {
 	QUIC quic.Config
 	// KCP tunes the KCP transport.
 	KCP kcp.Config
+	// WebSocket tunes the WebSocket transport (ws:// and wss://); its TLS
+	// comes from TLS and InsecureSkipVerify.
+	WebSocket websocket.Config
+	// FallbackAfter is how long the handshake of a UDP transport (quic://,
+	// kcp://) may go unanswered before a client given several URLs tries
+	// the next one: a network that drops UDP answers nothing. Zero means 1
+	// second. The last URL has the whole of Connect's context.
+	FallbackAfter time.Duration
 	// Token is the connect token the matchmaker issued. KCP presents it in
 	// its secure handshake; on QUIC it goes in the HELLO with a proof,
-	// bound to the TLS connection, that the client holds its key.
+	// bound to the TLS connection, that the client holds its key, and on
+	// WebSocket likewise, bound to the server's CHALLENGE.
 	Token *token.ConnectToken
 	// Auth is sent in the HELLO for the server's Authenticate hook (as
 	// Hello.Auth), with or without a token.
@@ -74,8 +84,9 @@ type ClientConfig struct {
 // for one render loop.
 type Client struct {
 	peer
-	cfg ClientConfig
-	id  ID
+	cfg       ClientConfig
+	id        ID
+	transport string // the scheme of the URL connected to
 
 	mu           sync.RWMutex
 	events       map[string]func(payload []byte)
@@ -109,6 +120,9 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 20
 	}
+	if cfg.FallbackAfter <= 0 {
+		cfg.FallbackAfter = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -125,9 +139,15 @@ func NewClient(cfg ClientConfig) *Client {
 	return c
 }
 
-// Dial connects to a server at rawURL ("quic://host:port") and completes the
-// Roomwire handshake. A refusal comes back as a *CloseError with the
-// server's reason.
+// Dial connects to a server at rawURL and completes the Roomwire handshake.
+// The URL names the transport: "quic://host:7777", "kcp://host:7778", or
+// WebSocket, "ws://host:8080/ws" and, with TLS, "wss://host/ws". Several
+// URLs separated by commas ("quic://h:7777,ws://h:8080/ws") are tried in
+// order: the client moves on when a transport fails to connect, or when a
+// UDP transport's handshake has no answer within FallbackAfter, as on a
+// network that drops UDP; Client.Transport tells which one it ended on. A
+// refusal by the server comes back as a *CloseError with its reason, and
+// is not retried on the next URL.
 func Dial(ctx context.Context, rawURL string, cfg ClientConfig) (*Client, error) {
 	c := NewClient(cfg)
 	if err := c.Connect(ctx, rawURL); err != nil {
@@ -169,12 +189,13 @@ func (c *Client) OnDisconnect(h func(*CloseError)) {
 	c.mu.Unlock()
 }
 
-// Connect dials rawURL and completes the handshake; it may be called once.
+// Connect dials rawURL (one URL or several, comma-separated, as for Dial)
+// and completes the handshake; it may be called once.
 func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	if !c.connected.CompareAndSwap(false, true) {
 		return errors.New("netcode: Connect called twice")
 	}
-	sess, err := c.dial(ctx, rawURL)
+	sess, err := c.dialAny(ctx, rawURL)
 	if err != nil {
 		close(c.done)
 		if _, ok := transport.AsCloseError(err); ok {
@@ -216,33 +237,76 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	}
 }
 
-func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("netcode: bad server URL %q: %w", rawURL, err)
+// dialAny dials the comma-separated URLs of rawURLs in turn until one
+// connects (see Dial); it records the transport it ended on.
+func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session, error) {
+	urls := strings.Split(rawURLs, ",")
+	var errs []error
+	for i, raw := range urls {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("netcode: bad server URL %q: %w", raw, err)
+		}
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		last := i == len(urls)-1
+		if !last && (u.Scheme == "quic" || u.Scheme == "kcp") {
+			dctx, cancel = context.WithTimeout(ctx, c.cfg.FallbackAfter)
+		}
+		sess, err := c.dial(dctx, u, raw)
+		cancel()
+		if err == nil {
+			c.transport = u.Scheme
+			return sess, nil
+		}
+		if len(urls) == 1 {
+			return nil, err
+		}
+		if _, refused := transport.AsCloseError(err); refused || ctx.Err() != nil {
+			return nil, fmt.Errorf("netcode: connect %s: %w", raw, err)
+		}
+		c.cfg.Logger.Info("transport failed; trying the next", "url", raw, "err", err)
+		errs = append(errs, fmt.Errorf("%s: %w", raw, err))
 	}
+	return nil, fmt.Errorf("netcode: no transport connected: %w", errors.Join(errs...))
+}
+
+func (c *Client) dial(ctx context.Context, u *url.URL, rawURL string) (transport.Session, error) {
 	if c.cfg.Dial != nil {
 		return c.cfg.Dial(ctx, u.Host)
 	}
 	switch u.Scheme {
 	case "quic":
-		tc := c.cfg.TLS
-		if tc == nil {
-			host, _, _ := net.SplitHostPort(u.Host)
-			tc = &tls.Config{ServerName: host}
-		}
-		if c.cfg.InsecureSkipVerify {
-			tc = tc.Clone()
-			tc.InsecureSkipVerify = true
-		}
-		return quic.Dial(ctx, u.Host, tc, c.cfg.QUIC)
+		return quic.Dial(ctx, u.Host, c.tlsConfig(u), c.cfg.QUIC)
 	case "kcp":
 		if c.cfg.Token == nil {
 			return nil, errors.New("netcode: kcp:// needs ClientConfig.Token, a connect token")
 		}
 		return kcp.Dial(ctx, u.Host, c.cfg.Token, c.cfg.KCP)
+	case "ws", "wss":
+		wc := c.cfg.WebSocket
+		if wc.MaxFrame == 0 {
+			wc.MaxFrame = c.cfg.MaxFrame
+		}
+		if u.Scheme == "wss" {
+			wc.TLS = c.tlsConfig(u)
+		}
+		return websocket.Dial(ctx, rawURL, wc)
 	}
-	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic:// or kcp://)", u.Scheme, rawURL)
+	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://, kcp://, ws:// or wss://)", u.Scheme, rawURL)
+}
+
+// tlsConfig is the TLS configuration for a server at u.
+func (c *Client) tlsConfig(u *url.URL) *tls.Config {
+	tc := c.cfg.TLS
+	if tc == nil {
+		tc = &tls.Config{ServerName: u.Hostname()}
+	}
+	if c.cfg.InsecureSkipVerify {
+		tc = tc.Clone()
+		tc.InsecureSkipVerify = true
+	}
+	return tc
 }
 
 // run is the client's reader goroutine: it owns the other goroutines and
@@ -334,6 +398,11 @@ func (c *Client) hello(challenge []byte) error {
 // ID is the connection id the server assigned: the name of the client's
 // private room.
 func (c *Client) ID() ID { return c.id }
+
+// Transport is the scheme of the URL the client connected with: "quic",
+// "kcp", "ws" or "wss" (or a custom Dial's), the one it ended on when Dial
+// had several; empty before it connected.
+func (c *Client) Transport() string { return c.transport }
 
 // Emit sends a reliable event to the server.
 func (c *Client) Emit(event string, payload []byte) error { return c.emit(event, payload) }

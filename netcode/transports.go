@@ -4,15 +4,17 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 )
 
 // Transport names, as Conn.Transport and TransportMetrics report them. A
-// transport from Config.Listeners other than this package's QUIC and KCP
-// is "other".
+// transport from Config.Listeners other than this package's QUIC, KCP and
+// WebSocket is "other".
 const (
-	TransportQUIC  = "quic"
-	TransportKCP   = "kcp"
-	TransportOther = "other"
+	TransportQUIC      = "quic"
+	TransportKCP       = "kcp"
+	TransportWebSocket = "ws"
+	TransportOther     = "other"
 )
 
 // transportKind indexes the server's per-transport totals.
@@ -21,11 +23,12 @@ type transportKind uint8
 const (
 	kindQUIC transportKind = iota
 	kindKCP
+	kindWebSocket
 	kindOther
 	numTransports
 )
 
-var transportNames = [numTransports]string{TransportQUIC, TransportKCP, TransportOther}
+var transportNames = [numTransports]string{TransportQUIC, TransportKCP, TransportWebSocket, TransportOther}
 
 func sessionKind(s transport.Session) transportKind {
 	switch s.(type) {
@@ -33,6 +36,8 @@ func sessionKind(s transport.Session) transportKind {
 		return kindQUIC
 	case *kcp.Session:
 		return kindKCP
+	case *websocket.Session:
+		return kindWebSocket
 	}
 	return kindOther
 }
@@ -43,12 +48,14 @@ func listenerKind(l transport.Listener) transportKind {
 		return kindQUIC
 	case *kcp.Listener:
 		return kindKCP
+	case *websocket.Listener:
+		return kindWebSocket
 	}
 	return kindOther
 }
 
 // Transport names the transport the connection came over: "quic", "kcp",
-// or "other" for a custom one.
+// "ws" (WebSocket, with or without TLS), or "other" for a custom one.
 func (c *Conn) Transport() string { return transportNames[c.transport] }
 
 // TransportMetrics are one transport's connections now and its traffic
@@ -78,7 +85,7 @@ type transportTotals struct {
 
 // TransportMetrics returns the metrics of each transport the server listens
 // on, and of any other that carried a connection, in the order QUIC, KCP,
-// other. The live connections' counters and the ended ones' totals are read
+// WebSocket, other. The live connections' counters and the ended ones' totals are read
 // under one lock, so a sum never goes down between two calls; the call
 // takes time in proportion to the live connections, for a scrape, not a
 // hot path.

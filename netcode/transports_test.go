@@ -27,7 +27,7 @@ func transportMetrics(t *testing.T, srv *netcode.Server, name string) netcode.Tr
 // connected, handshakes are counted by outcome, and the byte totals keep
 // what a connection carried after it ended.
 func TestTransportMetrics(t *testing.T) {
-	want := map[string]string{"quic": netcode.TransportQUIC, "kcp": netcode.TransportKCP, "mem": netcode.TransportOther}
+	want := map[string]string{"quic": netcode.TransportQUIC, "kcp": netcode.TransportKCP, "ws": netcode.TransportWebSocket, "mem": netcode.TransportOther}
 	nt.Each(t, func(t *testing.T, tr nt.Transport) {
 		name := want[tr.Name]
 		transports := make(chan string, 1)

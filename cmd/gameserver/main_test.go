@@ -17,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -35,6 +36,14 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	require.Equal(t, "", o.kcpAddr, "an empty variable disables KCP")
 	require.True(t, o.dev)
 
+	o, err = parseFlags([]string{"-ws-origins", "https://game.example, http://127.0.0.1:8080", "-ws-plain", "never"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, []string{"https://game.example", "http://127.0.0.1:8080"}, o.wsOrigins)
+	require.Equal(t, websocket.PlainNever, o.wsPlain)
+	require.True(t, o.ws)
+	_, err = parseFlags([]string{"-ws-plain", "sometimes"}, io.Discard)
+	require.ErrorContains(t, err, "-ws-plain")
+
 	t.Setenv("ROOMWIRE_TICK", "fast")
 	_, err = parseFlags(nil, io.Discard)
 	require.ErrorContains(t, err, "ROOMWIRE_TICK")
@@ -42,15 +51,16 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-origins", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "ROOMWIRE_QUIC"} {
 		require.Contains(t, help.String(), name)
 	}
 }
 
-// The server as the binary runs it: the demo game on both transports, the
-// HTTP side port, and on shutdown every client told why, within 5 s.
+// The server as the binary runs it: the demo game on every transport, in
+// one room, the HTTP side port, and on shutdown every client told why,
+// within 5 s.
 func TestServeAndShutdown(t *testing.T) {
-	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type addrs struct{ quic, kcp, http net.Addr }
@@ -71,8 +81,9 @@ func TestServeAndShutdown(t *testing.T) {
 		t.Cleanup(func() { _ = cl.Close() })
 		return cl
 	}
-	q, k := dial("quic://"+a.quic.String()), dial("kcp://"+a.kcp.String())
-	for _, cl := range []*netcode.Client{q, k} {
+	q, k, w := dial("quic://"+a.quic.String()), dial("kcp://"+a.kcp.String()), dial("ws://"+a.http.String()+"/ws")
+	require.Equal(t, "ws", w.Transport())
+	for _, cl := range []*netcode.Client{q, k, w} {
 		jr, err := rooms.Join(context.Background(), cl, arena.Kind, "demo")
 		require.NoError(t, err)
 		require.Equal(t, "demo", jr.Room)
@@ -87,7 +98,7 @@ func TestServeAndShutdown(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 	resp.Body.Close()
 	require.Len(t, list, 1)
-	require.Equal(t, 2, list[0].Members, "QUIC and KCP players in one room")
+	require.Equal(t, 3, list[0].Members, "QUIC, KCP and WebSocket players in one room")
 	resp, err = http.Get("http://" + a.http.String() + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -101,10 +112,46 @@ func TestServeAndShutdown(t *testing.T) {
 	cancel() // what SIGINT does
 	require.NoError(t, nt.Recv(t, done, "serve to return"))
 	require.Less(t, time.Since(start), 5*time.Second)
-	for _, cl := range []*netcode.Client{q, k} {
+	for _, cl := range []*netcode.Client{q, k, w} {
 		<-cl.Done()
 		var ce *netcode.CloseError
 		require.ErrorAs(t, cl.Err(), &ce)
 		require.Equal(t, "server shutting down", ce.Reason)
 	}
+}
+
+// In development mode the pages WebSocket accepts are the side port's own.
+func TestDevOrigins(t *testing.T) {
+	require.Equal(t, []string{"http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"},
+		devOrigins(&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, false))
+	require.Equal(t, []string{"https://127.0.0.1:9000", "https://localhost:9000", "https://[::1]:9000", "https://192.168.1.5:9000"},
+		devOrigins(&net.TCPAddr{IP: net.IPv4(192, 168, 1, 5), Port: 9000}, true))
+}
+
+// With -http-tls the side port speaks TLS, and WebSocket clients connect
+// with wss://: here the only transport.
+func TestWebSocketOverTLS(t *testing.T) {
+	o := options{httpAddr: "127.0.0.1:0", httpTLS: true, ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(_, _, h net.Addr) { ready <- h })
+	}()
+	addr := nt.Recv(t, ready, "the server ready")
+	defer func() {
+		cancel()
+		require.NoError(t, nt.Recv(t, done, "serve to return"))
+	}()
+	tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
+	require.NoError(t, err)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	cl, err := netcode.Dial(dctx, "wss://"+addr.String()+"/ws", netcode.ClientConfig{InsecureSkipVerify: true, Token: tok})
+	require.NoError(t, err)
+	defer cl.Close()
+	require.Equal(t, "wss", cl.Transport())
+	jr, err := rooms.Join(dctx, cl, arena.Kind, "tls")
+	require.NoError(t, err)
+	require.Equal(t, "tls", jr.Room)
 }

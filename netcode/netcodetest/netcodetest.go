@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 )
 
 // Transport is one way to run a server and connect clients to it.
@@ -102,6 +104,17 @@ var Transports = []Transport{
 		},
 	},
 	{
+		Name: "ws",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			cfg.WebSocket = ServeWebSocket(t, websocket.Config{MaxFrame: cfg.MaxFrame})
+		},
+		URL:    func(srv *netcode.Server) string { return WebSocketURL(srv) },
+		Client: func(*netcode.Server, *netcode.ClientConfig) {},
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			return websocket.Dial(ctx, WebSocketURL(srv), websocket.Config{})
+		},
+	},
+	{
 		Name: "mem",
 		Listen: func(t testing.TB, cfg *netcode.Config) {
 			memMu.Lock()
@@ -125,6 +138,40 @@ var Transports = []Transport{
 			return memListener(srv).Dial(ctx)
 		},
 	},
+}
+
+// ServeWebSocket serves a WebSocket listener configured by cfg at /ws on
+// an HTTP server on 127.0.0.1, until the test ends (after the netcode
+// server's own cleanup, which was registered later).
+func ServeWebSocket(t testing.TB, cfg websocket.Config) *websocket.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Addr = ln.Addr().String()
+	wl := websocket.NewListener(cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/ws", wl)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = hs.Close()
+		<-done
+	})
+	return wl
+}
+
+// WebSocketURL is the ws:// URL of srv's WebSocket listener, served by
+// ServeWebSocket.
+func WebSocketURL(srv *netcode.Server) string {
+	for _, a := range srv.Addrs() {
+		if a.Network() == "tcp" {
+			return "ws://" + a.String() + "/ws"
+		}
+	}
+	panic("netcodetest: the server has no WebSocket listener")
 }
 
 // ProtocolID is the protocol id of the tests' connect tokens.
