@@ -9,12 +9,20 @@ DEMO_ADDR ?= quic://127.0.0.1:7777
 run:
 	$(GO) run ./cmd/gameserver
 
-# Race-checked tests, then the allocation guards, which need a build without
-# the race detector (it makes sync.Pool drop items on purpose).
-test:
+# The JavaScript client's unit tests, the race-checked Go tests (with the
+# browser test, cmd/gameserver's TestBrowser: chromium and playwright-core),
+# then the allocation guards, which need a build without the race detector
+# (it makes sync.Pool drop items on purpose).
+test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
+	node --test web/client/test/
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'Allocs' ./...
+
+# The browser test's only npm dependency, pinned in package-lock.json.
+node_modules/playwright-core/package.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
 
 build:
 	$(GO) build ./...

@@ -31,9 +31,12 @@ import (
 
 // Config describes a load run. Zero fields take the documented defaults.
 type Config struct {
-	// Addr is the server URL, such as "quic://127.0.0.1:7777". Several URLs
-	// separated by commas spread the bots over them in turn (a mixed run:
-	// "quic://127.0.0.1:7777,kcp://127.0.0.1:7778").
+	// Addr is the server URL, such as "quic://127.0.0.1:7777" (kcp://host:port
+	// and ws://host:port/ws, wss://host/ws too). Several URLs separated by
+	// commas spread the bots over them in turn, bot i on the (i mod n)-th,
+	// so that consecutive bots, who share a room, come over different
+	// transports (a mixed run:
+	// "quic://127.0.0.1:7777,kcp://127.0.0.1:7778,ws://127.0.0.1:8080/ws").
 	Addr string
 	// TokenKey, if set, makes each bot mint its own connect token with it,
 	// as a matchmaker would; KCP needs one.
@@ -389,7 +392,8 @@ func percentiles(h *hdrhistogram.Histogram, full bool) Percentiles {
 	return p
 }
 
-// transports names the run's transports: "quic", "kcp" or "quic+kcp".
+// transports names the run's transports by their URL schemes, in the order
+// of Addr: "quic", "ws", "quic+kcp+ws".
 func (r *run) transports() string {
 	var names []string
 	for _, a := range r.addrs {
@@ -429,7 +433,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	ccfg := cfg.Client
 	ccfg.InsecureSkipVerify = ccfg.InsecureSkipVerify || cfg.Insecure
 	if local := r.localAddr(addr, i); local != "" && ccfg.Dial == nil {
-		ccfg.QUIC.LocalAddr, ccfg.KCP.LocalAddr = local, local
+		ccfg.QUIC.LocalAddr, ccfg.KCP.LocalAddr, ccfg.WebSocket.LocalAddr = local, local, local
 	}
 	if cfg.TokenKey != nil && ccfg.Token == nil {
 		tok, err := token.Issue(*cfg.TokenKey, token.Params{

@@ -15,6 +15,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -23,14 +24,14 @@ func TestMain(m *testing.M) {
 	nt.VerifyTestMain(m)
 }
 
-// A short mixed run: bots on QUIC and KCP in the same rooms, each minting
-// its own token, and a report whose figures hang together.
+// A short mixed run: bots on QUIC, KCP and WebSocket in the same rooms,
+// each minting its own token, and a report whose figures hang together.
 func TestRunMixed(t *testing.T) {
 	srv, hub := startServer(t)
 	key := token.DevKey
 	addrs := srv.Addrs()
 	rep, err := loadtest.Run(context.Background(), loadtest.Config{
-		Addr:         "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String(),
+		Addr:         "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String() + "," + nt.WebSocketURL(srv),
 		Insecure:     true,
 		TokenKey:     &key,
 		Bots:         6,
@@ -39,7 +40,7 @@ func TestRunMixed(t *testing.T) {
 		PingInterval: 200 * time.Millisecond,
 	})
 	require.NoError(t, err)
-	require.Equal(t, "quic+kcp", rep.Transport)
+	require.Equal(t, "quic+kcp+ws", rep.Transport)
 	require.Equal(t, 6, rep.Connected, "errors: %v", rep.Errors)
 	require.Zero(t, rep.Failed)
 	require.Empty(t, rep.Errors)
@@ -50,6 +51,9 @@ func TestRunMixed(t *testing.T) {
 	require.Greater(t, rep.InterpFrames, uint64(6*60))
 	require.Greater(t, rep.BytesReceived, rep.BytesSent)
 	require.Len(t, hub.Rooms(), 2, "3 bots a room")
+	for _, tm := range srv.TransportMetrics() { // bot i on transport i mod 3, in room i / 3
+		require.Equal(t, uint64(2), tm.Handshakes["accepted"], "two bots on %s, one in each room", tm.Transport)
+	}
 	require.Equal(t, 30, rep.TickRate)
 	require.Greater(t, rep.InputsSent, int64(6*30), "a second's inputs from every bot at least")
 	require.GreaterOrEqual(t, rep.InterpUnderrunPercent, 0.0)
@@ -60,8 +64,9 @@ func TestRunMixed(t *testing.T) {
 }
 
 // startServer starts an in-process game server as cmd/gameserver does,
-// QUIC and KCP on loopback, the arena at 30 Hz and the ping handler; it is
-// closed when the test ends. srv.Addrs() is QUIC's address, then KCP's.
+// QUIC, KCP and WebSocket on loopback, the arena at 30 Hz and the ping
+// handler; it is closed when the test ends. srv.Addrs() is QUIC's address,
+// then KCP's, then the WebSocket side port's.
 func startServer(t *testing.T) (*netcode.Server, *rooms.Hub) {
 	t.Helper()
 	return startServerWith(t, func(*netcode.Config) {})
@@ -73,7 +78,8 @@ func startServerWith(t *testing.T, tune func(*netcode.Config)) (*netcode.Server,
 	tc, err := netcode.DevTLSConfig()
 	require.NoError(t, err)
 	cfg := netcode.Config{QUICAddr: "127.0.0.1:0", KCPAddr: "127.0.0.1:0", TLS: tc,
-		Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}}
+		WebSocket: nt.ServeWebSocket(t, websocket.Config{}),
+		Tokens:    &netcode.Tokens{Key: token.DevKey, ProtocolID: token.DefaultProtocolID}}
 	tune(&cfg)
 	srv, err := netcode.NewServer(cfg)
 	require.NoError(t, err)

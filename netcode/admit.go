@@ -7,6 +7,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 )
 
@@ -23,23 +24,28 @@ type refusal struct {
 
 // The refusals of the admission limits.
 var (
-	refusedConnsPerIP = &refusal{"too many connections from your address", "quic_conns_per_ip"}
-	refusedConnsTotal = &refusal{"server full", "quic_conns_total"}
-	refusedPending    = &refusal{"server busy: too many pending handshakes", "pending_handshakes"}
+	refusedConnsPerIP   = &refusal{"too many connections from your address", "quic_conns_per_ip"}
+	refusedConnsTotal   = &refusal{"server full", "quic_conns_total"}
+	refusedWSConnsPerIP = &refusal{"too many connections from your address", "ws_conns_per_ip"}
+	refusedWSConnsTotal = &refusal{"server full", "ws_conns_total"}
+	refusedPending      = &refusal{"server busy: too many pending handshakes", "pending_handshakes"}
 )
 
 // connLimits counts connections by IP address and in all, for
 // MaxConnsPerIP and MaxConns. Safe for concurrent use.
 type connLimits struct {
-	maxPerIP, max int
+	maxPerIP, max              int
+	refusedPerIP, refusedTotal *refusal
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int
 	total int
 }
 
-func newConnLimits(maxPerIP, max int) connLimits {
-	return connLimits{maxPerIP: maxPerIP, max: max, perIP: make(map[netip.Addr]int)}
+// newConnLimits counts against maxPerIP and max, refusing with perIP and
+// total.
+func newConnLimits(maxPerIP, max int, perIP, total *refusal) connLimits {
+	return connLimits{maxPerIP: maxPerIP, max: max, perIP: make(map[netip.Addr]int), refusedPerIP: perIP, refusedTotal: total}
 }
 
 // enter takes a place for a connection from ip, or says why there is none.
@@ -49,9 +55,9 @@ func (l *connLimits) enter(ip netip.Addr) (leave func(), refused *refusal) {
 	defer l.mu.Unlock()
 	switch {
 	case l.perIP[ip] >= l.maxPerIP:
-		return nil, refusedConnsPerIP
+		return nil, l.refusedPerIP
 	case l.total >= l.max:
-		return nil, refusedConnsTotal
+		return nil, l.refusedTotal
 	}
 	l.perIP[ip]++
 	l.total++
@@ -67,12 +73,15 @@ func (l *connLimits) enter(ip netip.Addr) (leave func(), refused *refusal) {
 
 // admitConn takes a place for a new session under the per-transport limits:
 // QUIC sessions, and WebTransport's, which are QUIC connections on the same
-// port, count towards MaxConnsPerIP and MaxConns; KCP's listener applies
-// its own in its handshake, before a session exists.
+// port, count towards MaxConnsPerIP and MaxConns, and WebSocket sessions
+// towards limits of the same size of their own (TCP proved the address);
+// KCP's listener applies its own in its handshake, before a session exists.
 func (s *Server) admitConn(sess transport.Session) (leave func(), refused *refusal) {
 	switch sess.(type) {
 	case *quic.Session, *webtransport.Session:
 		return s.quicConns.enter(transport.IP(sess.RemoteAddr()))
+	case *websocket.Session:
+		return s.wsConns.enter(transport.IP(sess.RemoteAddr()))
 	}
 	return func() {}, nil
 }

@@ -23,9 +23,12 @@ func helloRaw(t *testing.T, s transport.Session) {
 	require.NoError(t, err)
 }
 
+// readWelcome reads the server's WELCOME, after the CHALLENGE that comes
+// first on a challenged transport (WebSocket).
 func readWelcome(t *testing.T, s transport.Session) netcode.ID {
 	t.Helper()
-	f, err := reliable.NewReader(s, 0).Next()
+	r := reliable.NewReader(s, 0)
+	f, err := r.Next()
 	require.NoError(t, err)
 	require.Equal(t, reliable.FrameWelcome, f.Type)
 	return netcode.ID(f.ConnID)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	quicgo "github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 	kcpgo "github.com/xtaci/kcp-go/v5"
@@ -356,4 +359,53 @@ func BenchmarkRatioEventVsKCPEcho(b *testing.B) {
 	base, done := bareKCPEcho(b)
 	defer done()
 	interleave(b, base, libRequest(b, nt.Find("kcp")))
+}
+
+// bareWebSocketEcho is a coder/websocket connection on loopback echoed by
+// the server's handler goroutine, binary messages read and written whole:
+// the floor for the library's request round trip over WebSocket.
+func bareWebSocketEcho(b *testing.B) (pingPong, func()) {
+	echoDone := make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer close(echoDone)
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			if err := c.Write(context.Background(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	cl, _, err := websocket.Dial(context.Background(), "ws://"+hs.Listener.Addr().String(), &websocket.DialOptions{
+		HTTPClient: &http.Client{Transport: &http.Transport{}},
+	})
+	require.NoError(b, err)
+	msg := make([]byte, rttPayload)
+	return func() bool {
+			if err := cl.Write(context.Background(), websocket.MessageBinary, msg); err != nil {
+				b.Fatal(err)
+			}
+			_, _, err := cl.Read(context.Background())
+			return err == nil
+		}, func() {
+			_ = cl.CloseNow()
+			<-echoDone
+			hs.Close()
+		}
+}
+
+// BenchmarkRatioEventVsWebSocketEcho sets the library's request/reply
+// round trip over WebSocket against a bare coder/websocket echo on
+// loopback, one of each in turn.
+func BenchmarkRatioEventVsWebSocketEcho(b *testing.B) {
+	base, done := bareWebSocketEcho(b)
+	defer done()
+	interleave(b, base, libRequest(b, nt.Find("ws")))
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
@@ -24,8 +26,8 @@ import (
 // ClientConfig configures a Client. Zero fields take the documented
 // defaults.
 type ClientConfig struct {
-	// TLS is the QUIC client's TLS configuration. Nil verifies the server
-	// against the system roots by the URL's host name.
+	// TLS is the TLS configuration of QUIC and wss://. Nil verifies the
+	// server against the system roots by the URL's host name.
 	TLS *tls.Config
 	// InsecureSkipVerify accepts any server certificate, for development
 	// against a server with a self-signed certificate. Never in production.
@@ -38,11 +40,18 @@ type ClientConfig struct {
 	// sent as a browser page's would be. Its QUIC field is not used:
 	// ClientConfig.QUIC is.
 	WebTransport webtransport.Config
+	// WebSocket tunes the WebSocket transport (ws:// and wss://); its TLS
+	// comes from TLS and InsecureSkipVerify.
+	WebSocket websocket.Config
+	// FallbackAfter is how long the handshake of a UDP transport (quic://,
+	// kcp://, WebTransport) may go unanswered before a client given several
+	// URLs tries the next one: a network that drops UDP answers nothing.
+	// Zero means 1 second. The last URL has the whole of Connect's context.
+	FallbackAfter time.Duration
 	// Token is the connect token the matchmaker issued. KCP presents it in
 	// its secure handshake; on QUIC it goes in the HELLO with a proof,
 	// bound to the TLS connection, that the client holds its key, and on
-	// WebTransport likewise with the proof bound to the server's
-	// CHALLENGE.
+	// WebTransport and WebSocket likewise, bound to the server's CHALLENGE.
 	Token *token.ConnectToken
 	// Auth is sent in the HELLO for the server's Authenticate hook (as
 	// Hello.Auth), with or without a token.
@@ -80,8 +89,9 @@ type ClientConfig struct {
 // for one render loop.
 type Client struct {
 	peer
-	cfg ClientConfig
-	id  ID
+	cfg       ClientConfig
+	id        ID
+	transport string // the scheme of the URL connected to
 
 	mu           sync.RWMutex
 	events       map[string]func(payload []byte)
@@ -115,6 +125,9 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 1 << 20
 	}
+	if cfg.FallbackAfter <= 0 {
+		cfg.FallbackAfter = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,10 +145,16 @@ func NewClient(cfg ClientConfig) *Client {
 }
 
 // Dial connects to a server at rawURL and completes the Roomwire handshake.
-// The URL's scheme picks the transport: "quic://host:port",
-// "kcp://host:port", or WebTransport's "https://host:port/wt" (also
-// "wt://host:port/wt"; the path defaults to /wt). A refusal comes back as a *CloseError with the
-// server's reason.
+// The URL names the transport: "quic://host:7777", "kcp://host:7778",
+// WebTransport's "https://host:7777/wt" (also "wt://host:7777/wt"; the path
+// defaults to /wt), or WebSocket, "ws://host:8080/ws" and, with TLS,
+// "wss://host/ws". Several URLs separated by commas
+// ("quic://h:7777,ws://h:8080/ws") are tried in order: the client moves on
+// when a transport fails to connect, or when a UDP transport's handshake
+// has no answer within FallbackAfter, as on a network that drops UDP;
+// Client.Transport tells which one it ended on. A refusal by the server
+// comes back as a *CloseError with its reason, and is not retried on the
+// next URL.
 func Dial(ctx context.Context, rawURL string, cfg ClientConfig) (*Client, error) {
 	c := NewClient(cfg)
 	if err := c.Connect(ctx, rawURL); err != nil {
@@ -177,12 +196,13 @@ func (c *Client) OnDisconnect(h func(*CloseError)) {
 	c.mu.Unlock()
 }
 
-// Connect dials rawURL and completes the handshake; it may be called once.
+// Connect dials rawURL (one URL or several, comma-separated, as for Dial)
+// and completes the handshake; it may be called once.
 func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	if !c.connected.CompareAndSwap(false, true) {
 		return errors.New("netcode: Connect called twice")
 	}
-	sess, err := c.dial(ctx, rawURL)
+	sess, err := c.dialAny(ctx, rawURL)
 	if err != nil {
 		close(c.done)
 		if _, ok := transport.AsCloseError(err); ok {
@@ -224,11 +244,41 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	}
 }
 
-func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("netcode: bad server URL %q: %w", rawURL, err)
+// dialAny dials the comma-separated URLs of rawURLs in turn until one
+// connects (see Dial); it records the transport it ended on.
+func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session, error) {
+	urls := strings.Split(rawURLs, ",")
+	var errs []error
+	for i, raw := range urls {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("netcode: bad server URL %q: %w", raw, err)
+		}
+		dctx, cancel := ctx, context.CancelFunc(func() {})
+		last := i == len(urls)-1
+		if !last && (u.Scheme == "quic" || u.Scheme == "kcp") {
+			dctx, cancel = context.WithTimeout(ctx, c.cfg.FallbackAfter)
+		}
+		sess, err := c.dial(dctx, u, raw)
+		cancel()
+		if err == nil {
+			c.transport = u.Scheme
+			return sess, nil
+		}
+		if len(urls) == 1 {
+			return nil, err
+		}
+		if _, refused := transport.AsCloseError(err); refused || ctx.Err() != nil {
+			return nil, fmt.Errorf("netcode: connect %s: %w", raw, err)
+		}
+		c.cfg.Logger.Info("transport failed; trying the next", "url", raw, "err", err)
+		errs = append(errs, fmt.Errorf("%s: %w", raw, err))
 	}
+	return nil, fmt.Errorf("netcode: no transport connected: %w", errors.Join(errs...))
+}
+
+func (c *Client) dial(ctx context.Context, u *url.URL, rawURL string) (transport.Session, error) {
 	if c.cfg.Dial != nil {
 		return c.cfg.Dial(ctx, u.Host)
 	}
@@ -244,12 +294,21 @@ func (c *Client) dial(ctx context.Context, rawURL string) (transport.Session, er
 		wc := c.cfg.WebTransport
 		wc.QUIC = c.cfg.QUIC
 		return webtransport.Dial(ctx, rawURL, c.tlsConfig(u), wc)
+	case "ws", "wss":
+		wc := c.cfg.WebSocket
+		if wc.MaxFrame == 0 {
+			wc.MaxFrame = c.cfg.MaxFrame
+		}
+		if u.Scheme == "wss" {
+			wc.TLS = c.tlsConfig(u)
+		}
+		return websocket.Dial(ctx, rawURL, wc)
 	}
-	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://, kcp://, or https:// for WebTransport)", u.Scheme, rawURL)
+	return nil, fmt.Errorf("netcode: unsupported transport %q in %q (want quic://, kcp://, https:// for WebTransport, ws:// or wss://)", u.Scheme, rawURL)
 }
 
-// tlsConfig is the TLS configuration for a QUIC or WebTransport server at
-// u.
+// tlsConfig is the TLS configuration for a QUIC, WebTransport or wss://
+// server at u.
 func (c *Client) tlsConfig(u *url.URL) *tls.Config {
 	tc := c.cfg.TLS
 	if tc == nil {
@@ -351,6 +410,11 @@ func (c *Client) hello(challenge []byte) error {
 // ID is the connection id the server assigned: the name of the client's
 // private room.
 func (c *Client) ID() ID { return c.id }
+
+// Transport is the scheme of the URL the client connected with: "quic",
+// "kcp", "ws" or "wss" (or a custom Dial's), the one it ended on when Dial
+// had several; empty before it connected.
+func (c *Client) Transport() string { return c.transport }
 
 // Emit sends a reliable event to the server.
 func (c *Client) Emit(event string, payload []byte) error { return c.emit(event, payload) }

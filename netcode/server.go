@@ -16,6 +16,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/reliable"
 	"github.com/roomwire/roomwire/unreliable"
@@ -50,6 +51,16 @@ type Config struct {
 	// and its admission limits left zero from the ones below.
 	KCP kcp.Config
 
+	// WebSocket, if set, accepts clients over WebSocket (ws:// and wss://
+	// URLs): browsers, and networks that let no UDP through. The listener
+	// is an http.Handler; mount it on an HTTP server of your own (the game
+	// server mounts it at /ws on its side port), whose TLS, if any, makes
+	// wss://. Its MaxFrame must be at least MaxFrame. WebSocket gives no
+	// TLS keying material to bind a token to, so the server opens with a
+	// CHALLENGE (PROTOCOL.md 7.7); with Tokens set, WebSocket clients need
+	// a token too.
+	WebSocket *websocket.Listener
+
 	// Tokens, if set, admit only clients with a valid connect token: in the
 	// KCP handshake, and in the HELLO on QUIC and WebTransport. One token
 	// admits a player on any transport, once: a token used from one
@@ -72,11 +83,13 @@ type Config struct {
 	// they end. A connection beyond it is closed at once, before its stream
 	// or HELLO is read: "too many connections from your address"
 	// [quic_conns_per_ip]. Zero means 64: enough for a LAN party or an
-	// office behind one NAT. It is KCP.MaxClientsPerIP's default too.
+	// office behind one NAT. It is KCP.MaxClientsPerIP's default too, and
+	// WebSocket sessions have a cap of the same size of their own, counted
+	// from the upgrade [ws_conns_per_ip].
 	MaxConnsPerIP int
 	// MaxConns caps the QUIC connections in all, likewise: "server full"
 	// [quic_conns_total]. Zero means 1024. It is KCP.MaxClients' default
-	// too.
+	// too, and the cap of WebSocket sessions [ws_conns_total].
 	MaxConns int
 	// MaxPendingHandshakes caps the connections of every transport that
 	// were accepted but have no accepted HELLO yet, each for at most
@@ -229,8 +242,11 @@ func (c *Config) populate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.QUICAddr == "" && c.KCPAddr == "" && len(c.Listeners) == 0 {
-		return errors.New("netcode: no transport configured (set QUICAddr, KCPAddr or Listeners)")
+	if c.QUICAddr == "" && c.KCPAddr == "" && c.WebSocket == nil && len(c.Listeners) == 0 {
+		return errors.New("netcode: no transport configured (set QUICAddr, KCPAddr, WebSocket or Listeners)")
+	}
+	if c.WebSocket != nil && c.WebSocket.MaxFrame() < c.MaxFrame {
+		return fmt.Errorf("netcode: the WebSocket listener's MaxFrame %d is below MaxFrame %d", c.WebSocket.MaxFrame(), c.MaxFrame)
 	}
 	if c.KCPAddr != "" && c.Tokens == nil {
 		return errors.New("netcode: KCPAddr needs Tokens: the KCP transport admits only connect tokens")
@@ -269,6 +285,7 @@ type Server struct {
 	wt        *webtransport.Listener
 	tokens    *tokenCheck
 	quicConns connLimits
+	wsConns   connLimits
 	codec     unreliable.Codec // nil when NoDelta
 
 	mu           sync.RWMutex
@@ -315,7 +332,8 @@ func NewServer(cfg Config) (*Server, error) {
 	for name, r := range cfg.Budgets.PerEvent {
 		s.limits[name] = r
 	}
-	s.quicConns = newConnLimits(cfg.MaxConnsPerIP, cfg.MaxConns)
+	s.quicConns = newConnLimits(cfg.MaxConnsPerIP, cfg.MaxConns, refusedConnsPerIP, refusedConnsTotal)
+	s.wsConns = newConnLimits(cfg.MaxConnsPerIP, cfg.MaxConns, refusedWSConnsPerIP, refusedWSConnsTotal)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.QUICAddr != "" {
 		qc := cfg.QUIC
@@ -379,6 +397,9 @@ func NewServer(cfg Config) (*Server, error) {
 			s.codec = unreliable.XORCodec{}
 		}
 	}
+	if cfg.WebSocket != nil {
+		s.listeners = append(s.listeners, cfg.WebSocket)
+	}
 	s.listeners = append(s.listeners, cfg.Listeners...)
 	for _, l := range s.listeners {
 		s.listens[listenerKind(l)] = true
@@ -395,7 +416,8 @@ func (s *Server) KCPStats() (kcp.ListenerStats, bool) {
 }
 
 // Addrs are the bound addresses of the server's listeners, QUIC first
-// (WebTransport's too, which shares it), then KCP, then Config.Listeners.
+// (WebTransport's too, which shares it), then KCP, then WebSocket (its
+// Config.Addr), then Config.Listeners.
 func (s *Server) Addrs() []net.Addr {
 	out := make([]net.Addr, 0, len(s.listeners))
 	for _, l := range s.listeners {

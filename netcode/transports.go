@@ -4,16 +4,18 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 )
 
 // Transport names, as Conn.Transport and TransportMetrics report them. A
 // transport from Config.Listeners other than this package's QUIC, KCP and
-// WebTransport is "other".
+// WebTransport and WebSocket is "other".
 const (
 	TransportQUIC         = "quic"
 	TransportKCP          = "kcp"
 	TransportWebTransport = "webtransport"
+	TransportWebSocket    = "ws"
 	TransportOther        = "other"
 )
 
@@ -24,11 +26,12 @@ const (
 	kindQUIC transportKind = iota
 	kindKCP
 	kindWebTransport
+	kindWebSocket
 	kindOther
 	numTransports
 )
 
-var transportNames = [numTransports]string{TransportQUIC, TransportKCP, TransportWebTransport, TransportOther}
+var transportNames = [numTransports]string{TransportQUIC, TransportKCP, TransportWebTransport, TransportWebSocket, TransportOther}
 
 func sessionKind(s transport.Session) transportKind {
 	switch s.(type) {
@@ -38,6 +41,8 @@ func sessionKind(s transport.Session) transportKind {
 		return kindKCP
 	case *webtransport.Session:
 		return kindWebTransport
+	case *websocket.Session:
+		return kindWebSocket
 	}
 	return kindOther
 }
@@ -50,12 +55,15 @@ func listenerKind(l transport.Listener) transportKind {
 		return kindKCP
 	case *webtransport.Listener:
 		return kindWebTransport
+	case *websocket.Listener:
+		return kindWebSocket
 	}
 	return kindOther
 }
 
 // Transport names the transport the connection came over: "quic", "kcp",
-// "webtransport", or "other" for a custom one.
+// "webtransport", "ws" (WebSocket, with or without TLS), or "other" for a
+// custom one.
 func (c *Conn) Transport() string { return transportNames[c.transport] }
 
 // TransportMetrics are one transport's connections now and its traffic
@@ -85,7 +93,7 @@ type transportTotals struct {
 
 // TransportMetrics returns the metrics of each transport the server listens
 // on, and of any other that carried a connection, in the order QUIC, KCP,
-// WebTransport, other. The live connections' counters and the ended ones' totals are read
+// WebTransport, WebSocket, other. The live connections' counters and the ended ones' totals are read
 // under one lock, so a sum never goes down between two calls; the call
 // takes time in proportion to the live connections, for a scrape, not a
 // hot path.

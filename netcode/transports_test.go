@@ -27,7 +27,7 @@ func transportMetrics(t *testing.T, srv *netcode.Server, name string) netcode.Tr
 // connected, handshakes are counted by outcome, and the byte totals keep
 // what a connection carried after it ended.
 func TestTransportMetrics(t *testing.T) {
-	want := map[string]string{"quic": netcode.TransportQUIC, "kcp": netcode.TransportKCP, "webtransport": netcode.TransportWebTransport, "mem": netcode.TransportOther}
+	want := map[string]string{"quic": netcode.TransportQUIC, "kcp": netcode.TransportKCP, "webtransport": netcode.TransportWebTransport, "ws": netcode.TransportWebSocket, "mem": netcode.TransportOther}
 	// The transports a server listens on: WebTransport's shares QUIC's port,
 	// so its server listens on both.
 	listens := map[string][]string{"webtransport": {netcode.TransportQUIC, netcode.TransportWebTransport}}

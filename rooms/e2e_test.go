@@ -285,7 +285,11 @@ func TestInputsReachTheTick(t *testing.T) {
 func TestLargeSnapshotsArrive(t *testing.T) {
 	nt.Each(t, func(t *testing.T, tr nt.Transport) {
 		f := newFixture(t, tr, rooms.Options{TickRate: 20})
+		// The room's tick goroutine reads it, and over TCP nothing the race
+		// detector sees orders the two: under the game's lock.
+		f.game.mu.Lock()
 		f.game.size = 6000 // five datagrams
+		f.game.mu.Unlock()
 		got := make(chan []byte, 4)
 		p := f.player(t)
 		p.OnSnapshot(func(tick uint32, d []byte) {

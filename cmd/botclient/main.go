@@ -33,7 +33,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("botclient", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL`s (quic://host:port or kcp://host:port), comma-separated to spread bots over them")
+	addr := fs.String("addr", "quic://127.0.0.1:7777", "server `URL`s (quic://host:port, kcp://host:port, ws://host:port/ws or wss://host:port/ws), comma-separated to spread bots over them in turn")
 	dev := fs.Bool("dev", true, "mint connect tokens with the built-in development key")
 	keyFile := fs.String("token-key", "", "`file` with the connect token key to mint tokens with, as a matchmaker would; turns -dev off")
 	protocolID := fs.Uint64("protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")

@@ -1,12 +1,13 @@
 // Command gameserver runs a Roomwire game server with the built-in arena demo
 // game: QUIC on UDP :7777 with a development certificate, WebTransport for
 // browsers on the same port (https://<host>:7777/wt), KCP on UDP :7778,
-// and an HTTP side port (:8080) with /healthz, /rooms, /metrics (Prometheus
-// text, or JSON for Accept: application/json), /metrics.json and, with
-// -pprof, net/http/pprof's profiles under /debug/pprof/. Clients
-// of both transports present connect tokens; in development mode (-dev, the
-// default) the built-in public dev key checks them, and pages of the side
-// port's own origins may open WebTransport sessions. Every flag can also be set
+// and an HTTP side port (:8080) with the browser demo (/), the JavaScript
+// client (/roomwire.js), WebSocket clients at /ws, /healthz, /rooms,
+// /metrics (Prometheus text, or JSON for Accept: application/json),
+// /metrics.json and, with -pprof, net/http/pprof's profiles under
+// /debug/pprof/. Clients of every transport present connect tokens; in
+// development mode (-dev, the default) the built-in public dev key checks
+// them, and pages of the side port's own origins may connect. Every flag can also be set
 // from an environment variable named ROOMWIRE_ and the flag in upper case
 // (-tick → ROOMWIRE_TICK, -max-members → ROOMWIRE_MAX_MEMBERS).
 package main
@@ -38,10 +39,12 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/promexport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
+	"github.com/roomwire/roomwire/web"
 )
 
 type options struct {
@@ -51,6 +54,9 @@ type options struct {
 	tokenKey   string
 	protocolID uint64
 	httpAddr   string
+	httpTLS    bool
+	ws         bool
+	wsPlain    websocket.PlainPolicy
 	pprof      bool
 	tick       int
 	maxMembers int
@@ -88,11 +94,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.quicAddr, "quic", ":7777", "UDP `address` for QUIC clients; empty disables")
 	fs.StringVar(&o.kcpAddr, "kcp", ":7778", "UDP `address` for KCP clients (reliable KCP and datagrams on one socket); empty disables")
 	fs.BoolVar(&o.webtransport, "webtransport", true, "serve WebTransport for browsers on the QUIC port too (https://<host>:<port>/wt, told apart from native QUIC by ALPN h3)")
-	origins := fs.String("origins", "", "comma-separated page `origins` (scheme://host[:port]) whose pages may open WebTransport sessions, besides, in -dev mode, the side port's own (http://127.0.0.1:<port>, http://localhost:<port>)")
+	origins := fs.String("origins", "", "comma-separated page `origins` (scheme://host[:port]) whose pages may open WebTransport sessions and WebSocket connections, besides, in -dev mode, the side port's own (http://127.0.0.1:<port>, http://localhost:<port>); native clients send no Origin and are always accepted")
 	fs.BoolVar(&o.dev, "dev", true, "development mode: accept connect tokens minted with the built-in, public dev key (never in production)")
 	fs.StringVar(&o.tokenKey, "token-key", "", "`file` with the 64-hex-digit connect token key shared with the matchmaker; turns -dev off")
 	fs.Uint64Var(&o.protocolID, "protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
 	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics, /metrics.json); empty disables")
+	fs.BoolVar(&o.httpTLS, "http-tls", false, "serve the HTTP side port over TLS (the -cert and -key, or the development certificate), so that WebSocket clients can use wss:// without a proxy")
+	fs.BoolVar(&o.ws, "ws", true, "accept WebSocket clients (ws:// and wss://) at /ws on the HTTP side port")
+	wsPlain := fs.String("ws-plain", "loopback", "when WebSocket clients may connect without TLS (ws://): `loopback` (on connections to a loopback address: this machine, or a TLS-terminating proxy on it), always (behind a TLS-terminating proxy elsewhere) or never")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve net/http/pprof's profiles under /debug/pprof/ on the HTTP side port")
 	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
@@ -147,6 +156,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.webtransport && o.quicAddr == "" {
 		o.webtransport = false // it shares QUIC's port
 	}
+	switch *wsPlain {
+	case "loopback":
+		o.wsPlain = websocket.PlainLoopback
+	case "always":
+		o.wsPlain = websocket.PlainAlways
+	case "never":
+		o.wsPlain = websocket.PlainNever
+	default:
+		return o, fmt.Errorf("-ws-plain %q: want loopback, always or never", *wsPlain)
+	}
 	if o.props < 0 || o.props > 2000 {
 		return o, fmt.Errorf("-props %d not in 0..2000", o.props)
 	}
@@ -156,8 +175,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if set["token-key"] || (o.tokenKey != "" && !set["dev"]) {
 		o.dev = false // a real key replaces the dev key
 	}
-	if o.quicAddr == "" && o.kcpAddr == "" {
-		return o, errors.New("-quic and -kcp are both empty: no transport to serve")
+	if o.quicAddr == "" && o.kcpAddr == "" && (!o.ws || o.httpAddr == "") {
+		return o, errors.New("-quic and -kcp are both empty and WebSocket is off (-ws, on the -http side port): no transport to serve")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -200,32 +219,37 @@ func run(args []string, stderr io.Writer) error {
 // ready, if not nil, receives the bound addresses (nil for a disabled one)
 // once the server accepts.
 func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kcp, http net.Addr)) error {
-	// The side port first: in -dev mode its pages' origins may open
-	// WebTransport sessions.
-	var ln net.Listener
+	// The side port first: in -dev mode its pages' origins may connect.
+	var httpLn net.Listener
 	var httpAddr net.Addr
 	if o.httpAddr != "" {
-		var err error
-		if ln, err = net.Listen("tcp", o.httpAddr); err != nil {
+		ln, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
 			return fmt.Errorf("http side port: %w", err)
 		}
-		httpAddr = ln.Addr()
+		httpLn, httpAddr = ln, ln.Addr()
 		if o.dev {
 			o.origins = append(webtransport.DevOrigins(httpAddr.String()), o.origins...)
 		}
 	}
-	srv, hub, err := newServer(o, log)
+	srv, hub, ws, tlsConf, err := newServer(o, log, httpLn)
 	if err != nil {
-		if ln != nil {
-			_ = ln.Close()
+		if httpLn != nil {
+			_ = httpLn.Close()
 		}
 		return err
 	}
 
 	var httpSrv *http.Server
 	httpDone := make(chan error, 1)
-	if ln != nil {
-		httpSrv = &http.Server{Handler: sideHandler(srv, hub, o.pprof), ReadHeaderTimeout: 5 * time.Second}
+	if httpLn != nil {
+		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, sideHandler(srv, hub, ws, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
+		ln := httpLn
+		if o.httpTLS {
+			hc := tlsConf.Clone()
+			hc.NextProtos = []string{"http/1.1"} // WebSocket upgrades need HTTP/1.1
+			ln = tls.NewListener(websocket.TCPListener(ln, 0), hc)
+		}
 		go func() { httpDone <- httpSrv.Serve(ln) }()
 	}
 
@@ -239,7 +263,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	if o.kcpAddr != "" {
 		kcpAddr = addrs[0]
 	}
-	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", o.httpAddr, "pprof", o.pprof, "tick", o.tick, "game", arena.Kind)
+	log.Info("game server ready", "quic", quicAddr, "kcp", kcpAddr, "http", httpAddr, "websocket", ws != nil, "pprof", o.pprof, "tick", o.tick, "game", arena.Kind)
 	if o.webtransport {
 		log.Info("webtransport ready", "url", srv.WebTransportURL(), "origins", o.origins,
 			"cert_sha256", base64.StdEncoding.EncodeToString(srv.CertHash()))
@@ -265,16 +289,21 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	return nil
 }
 
-// newServer builds the server serve runs, not yet serving: the transports,
-// the arena rooms and the ping and chat handlers.
-func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error) {
+// newServer builds the server serve runs, not yet serving: the transports
+// (WebSocket, when on, for the HTTP side port httpLn), the arena rooms and
+// the ping and chat handlers. It returns the TLS configuration it used.
+func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Server, *rooms.Hub, *websocket.Listener, *tls.Config, error) {
 	tlsConf, err := loadTLS(o, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	key, err := tokenKey(o, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	var ws *websocket.Listener
+	if o.ws && httpLn != nil {
+		ws = newWebSocket(o, log, httpLn.Addr())
 	}
 	var wt *webtransport.Config
 	if o.webtransport {
@@ -284,6 +313,7 @@ func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error)
 		QUICAddr:     o.quicAddr,
 		KCPAddr:      o.kcpAddr,
 		WebTransport: wt,
+		WebSocket:    ws,
 		TLS:          tlsConf,
 		Tokens:       &netcode.Tokens{Key: key, ProtocolID: o.protocolID},
 		NoDelta:      o.noDelta,
@@ -301,13 +331,13 @@ func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error)
 		Budgets:              netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
 	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
 	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
 		_ = srv.Close()
-		return nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
 	srv.On("chat", func(c *netcode.Conn, msg []byte) {
@@ -315,7 +345,46 @@ func newServer(o options, log *slog.Logger) (*netcode.Server, *rooms.Hub, error)
 			_ = hub.To(g.Name()).Except(c).Emit("chat", msg)
 		}
 	})
-	return srv, hub, nil
+	return srv, hub, ws, tlsConf, nil
+}
+
+// newWebSocket is the WebSocket listener for the side port at addr: the
+// page origins of -ws-origins, or in development mode the server's own.
+func newWebSocket(o options, log *slog.Logger, addr net.Addr) *websocket.Listener {
+	origins := o.origins
+	if o.dev {
+		origins = append(devOrigins(addr, o.httpTLS), origins...)
+		log.Warn("DEVELOPMENT MODE: WebSocket accepts pages from the server's own origins; set -origins for a game's site", "origins", origins)
+	}
+	return websocket.NewListener(websocket.Config{
+		Addr:    addr.String(),
+		Origins: origins,
+		Plain:   o.wsPlain,
+		Logger:  log,
+	})
+}
+
+// devOrigins are the origins of the pages the side port at addr serves:
+// 127.0.0.1, localhost and [::1] at its port, and its own address if it is
+// a specific one.
+func devOrigins(addr net.Addr, withTLS bool) []string {
+	scheme := "http://"
+	if withTLS {
+		scheme = "https://"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return nil
+	}
+	hosts := []string{"127.0.0.1", "localhost", "::1"}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+		hosts = append(hosts, host)
+	}
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, scheme+net.JoinHostPort(h, port))
+	}
+	return out
 }
 
 // tokenKey is the connect token key: from -token-key, or the public dev key
@@ -343,10 +412,28 @@ func loadTLS(o options, log *slog.Logger) (*tls.Config, error) {
 	return netcode.DevTLSConfig()
 }
 
-// sideHandler serves the HTTP side port: health, the room list, metrics
-// in the Prometheus text format and as JSON, and the profiles with -pprof.
-func sideHandler(srv *netcode.Server, hub *rooms.Hub, withPprof bool) http.Handler {
+// pageOptions are the browser side of the HTTP port (package web): the
+// arena page at /, the JavaScript client, and in development mode
+// /dev-token, minting tokens under the public dev key; every other route,
+// /ws among them, is next's (sideHandler). /cert-hash is announced once the
+// server serves WebTransport: web.Options' WebTransportPort and CertSHA256.
+func pageOptions(o options, next http.Handler) web.Options {
+	wo := web.Options{ProtocolID: o.protocolID, Next: next}
+	if o.dev {
+		key := token.DevKey
+		wo.DevKey = &key
+	}
+	return wo
+}
+
+// sideHandler serves the HTTP side port: WebSocket clients at /ws (when ws
+// is not nil), health, the room list, metrics in the Prometheus text format
+// and as JSON, and the profiles with -pprof.
+func sideHandler(srv *netcode.Server, hub *rooms.Hub, ws *websocket.Listener, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if ws != nil {
+		mux.Handle("/ws", ws)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -357,6 +444,9 @@ func sideHandler(srv *netcode.Server, hub *rooms.Hub, withPprof bool) http.Handl
 		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds(), "runtime": runtimeFigures()}
 		if ks, ok := srv.KCPStats(); ok {
 			m["kcp"] = ks
+		}
+		if ws != nil {
+			m["websocket"] = ws.Stats()
 		}
 		writeJSON(w, m)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -42,6 +43,13 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	require.False(t, o.webtransport)
 	require.Equal(t, []string{"https://a.example", "https://b.example:8443"}, o.origins)
 
+	o, err = parseFlags([]string{"-ws-plain", "never"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, websocket.PlainNever, o.wsPlain)
+	require.True(t, o.ws)
+	_, err = parseFlags([]string{"-ws-plain", "sometimes"}, io.Discard)
+	require.ErrorContains(t, err, "-ws-plain")
+
 	t.Setenv("ROOMWIRE_TICK", "fast")
 	_, err = parseFlags(nil, io.Discard)
 	require.ErrorContains(t, err, "ROOMWIRE_TICK")
@@ -49,7 +57,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "ROOMWIRE_QUIC"} {
 		require.Contains(t, help.String(), name)
 	}
 }
@@ -57,7 +65,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 // The server as the binary runs it: the demo game on every transport, the
 // HTTP side port, and on shutdown every client told why, within 5 s.
 func TestServeAndShutdown(t *testing.T) {
-	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", webtransport: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", webtransport: true, ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type addrs struct{ quic, kcp, http net.Addr }
@@ -81,14 +89,16 @@ func TestServeAndShutdown(t *testing.T) {
 	// A page of the side port (-dev) on WebTransport, on the QUIC port.
 	_, httpPort, _ := net.SplitHostPort(a.http.String())
 	q, k := dial("quic://"+a.quic.String(), ""), dial("kcp://"+a.kcp.String(), "")
-	w := dial("https://"+a.quic.String()+"/wt", "http://localhost:"+httpPort)
+	w := dial("ws://"+a.http.String()+"/ws", "")
+	require.Equal(t, "ws", w.Transport())
+	wt := dial("https://"+a.quic.String()+"/wt", "http://localhost:"+httpPort)
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()
 	_, err := netcode.Dial(dctx, "https://"+a.quic.String()+"/wt", netcode.ClientConfig{InsecureSkipVerify: true, WebTransport: webtransport.Config{Origin: "https://elsewhere.example"}})
 	var se *webtransport.StatusError
 	require.ErrorAs(t, err, &se, "a page of another origin is refused")
 	require.Equal(t, http.StatusForbidden, se.StatusCode)
-	for _, cl := range []*netcode.Client{q, k, w} {
+	for _, cl := range []*netcode.Client{q, k, wt, w} {
 		jr, err := rooms.Join(context.Background(), cl, arena.Kind, "demo")
 		require.NoError(t, err)
 		require.Equal(t, "demo", jr.Room)
@@ -103,7 +113,7 @@ func TestServeAndShutdown(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 	resp.Body.Close()
 	require.Len(t, list, 1)
-	require.Equal(t, 3, list[0].Members, "QUIC, KCP and WebTransport players in one room")
+	require.Equal(t, 4, list[0].Members, "QUIC, KCP, WebTransport and WebSocket players in one room")
 	resp, err = http.Get("http://" + a.http.String() + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -117,10 +127,46 @@ func TestServeAndShutdown(t *testing.T) {
 	cancel() // what SIGINT does
 	require.NoError(t, nt.Recv(t, done, "serve to return"))
 	require.Less(t, time.Since(start), 5*time.Second)
-	for _, cl := range []*netcode.Client{q, k, w} {
+	for _, cl := range []*netcode.Client{q, k, wt, w} {
 		<-cl.Done()
 		var ce *netcode.CloseError
 		require.ErrorAs(t, cl.Err(), &ce)
 		require.Equal(t, "server shutting down", ce.Reason)
 	}
+}
+
+// In development mode the pages WebSocket accepts are the side port's own.
+func TestDevOrigins(t *testing.T) {
+	require.Equal(t, []string{"http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"},
+		devOrigins(&net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}, false))
+	require.Equal(t, []string{"https://127.0.0.1:9000", "https://localhost:9000", "https://[::1]:9000", "https://192.168.1.5:9000"},
+		devOrigins(&net.TCPAddr{IP: net.IPv4(192, 168, 1, 5), Port: 9000}, true))
+}
+
+// With -http-tls the side port speaks TLS, and WebSocket clients connect
+// with wss://: here the only transport.
+func TestWebSocketOverTLS(t *testing.T) {
+	o := options{httpAddr: "127.0.0.1:0", httpTLS: true, ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(_, _, h net.Addr) { ready <- h })
+	}()
+	addr := nt.Recv(t, ready, "the server ready")
+	defer func() {
+		cancel()
+		require.NoError(t, nt.Recv(t, done, "serve to return"))
+	}()
+	tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
+	require.NoError(t, err)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	cl, err := netcode.Dial(dctx, "wss://"+addr.String()+"/ws", netcode.ClientConfig{InsecureSkipVerify: true, Token: tok})
+	require.NoError(t, err)
+	defer cl.Close()
+	require.Equal(t, "wss", cl.Transport())
+	jr, err := rooms.Join(dctx, cl, arena.Kind, "tls")
+	require.NoError(t, err)
+	require.Equal(t, "tls", jr.Room)
 }

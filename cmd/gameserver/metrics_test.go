@@ -122,14 +122,14 @@ func pollMetrics(t *testing.T, base, what string, cond func(scrape) bool) scrape
 func testServer(t *testing.T) (*netcode.Server, *rooms.Hub, string) {
 	t.Helper()
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
-	srv, hub, err := newServer(o, slog.New(slog.DiscardHandler))
+	srv, hub, _, _, err := newServer(o, slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = srv.Serve(context.Background())
 	}()
-	side := httptest.NewServer(sideHandler(srv, hub, false))
+	side := httptest.NewServer(sideHandler(srv, hub, nil, false))
 	t.Cleanup(func() {
 		side.Close()
 		_ = srv.Close()

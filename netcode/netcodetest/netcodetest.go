@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/netcode/transport/webtransport"
 	"github.com/roomwire/roomwire/reliable"
 )
@@ -133,6 +135,25 @@ var Transports = []Transport{
 		},
 	},
 	{
+		Name: "ws",
+		Listen: func(t testing.TB, cfg *netcode.Config) {
+			cfg.WebSocket = ServeWebSocket(t, websocket.Config{MaxFrame: cfg.MaxFrame})
+		},
+		URL:    func(srv *netcode.Server) string { return WebSocketURL(srv) },
+		Client: func(*netcode.Server, *netcode.ClientConfig) {},
+		Raw: func(ctx context.Context, srv *netcode.Server) (transport.Session, error) {
+			s, err := websocket.Dial(ctx, WebSocketURL(srv), websocket.Config{})
+			if err != nil {
+				return nil, err
+			}
+			if err := readChallenge(s); err != nil {
+				_ = s.Close(0, "")
+				return nil, err
+			}
+			return s, nil
+		},
+	},
+	{
 		Name: "mem",
 		Listen: func(t testing.TB, cfg *netcode.Config) {
 			memMu.Lock()
@@ -171,6 +192,40 @@ func readChallenge(s transport.Session) error {
 		return fmt.Errorf("netcodetest: first frame %s, want CHALLENGE", reliable.FrameType(f[0]))
 	}
 	return nil
+}
+
+// ServeWebSocket serves a WebSocket listener configured by cfg at /ws on
+// an HTTP server on 127.0.0.1, until the test ends (after the netcode
+// server's own cleanup, which was registered later).
+func ServeWebSocket(t testing.TB, cfg websocket.Config) *websocket.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg.Addr = ln.Addr().String()
+	wl := websocket.NewListener(cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/ws", wl)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = hs.Close()
+		<-done
+	})
+	return wl
+}
+
+// WebSocketURL is the ws:// URL of srv's WebSocket listener, served by
+// ServeWebSocket.
+func WebSocketURL(srv *netcode.Server) string {
+	for _, a := range srv.Addrs() {
+		if a.Network() == "tcp" {
+			return "ws://" + a.String() + "/ws"
+		}
+	}
+	panic("netcodetest: the server has no WebSocket listener")
 }
 
 // ProtocolID is the protocol id of the tests' connect tokens.

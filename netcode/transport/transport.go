@@ -1,8 +1,8 @@
 // Package transport is the seam between Roomwire's connection logic and the
 // network. A transport gives each connection a Session: one reliable, ordered
 // byte stream and an unreliable datagram channel. Implementations live in
-// subpackages (quic today; kcp, webtransport and websocket later) and must
-// pass the conformance suite in transporttest.
+// subpackages (quic, kcp, websocket; webtransport next) and must pass the
+// conformance suite, netcode's behaviour tests over netcodetest.Transports.
 //
 // A Session's Read and Write may be called from different goroutines, and
 // SendDatagram and ReceiveDatagram likewise, but no method is called by two

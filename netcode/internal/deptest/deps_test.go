@@ -100,3 +100,16 @@ func TestLibraryLinksNoPrometheus(t *testing.T) {
 		}
 	}
 }
+
+// The browser side of the HTTP port (package web) serves files, a
+// certificate hash and tokens: it uses the token package, never the
+// library or a transport, so mounting it links none of them.
+func TestWebNeedsNoTransport(t *testing.T) {
+	deps := golist(t, "-deps", "-f", "{{.ImportPath}}", mod+"web")
+	require.Contains(t, deps, mod+"netcode/token")
+	for _, dep := range deps {
+		if strings.HasPrefix(dep, mod) {
+			require.Contains(t, []string{mod + "web", mod + "netcode/token"}, dep, "web depends on %s", dep)
+		}
+	}
+}

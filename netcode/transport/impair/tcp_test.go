@@ -1,0 +1,48 @@
+package impair
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The proxy forwards both ways at its rate, and passes an end of stream
+// on.
+func TestTCPProxyRate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c) // echo until the end
+	}()
+	p, err := NewTCPProxy(TCPConfig{Upstream: ln.Addr().String(), Rate: 100 << 10})
+	require.NoError(t, err)
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+
+	const n = 30 << 10 // 0.3 s each way at 100 KiB/s, both ways at once
+	start := time.Now()
+	go func() {
+		_, _ = c.Write(make([]byte, n))
+		_ = c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	took := time.Since(start)
+	require.Len(t, got, n)
+	t.Logf("%d bytes echoed through a 100 KiB/s proxy in %v", n, took)
+	require.Greater(t, took, 250*time.Millisecond, "capped")
+	require.Less(t, took, 3*time.Second)
+	require.NoError(t, p.Close())
+	require.ErrorIs(t, p.Close(), net.ErrClosed)
+}

@@ -1,0 +1,80 @@
+package websocket
+
+import (
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// eorConn is a TCP connection whose every write ends its own segment
+// buffer in the kernel (sendmsg with MSG_EOR). Linux otherwise appends a
+// write to the last unsent buffer without asking TCP_NOTSENT_LOWAT, up to
+// tens of kilobytes on loopback; with MSG_EOR each write must find room
+// under the low-water mark, so the kernel holds at most the mark and one
+// message unsent.
+type eorConn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+
+	// The write in progress, for send, which is bound once so that a
+	// write allocates nothing.
+	mu   sync.Mutex
+	p    []byte
+	n    int
+	err  error
+	send func(fd uintptr) bool
+}
+
+// withEOR wraps a TCP connection in an eorConn; other connections, and
+// one wrapped already, are returned as they are.
+func withEOR(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	e := &eorConn{TCPConn: tc, raw: raw}
+	e.send = e.sendmsg
+	return e
+}
+
+func (c *eorConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p, c.n, c.err = p, 0, nil
+	err := c.raw.Write(c.send)
+	n := c.n
+	if err == nil && c.err != nil {
+		err = os.NewSyscallError("sendmsg", c.err)
+	}
+	c.p, c.err = nil, nil
+	if err != nil {
+		return n, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return n, nil
+}
+
+// sendmsg writes what is left of c.p; it returns false to wait until the
+// socket takes more.
+func (c *eorConn) sendmsg(fd uintptr) bool {
+	for c.n < len(c.p) {
+		m, err := unix.SendmsgN(int(fd), c.p[c.n:], nil, nil, unix.MSG_EOR|unix.MSG_NOSIGNAL)
+		switch err {
+		case nil:
+			c.n += m
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			c.err = err
+			return true
+		}
+	}
+	return true
+}

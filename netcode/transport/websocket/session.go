@@ -1,0 +1,500 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// Session is one WebSocket connection with both of Roomwire's channels on
+// it.
+type Session struct {
+	ws    *websocket.Conn
+	conn  net.Conn // the connection under ws, closed to bound the closing handshake
+	raddr net.Addr
+	// maxMessage is the longest reliable payload accepted: a frame at the
+	// limit, with its header.
+	maxMessage int
+	idle       time.Duration
+
+	// The read side, filled by the reader goroutine: reliable bytes not yet
+	// Read (rbuf from roff), and why reading ended (rerr, returned once rbuf
+	// is drained; at once when rdrop, after a local close).
+	rmu    sync.Mutex
+	rcond  sync.Cond
+	rbuf   []byte
+	roff   int
+	rerr   error
+	rdrop  bool
+	msg    []byte  // the reader's message buffer
+	ch     [1]byte // and its channel byte
+	dgrams chan []byte
+	heard  *activity
+	// stalled: the reader waits for Read, so the peer is not silent; we
+	// are not listening.
+	stalled atomic.Bool
+
+	// The write side: one message at a time, under the turn.
+	turn turn
+	out  []byte // a reliable message being written
+	dout [1 + MaxDatagram]byte
+
+	// The end: the first of a local Close and the reader's end.
+	endOnce sync.Once
+	endErr  atomic.Pointer[transport.CloseError]
+	done    chan struct{}
+	wg      sync.WaitGroup // the reader and the closing goroutine
+
+	// Keep-alive pings, on a timer, while the session lasts.
+	kmu     sync.Mutex
+	keep    *time.Timer
+	stopped bool
+	pings   sync.WaitGroup
+
+	datagramsDropped atomic.Uint64
+}
+
+var (
+	_ transport.Session    = (*Session)(nil)
+	_ transport.Challenged = (*Session)(nil)
+)
+
+// newSession starts a session on an open WebSocket; conn is the connection
+// under it, heard the activity its ping and pong callbacks touch.
+func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config) *Session {
+	s := &Session{
+		ws:         ws,
+		conn:       conn,
+		heard:      heard,
+		raddr:      conn.RemoteAddr(),
+		maxMessage: reliable.HeaderLen + cfg.MaxFrame,
+		idle:       cfg.IdleTimeout,
+		dgrams:     make(chan []byte, datagramQueue),
+		done:       make(chan struct{}),
+	}
+	s.rcond.L = &s.rmu
+	s.turn.cond.L = &s.turn.mu
+	heard.touch()
+	// A message longer than the limits is refused as it is read, with
+	// Roomwire's close code; the library's own limit is not needed.
+	ws.SetReadLimit(-1)
+	s.keep = time.AfterFunc(s.idle/3, s.keepalive)
+	s.wg.Add(1)
+	go s.readLoop()
+	return s
+}
+
+// readLoop is the reader goroutine: it reads messages until the connection
+// ends or the peer breaks the format, handing reliable bytes to Read and
+// datagrams to ReceiveDatagram.
+func (s *Session) readLoop() {
+	defer s.wg.Done()
+	for {
+		typ, r, err := s.ws.Reader(context.Background())
+		if err != nil {
+			s.readEnded(err)
+			return
+		}
+		s.heard.touch()
+		if err := s.readMessage(typ, r); err != nil {
+			if errors.Is(err, reliable.ErrBadFrame) || errors.Is(err, reliable.ErrFrameTooLarge) {
+				s.broken(err)
+			} else {
+				s.readEnded(err)
+			}
+			return
+		}
+	}
+}
+
+// readMessage reads one message to its end.
+func (s *Session) readMessage(typ websocket.MessageType, r io.Reader) error {
+	if typ != websocket.MessageBinary {
+		return fmt.Errorf("%w: websocket: a text message", reliable.ErrBadFrame)
+	}
+	if _, err := io.ReadFull(r, s.ch[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: websocket: an empty message", reliable.ErrBadFrame)
+		}
+		return err
+	}
+	switch s.ch[0] {
+	case channelReliable:
+		n, err := readAtMost(r, &s.msg, s.maxMessage)
+		if err != nil {
+			return err
+		}
+		s.received(s.msg[:n])
+	case channelDatagram:
+		n, err := readAtMost(r, &s.msg, MaxDatagram)
+		if errors.Is(err, reliable.ErrFrameTooLarge) {
+			return fmt.Errorf("%w: websocket: a datagram over %d bytes", reliable.ErrBadFrame, MaxDatagram)
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case s.dgrams <- append([]byte(nil), s.msg[:n]...):
+		default:
+			s.datagramsDropped.Add(1) // no one reads them: drop, as UDP would
+		}
+	default:
+		return fmt.Errorf("%w: websocket: unknown channel 0x%02x", reliable.ErrBadFrame, s.ch[0])
+	}
+	if cap(s.msg) > 2*messageChunk {
+		s.msg = nil // a long frame's buffer is not kept
+	}
+	return nil
+}
+
+// readAtMost reads r to its end into *buf, refusing more than limit bytes
+// with ErrFrameTooLarge before reading them all.
+func readAtMost(r io.Reader, buf *[]byte, limit int) (int, error) {
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := r.Read(b[len(b):min(cap(b), limit+1)])
+		b = b[:len(b)+m]
+		*buf = b
+		if len(b) > limit {
+			return 0, fmt.Errorf("%w: websocket: a message over %d bytes", reliable.ErrFrameTooLarge, limit+1)
+		}
+		if errors.Is(err, io.EOF) {
+			return len(b), nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// received hands reliable bytes to Read, waiting while Read is behind by
+// readBuffered bytes: TCP's flow control then holds the peer.
+func (s *Session) received(p []byte) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for len(s.rbuf)-s.roff >= readBuffered && s.rerr == nil {
+		s.stalled.Store(true)
+		s.rcond.Wait()
+	}
+	s.stalled.Store(false)
+	if s.rerr != nil {
+		return // closing: nothing more is read
+	}
+	if s.roff > 0 {
+		s.rbuf = s.rbuf[:copy(s.rbuf, s.rbuf[s.roff:])]
+		s.roff = 0
+	}
+	s.rbuf = append(s.rbuf, p...)
+	s.rcond.Broadcast()
+}
+
+// broken ends reading on the peer's breach of the format: Read returns err
+// after the bytes before it, and netcode closes the session with the code
+// err stands for (protocol error, frame too large).
+func (s *Session) broken(err error) {
+	s.rmu.Lock()
+	if s.rerr == nil {
+		s.rerr = err
+	}
+	s.rcond.Broadcast()
+	s.rmu.Unlock()
+}
+
+// readEnded ends the session when the connection did: a close from the
+// peer or its loss.
+func (s *Session) readEnded(err error) {
+	var wce websocket.CloseError
+	var ce *transport.CloseError
+	if errors.As(err, &wce) {
+		ce = &transport.CloseError{Code: uint16(closeCode(wce.Code)), Reason: wce.Reason, Remote: true}
+	} else {
+		ce = &transport.CloseError{Code: uint16(reliable.CloseInternal), Reason: "websocket: connection lost: " + err.Error()}
+	}
+	if s.end(ce, false) {
+		_ = s.ws.CloseNow()
+	}
+}
+
+// end records why the session ended, once, and stops its users: reads end
+// (at once for a local close, after the bytes already received for the
+// peer's), writes fail. It reports whether this call ended it.
+func (s *Session) end(ce *transport.CloseError, local bool) bool {
+	first := false
+	s.endOnce.Do(func() {
+		first = true
+		s.endErr.Store(ce)
+		s.rmu.Lock()
+		if s.rerr == nil || local {
+			s.rerr = ce
+		}
+		s.rdrop = local
+		s.rcond.Broadcast()
+		s.rmu.Unlock()
+		s.turn.close()
+		s.kmu.Lock()
+		s.stopped = true
+		s.keep.Stop()
+		s.kmu.Unlock()
+		close(s.done)
+	})
+	return first
+}
+
+// closedErr is what a method returns once the session ended.
+func (s *Session) closedErr() error {
+	if ce := s.endErr.Load(); ce != nil {
+		return ce
+	}
+	return net.ErrClosed
+}
+
+// writeErr maps a failed write.
+func (s *Session) writeErr(err error) error {
+	if ce := s.endErr.Load(); ce != nil {
+		return ce
+	}
+	return fmt.Errorf("websocket: write: %w", err)
+}
+
+// Read reads reliable bytes.
+func (s *Session) Read(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for s.roff == len(s.rbuf) && s.rerr == nil {
+		s.rcond.Wait()
+	}
+	if s.roff == len(s.rbuf) || s.rdrop {
+		return 0, s.rerr
+	}
+	n := copy(p, s.rbuf[s.roff:])
+	s.roff += n
+	if s.roff == len(s.rbuf) {
+		s.rbuf, s.roff = s.rbuf[:0], 0
+	}
+	s.rcond.Broadcast() // the reader may wait for room
+	return n, nil
+}
+
+// Write writes reliable bytes as messages of whole frames. It blocks while
+// the socket takes no more, and goes before any datagram waiting.
+func (s *Session) Write(p []byte) (int, error) {
+	if !s.turn.take(true) {
+		return 0, s.closedErr()
+	}
+	defer s.turn.give()
+	n := 0
+	for n < len(p) {
+		k := cut(p[n:])
+		s.out = append(append(s.out[:0], channelReliable), p[n:n+k]...)
+		if err := s.ws.Write(context.Background(), websocket.MessageBinary, s.out); err != nil {
+			return n, s.writeErr(err)
+		}
+		n += k
+	}
+	if cap(s.out) > 2*messageChunk {
+		s.out = nil // a long frame's buffer is not kept
+	}
+	return n, nil
+}
+
+// cut is how many bytes of p the next reliable message takes: whole frames
+// up to messageChunk bytes, or one longer frame; all of p when it ends
+// inside a frame (netcode writes whole frames only, but a caller may not).
+func cut(p []byte) int {
+	n := 0
+	for len(p)-n >= reliable.HeaderLen {
+		f := reliable.HeaderLen + (int(p[n+1])<<16 | int(p[n+2])<<8 | int(p[n+3]))
+		if n > 0 && n+f > messageChunk {
+			return n
+		}
+		n += f
+		if n >= len(p) {
+			break
+		}
+	}
+	return len(p)
+}
+
+// SendDatagram writes p as one datagram message. It blocks while the
+// socket takes no more (with TCP_NOTSENT_LOWAT, while the kernel holds
+// enough unsent) and while a reliable write waits: the caller, netcode's
+// datagram sender, then holds its newest snapshot instead of queueing old
+// ones below it.
+func (s *Session) SendDatagram(p []byte) error {
+	if len(p) > MaxDatagram {
+		return fmt.Errorf("websocket: datagram of %d bytes > %d", len(p), MaxDatagram)
+	}
+	if !s.turn.take(false) {
+		return s.closedErr()
+	}
+	defer s.turn.give()
+	m := append(append(s.dout[:0], channelDatagram), p...)
+	if err := s.ws.Write(context.Background(), websocket.MessageBinary, m); err != nil {
+		return s.writeErr(err)
+	}
+	return nil
+}
+
+// ReceiveDatagram returns the next datagram.
+func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	select {
+	case d := <-s.dgrams:
+		return d, nil
+	case <-s.done:
+		return nil, s.closedErr()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// MaxDatagram is the datagram limit on WebSocket.
+func (s *Session) MaxDatagram() int { return MaxDatagram }
+
+// Close ends the session: the peer gets a close frame with status 4000 +
+// code and the reason (cut to the 123 bytes a close frame holds). It does
+// not block; the closing handshake runs on a goroutine of the session, at
+// most about a second. It is idempotent.
+func (s *Session) Close(code uint16, reason string) error {
+	if s.end(&transport.CloseError{Code: code, Reason: reason}, true) {
+		s.wg.Add(1)
+		go s.closeHandshake(code, reason)
+	}
+	return nil
+}
+
+// closeHandshake writes the close frame and waits for the peer's, which the
+// reader goroutine reads, for at most closeLinger; then the connection is
+// released.
+func (s *Session) closeHandshake(code uint16, reason string) {
+	defer s.wg.Done()
+	kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
+	defer kill.Stop()
+	_ = s.ws.Close(closeStatus(code), closeReason(reason))
+	_ = s.conn.Close()
+}
+
+// Wait waits until the session's goroutines ended, after Close or after the
+// peer closed.
+func (s *Session) Wait() {
+	s.wg.Wait()
+	s.pings.Wait()
+}
+
+// Done is closed when the session ended, for either side's reason.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// RemoteAddr is the peer's TCP address.
+func (s *Session) RemoteAddr() net.Addr { return s.raddr }
+
+// Challenged marks the session for netcode: WebSocket gives no TLS keying
+// material to bind a connect token to, so the server challenges.
+func (s *Session) Challenged() {}
+
+// DatagramsDropped counts datagrams received but dropped because no one
+// took them in time.
+func (s *Session) DatagramsDropped() uint64 { return s.datagramsDropped.Load() }
+
+// keepalive runs on a timer every third of the idle timeout: it ends a
+// session that heard nothing for the idle timeout, and pings a peer silent
+// for a third of it, so that an idle but healthy one answers.
+func (s *Session) keepalive() {
+	if s.stalled.Load() {
+		s.heard.touch() // what the peer sent waits for the application
+	}
+	silent := s.heard.since()
+	if silent >= s.idle {
+		_ = s.Close(uint16(reliable.CloseTimeout), "idle timeout")
+		return
+	}
+	s.kmu.Lock()
+	if s.stopped {
+		s.kmu.Unlock()
+		return
+	}
+	ping := silent >= s.idle/3
+	if ping {
+		s.pings.Add(1)
+	}
+	s.kmu.Unlock()
+	if ping {
+		ctx, cancel := context.WithTimeout(context.Background(), s.idle/3)
+		_ = s.ws.Ping(ctx) // the pong arrives through the reader
+		cancel()
+		s.pings.Done()
+	}
+	s.kmu.Lock()
+	if !s.stopped {
+		s.keep.Reset(s.idle / 3)
+	}
+	s.kmu.Unlock()
+}
+
+// turn gives out the connection's writes one at a time, reliable ones
+// first: a datagram waits while a reliable write waits. After close no one
+// gets it.
+type turn struct {
+	mu       sync.Mutex
+	cond     sync.Cond
+	busy     bool
+	reliable int // reliable writers waiting
+	closed   bool
+}
+
+// take waits for the turn; it reports false once the turn is closed.
+func (t *turn) take(reliable bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if reliable {
+		t.reliable++
+	}
+	for !t.closed && (t.busy || (!reliable && t.reliable > 0)) {
+		t.cond.Wait()
+	}
+	if reliable {
+		t.reliable--
+	}
+	if t.closed {
+		return false
+	}
+	t.busy = true
+	return true
+}
+
+func (t *turn) give() {
+	t.mu.Lock()
+	t.busy = false
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+func (t *turn) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// activity is when a session last heard from its peer: a message, a ping
+// or a pong (the WebSocket library's callbacks touch it).
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+
+func (a *activity) since() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+
+func (a *activity) onPing(context.Context, []byte) bool { a.touch(); return true }
+
+func (a *activity) onPong(context.Context, []byte) { a.touch() }
