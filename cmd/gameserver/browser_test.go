@@ -68,7 +68,7 @@ func TestBrowser(t *testing.T) {
 	out, _ := filepath.Abs(cmpOr(os.Getenv("ROOMWIRE_BROWSER_OUT"), "../../bin/browsertest"))
 	require.NoError(t, os.MkdirAll(out, 0o755))
 
-	o := options{quicAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	o := options{quicAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, webtransport: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	type addrs struct{ quic, http net.Addr }
@@ -94,6 +94,7 @@ func TestBrowser(t *testing.T) {
 			best = "webtransport"
 		}
 	}
+	require.Equal(t, "webtransport", best, "the server announces WebTransport at /cert-hash")
 	var results []browserResult
 	for _, mode := range []string{"auto", "fallback"} {
 		want := best

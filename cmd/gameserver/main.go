@@ -243,7 +243,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	var httpSrv *http.Server
 	httpDone := make(chan error, 1)
 	if httpLn != nil {
-		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, sideHandler(srv, hub, ws, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, srv, sideHandler(srv, hub, ws, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
 		ln := httpLn
 		if o.httpTLS {
 			hc := tlsConf.Clone()
@@ -417,11 +417,16 @@ func loadTLS(o options, log *slog.Logger) (*tls.Config, error) {
 // /dev-token, minting tokens under the public dev key; every other route,
 // /ws among them, is next's (sideHandler). /cert-hash is announced once the
 // server serves WebTransport: web.Options' WebTransportPort and CertSHA256.
-func pageOptions(o options, next http.Handler) web.Options {
+func pageOptions(o options, srv *netcode.Server, next http.Handler) web.Options {
 	wo := web.Options{ProtocolID: o.protocolID, Next: next}
 	if o.dev {
 		key := token.DevKey
 		wo.DevKey = &key
+	}
+	if o.webtransport {
+		if ua, ok := srv.Addrs()[0].(*net.UDPAddr); ok {
+			wo.WebTransportPort, wo.CertSHA256 = ua.Port, srv.CertHash()
+		}
 	}
 	return wo
 }
