@@ -127,11 +127,7 @@ var Transports = []Transport{
 			if err != nil {
 				return nil, err
 			}
-			if err := readChallenge(s); err != nil {
-				_ = s.Close(0, "")
-				return nil, err
-			}
-			return s, nil
+			return pastChallenge(s)
 		},
 	},
 	{
@@ -146,11 +142,7 @@ var Transports = []Transport{
 			if err != nil {
 				return nil, err
 			}
-			if err := readChallenge(s); err != nil {
-				_ = s.Close(0, "")
-				return nil, err
-			}
-			return s, nil
+			return pastChallenge(s)
 		},
 	},
 	{
@@ -177,6 +169,15 @@ var Transports = []Transport{
 			return memListener(srv).Dial(ctx)
 		},
 	},
+}
+
+// pastChallenge returns s once its CHALLENGE is read, or closes it.
+func pastChallenge(s transport.Session) (transport.Session, error) {
+	if err := readChallenge(s); err != nil {
+		_ = s.Close(0, "")
+		return nil, err
+	}
+	return s, nil
 }
 
 // readChallenge reads the CHALLENGE a server opens a challenged session
