@@ -127,3 +127,138 @@ func AsCloseError(err error) (*CloseError, bool) {
 	ok := errors.As(err, &ce)
 	return ce, ok
 }
+
+// DatagramHandler is implemented by sessions that can hand each arriving
+// datagram to a function on the transport's own receive loop, in place of
+// ReceiveDatagram. That saves a goroutine wake-up per datagram, which is
+// most of what a busy server spends (DESIGN.md: where CPU goes).
+type DatagramHandler interface {
+	// HandleDatagrams makes the session call f with every datagram that
+	// arrives from now on instead of queueing it for ReceiveDatagram. f
+	// runs on the transport's receive goroutine, one call at a time for
+	// the session; it must not block, and p is valid only during the
+	// call. Call it at most once.
+	HandleDatagrams(f func(p []byte))
+}
+
+// TrySender is implemented by sessions that can send a datagram from a
+// goroutine that must not wait, such as a room's tick loop, when sending
+// it would not block.
+type TrySender interface {
+	// TrySendDatagram sends p if that does not block and reports whether
+	// it did. (false, nil) means "not now": the caller hands p to a
+	// goroutine that may wait in SendDatagram. It does not keep p.
+	TrySendDatagram(p []byte) (bool, error)
+}
+
+// BatchSender is implemented by sessions whose datagrams can join a Batch,
+// to be written with those of other sessions on the same socket in one
+// system call.
+type BatchSender interface {
+	// AddDatagram puts p, framed and sealed for the peer, into b; it goes
+	// out at b.Flush. It never blocks and does not keep p.
+	AddDatagram(b *Batch, p []byte) error
+}
+
+// Packet is one UDP packet of a Batch.
+type Packet struct {
+	Buf  []byte
+	Addr *net.UDPAddr
+}
+
+// BatchWriter is a UDP socket that writes many packets at once (sendmmsg
+// where the system has it).
+type BatchWriter interface {
+	// WriteBatch writes pkts, in order. A packet that cannot be written
+	// is dropped, as UDP may; the error says why.
+	WriteBatch(pkts []Packet) error
+}
+
+// maxBatch is how many packets a Batch holds per socket before it writes
+// them without waiting for Flush: Linux's sendmmsg takes at most 1024.
+const maxBatch = 1024
+
+// Batch collects the datagrams one goroutine sends to many sessions, such
+// as a room's snapshot to every member, so that each socket writes them in
+// one system call at Flush instead of one each. It is owned by one
+// goroutine at a time; the zero value is ready, and a reused Batch does not
+// allocate.
+type Batch struct {
+	groups []batchGroup
+	free   [][]byte
+}
+
+type batchGroup struct {
+	w    BatchWriter
+	pkts []Packet
+}
+
+// Buffer returns an empty buffer with room for n bytes, for one packet to
+// pass to Add.
+func (b *Batch) Buffer(n int) []byte {
+	if k := len(b.free); k > 0 && cap(b.free[k-1]) >= n {
+		p := b.free[k-1]
+		b.free = b.free[:k-1]
+		return p[:0]
+	}
+	return make([]byte, 0, max(n, 1500))
+}
+
+// Add queues p, a filled buffer from Buffer, for addr through w.
+func (b *Batch) Add(w BatchWriter, addr *net.UDPAddr, p []byte) error {
+	for i := range b.groups {
+		g := &b.groups[i]
+		if g.w == w {
+			g.pkts = append(g.pkts, Packet{Buf: p, Addr: addr})
+			if len(g.pkts) >= maxBatch {
+				return b.flushGroup(g)
+			}
+			return nil
+		}
+	}
+	if len(b.groups) < cap(b.groups) {
+		b.groups = b.groups[:len(b.groups)+1] // keeps the slot's packet slice
+	} else {
+		b.groups = append(b.groups, batchGroup{})
+	}
+	g := &b.groups[len(b.groups)-1]
+	g.w = w
+	g.pkts = append(g.pkts[:0], Packet{Buf: p, Addr: addr})
+	return nil
+}
+
+// Len is the number of packets queued.
+func (b *Batch) Len() int {
+	n := 0
+	for _, g := range b.groups {
+		n += len(g.pkts)
+	}
+	return n
+}
+
+// Flush writes every queued packet and empties the batch. It returns the
+// first write error; the other sockets' packets are written regardless.
+func (b *Batch) Flush() error {
+	var first error
+	for i := range b.groups {
+		if err := b.flushGroup(&b.groups[i]); err != nil && first == nil {
+			first = err
+		}
+		b.groups[i].w = nil // a closed socket is not kept
+	}
+	b.groups = b.groups[:0]
+	return first
+}
+
+func (b *Batch) flushGroup(g *batchGroup) error {
+	if len(g.pkts) == 0 {
+		return nil
+	}
+	err := g.w.WriteBatch(g.pkts)
+	for i := range g.pkts {
+		b.free = append(b.free, g.pkts[i].Buf)
+		g.pkts[i] = Packet{}
+	}
+	g.pkts = g.pkts[:0]
+	return err
+}
