@@ -5,6 +5,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/unreliable"
 )
 
@@ -33,24 +34,28 @@ func arenaLike(b []byte, tick uint32) []byte {
 // member is one connection's datagram state without a session: what the
 // per-tick send does for each member of a room.
 type member struct {
-	stats   connStats
-	acks    ackState
-	q       *dgramQueue
-	scratch []byte
+	stats connStats
+	acks  ackState
+	q     *dgramQueue
 }
 
 func newMembers(n int) []*member {
 	ms := make([]*member, n)
 	for i := range ms {
-		m := &member{scratch: make([]byte, 0, unreliable.MaxDatagram)}
-		m.q = newDgramQueue(&m.stats, &m.acks)
+		m := &member{}
+		m.q = newDgramQueue(&m.stats, &m.acks, discardSession{})
 		m.q.snaps = &snapshotSender{codec: unreliable.XORCodec{}}
 		ms[i] = m
 	}
 	return ms
 }
 
-var discard = func([]byte) error { return nil }
+// discardSession is a transport that takes every datagram at once and
+// sends nothing.
+type discardSession struct{ transport.Session }
+
+func (discardSession) MaxDatagram() int                       { return unreliable.MaxDatagram }
+func (discardSession) TrySendDatagram(p []byte) (bool, error) { return true, nil }
 
 // sendTick is the whole per-tick send to a room: each member's delta
 // against the previous tick (which it acknowledged), envelope, fragments,
@@ -61,7 +66,7 @@ func sendTick(ms []*member, tick uint32, data []byte) {
 	snap.Data = append(snap.Data, data...)
 	for _, m := range ms {
 		m.q.snaps.ack(unreliable.SnapshotAck{Epoch: 1, Tick: tick - 1})
-		m.q.sendSnapshot(discard, snap, unreliable.MaxDatagram, m.scratch)
+		m.q.sendSnapshotNow(snap, nil)
 	}
 	snap.Release()
 }

@@ -226,7 +226,7 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 			return err
 		}
 	}
-	c.start(sess.MaxDatagram())
+	c.start()
 
 	welcome := make(chan error, 1)
 	go c.run(welcome, challenged)
@@ -360,7 +360,7 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 	}
 	c.id = f.ConnID
 	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram(), unreliable.MaxDatagram)
-	c.startReceiving(c.onDatagram)
+	c.startReceiving(false, c.parseDatagram, c.handleDatagram)
 	c.pong = c.onPong
 	c.mu.RLock()
 	hc := c.onConnect
@@ -491,11 +491,7 @@ func (c *Client) recoverCallback() {
 // onDatagram handles one datagram from the server (datagram goroutine):
 // snapshot fragments are reassembled, decoded against their baseline and
 // delivered; unreliable events go to their handlers.
-func (c *Client) onDatagram(d []byte) {
-	h, body, ok := c.parseDatagram(d)
-	if !ok {
-		return
-	}
+func (c *Client) handleDatagram(h unreliable.Header, body []byte) {
 	switch h.Kind {
 	case unreliable.KindSnapshot:
 		c.onSnapshotFragment(body)

@@ -144,7 +144,7 @@ func (c *Client) putInputs() error {
 	}
 	body, err := unreliable.AppendInputs(h.body[:0], c.snaps.ack(), list[:n])
 	if err == nil {
-		c.dq.put(unreliable.KindInput, body, uint64(h.seq))
+		c.dq.putNow(unreliable.KindInput, body, uint64(h.seq))
 		h.sent.Store(true)
 	}
 	return err
@@ -169,5 +169,5 @@ func (c *Client) acknowledge() {
 	}
 	h.mu.Unlock()
 	var b [unreliable.AckLen]byte
-	c.dq.put(unreliable.KindAck, unreliable.AppendAck(b[:0], c.snaps.ack()), 0)
+	c.dq.putNow(unreliable.KindAck, unreliable.AppendAck(b[:0], c.snaps.ack()), 0)
 }

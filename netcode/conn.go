@@ -77,9 +77,26 @@ func (c *Conn) Emit(event string, payload []byte) error {
 // re-encoding per member.
 func (c *Conn) SendFrames(frames []byte) error { return c.sendFrames(frames) }
 
-// SendSnapshot queues s for the client as datagrams, replacing an unsent
-// older snapshot. It never blocks; the connection holds its own reference.
-func (c *Conn) SendSnapshot(s *Snapshot) { c.dq.putSnapshot(s) }
+// SendSnapshot sends s to the client as datagrams, or queues it, replacing
+// an unsent older snapshot, when the transport cannot take it without
+// waiting. It never blocks; the connection holds its own reference.
+func (c *Conn) SendSnapshot(s *Snapshot) { c.dq.sendSnapshotNow(s, nil) }
+
+// SendSnapshotBatch is SendSnapshot for one of many connections sent to in
+// a round, such as a room's members at a tick: datagrams that the
+// transport can write together with other connections' wait in b until
+// b.Flush, which the caller calls after the round.
+func (c *Conn) SendSnapshotBatch(s *Snapshot, b *Batch) { c.dq.sendSnapshotNow(s, &b.b) }
+
+// Batch collects the snapshot datagrams one goroutine sends to many
+// connections in a round, so that connections sharing a UDP socket get
+// them in one system call (sendmmsg) instead of one each. Transports that
+// cannot batch send at once and ignore it. A Batch belongs to one goroutine
+// at a time; the zero value is ready, and reusing it does not allocate.
+type Batch struct{ b transport.Batch }
+
+// Flush writes the datagrams b holds and empties it.
+func (b *Batch) Flush() { _ = b.b.Flush() }
 
 // Close closes the connection with CloseKicked and the given reason, which
 // the client receives. It does not block and is idempotent.
@@ -131,7 +148,7 @@ func (s *Server) serveConn(sess transport.Session) {
 		c.out.unnumbered(reliable.AppendChallenge(nil, ch))
 	}
 	// The writer runs from the start so that refusals reach the client.
-	c.start(sess.MaxDatagram())
+	c.start()
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
 		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO accepted within %v", s.cfg.HandshakeTimeout)})
 	})
@@ -163,7 +180,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	s.transports[c.transport].handshakes.Add("accepted", 1)
 
 	s.metrics.connsActive.Add(1)
-	c.startReceiving(c.onDatagram)
+	c.startReceiving(true, c.onDatagram, c.handleDatagram)
 	if s.closing.Load() {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}
@@ -343,19 +360,24 @@ func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
 	f(c, ce)
 }
 
-// onDatagram handles one datagram from the client (datagram goroutine):
-// inputs go to the input handler once each and in order, acknowledgements
-// move the snapshot baseline, unreliable events go to their handlers;
-// anything else is dropped and counted.
-func (c *Conn) onDatagram(d []byte) {
+// onDatagram admits and parses one datagram from the client, whose
+// acknowledgements it records; ok is false when it was refused or
+// malformed (counted).
+func (c *Conn) onDatagram(d []byte) (h unreliable.Header, body []byte, ok bool) {
 	if !c.admitDatagram() {
-		return
+		return h, nil, false
 	}
-	h, body, ok := c.parseDatagram(d)
-	if !ok {
+	if h, body, ok = c.parseDatagram(d); !ok {
 		c.srv.metrics.datagramsBad.Add(1)
-		return
 	}
+	return h, body, ok
+}
+
+// handleDatagram handles a parsed datagram from the client: inputs go to
+// the input handler once each and in order, acknowledgements move the
+// snapshot baseline, unreliable events go to their handlers; anything else
+// is dropped and counted.
+func (c *Conn) handleDatagram(h unreliable.Header, body []byte) {
 	var err error
 	switch h.Kind {
 	case unreliable.KindInput:

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/unreliable"
 )
 
@@ -14,10 +15,25 @@ const dgramQueueLen = 16
 
 // dgramQueue is a connection's outgoing unreliable traffic: at most one
 // snapshot (a newer one replaces an unsent older one, which is counted as
-// dropped) and a short ring of small datagrams. The tick loop only swaps
-// pointers here; one sender goroutine does the encoding and the blocking
-// SendDatagram calls, so a slow or stuck peer never holds up the tick.
+// dropped) and a short ring of small datagrams.
+//
+// Whoever holds turn sends: it owns the outgoing sequence numbers, the
+// snapshot baselines and scratch. On a transport that can send without
+// blocking (TrySender, BatchSender: KCP, WebSocket while its socket is
+// drained) the producer takes the turn itself when nothing else waits, and
+// sends at once: a room's tick loop encodes and sends every member's
+// snapshot with no goroutine wake-up per member. Otherwise, or when a send
+// would block, the producer only swaps pointers here and the sender
+// goroutine does the blocking SendDatagram calls, so a slow or stuck peer
+// never holds up the tick.
 type dgramQueue struct {
+	turn     sync.Mutex
+	scratch  []byte // a datagram being built (turn holder)
+	sess     transport.Session
+	try      transport.TrySender
+	batch    transport.BatchSender // used only with try, into a caller's Batch
+	maxDgram int
+
 	mu   sync.Mutex
 	snap *Snapshot
 	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
@@ -33,8 +49,63 @@ type dgramQueue struct {
 	copies *frameCopies
 }
 
-func newDgramQueue(stats *connStats, acks *ackState) *dgramQueue {
-	return &dgramQueue{wake: make(chan struct{}, 1), stats: stats, acks: acks}
+func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dgramQueue {
+	q := &dgramQueue{wake: make(chan struct{}, 1), stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram()}
+	q.try, _ = sess.(transport.TrySender)
+	q.batch, _ = sess.(transport.BatchSender)
+	return q
+}
+
+// direct reports whether producers may send on their own goroutine.
+func (q *dgramQueue) direct() bool { return q.try != nil }
+
+// sendSnapshotNow sends s from the caller's goroutine when it can without
+// waiting: the transport sends without blocking, no other sender holds the
+// turn and nothing else is queued. b, if not nil, collects the datagrams
+// of a transport that batches them (the caller flushes it). Otherwise s is
+// queued for the sender goroutine, as putSnapshot does.
+func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
+	if !q.direct() || !q.turn.TryLock() {
+		q.putSnapshot(s)
+		return
+	}
+	q.mu.Lock()
+	if q.shut || q.n > 0 || q.snap != nil {
+		q.mu.Unlock()
+		q.turn.Unlock()
+		q.putSnapshot(s)
+		return
+	}
+	q.mu.Unlock()
+	sent, ok := q.sendSnapshot(s, b, false)
+	q.turn.Unlock()
+	if ok && !sent {
+		q.putSnapshot(s) // would block: the sender goroutine takes it
+	}
+}
+
+// putNow sends a small datagram from the caller's goroutine when it can
+// without waiting, as sendSnapshotNow does; otherwise it queues it (put).
+func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
+	if !q.direct() || !q.turn.TryLock() {
+		q.put(kind, body, tag)
+		return
+	}
+	q.mu.Lock()
+	if q.shut || q.n > 0 || q.snap != nil {
+		q.mu.Unlock()
+		q.turn.Unlock()
+		q.put(kind, body, tag)
+		return
+	}
+	q.mu.Unlock()
+	d := append(unreliable.AppendHeader(q.scratch[:0], unreliable.Header{Kind: kind}), body...)
+	q.scratch = d[:0]
+	sent, ok := q.sendOne(d, tag, nil, false)
+	q.turn.Unlock()
+	if ok && !sent {
+		q.put(kind, body, tag)
+	}
 }
 
 func (q *dgramQueue) signal() {
@@ -99,19 +170,18 @@ func (q *dgramQueue) close() {
 }
 
 // sendLoop sends queued datagrams until done closes or the session is gone.
-// It owns the outgoing sequence numbers and, on the server, the snapshot
-// baselines.
-func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([]byte) error) {
-	defer q.close()
-	if q.snaps != nil {
-		defer q.snaps.release()
-	}
-	scratch := make([]byte, 0, unreliable.MaxDatagram)
+// It takes the turn for each round, and keeps it when it ends, so no one
+// sends after it.
+func (q *dgramQueue) sendLoop(done <-chan struct{}) {
+	defer func() {
+		q.turn.Lock() // kept: the connection sends no more
+		q.close()
+		if q.snaps != nil {
+			q.snaps.release()
+		}
+	}()
 	var small [dgramQueueLen][]byte
 	var tags [dgramQueueLen]uint64
-	for i := range small {
-		small[i] = make([]byte, 0, unreliable.MaxDatagram)
-	}
 	var copies [copyDatagrams][]byte
 	var copyTags [copyDatagrams]uint64
 	resend := time.NewTimer(time.Hour)
@@ -124,13 +194,15 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 		case <-done:
 			return
 		}
+		q.turn.Lock()
 		// Copies of reliable frames go first: they are what someone waits
 		// for.
 		ok := true
 		if q.copies != nil && q.copies.update() {
-			n := q.copies.build(time.Now(), maxDatagram, &copies, &copyTags)
+			n := q.copies.build(time.Now(), q.maxDgram, &copies, &copyTags)
 			for i := 0; i < n && ok; i++ {
-				if ok = q.sendOne(send, copies[i], copyTags[i]); ok {
+				var sent bool
+				if sent, ok = q.sendOne(copies[i], copyTags[i], nil, true); sent {
 					q.stats.copiesSent.Add(1)
 				}
 			}
@@ -149,11 +221,12 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 		q.mu.Unlock()
 
 		for i := 0; i < n && ok; i++ {
-			ok = q.sendOne(send, small[i], tags[i])
+			_, ok = q.sendOne(small[i], tags[i], nil, true)
 		}
 		if ok && snap != nil {
-			ok = q.sendSnapshot(send, snap, maxDatagram, scratch)
+			_, ok = q.sendSnapshot(snap, nil, true)
 		}
+		q.turn.Unlock()
 		if snap != nil {
 			snap.Release()
 		}
@@ -164,41 +237,57 @@ func (q *dgramQueue) sendLoop(done <-chan struct{}, maxDatagram int, send func([
 }
 
 // sendSnapshot encodes snap for this peer (a delta against the newest
-// snapshot it acknowledged, when there is one) and sends its fragments.
-func (q *dgramQueue) sendSnapshot(send func([]byte) error, snap *Snapshot, maxDatagram int, scratch []byte) bool {
+// snapshot it acknowledged, when there is one) and sends its fragments
+// (turn holder). sent is false when a send that must not wait would have
+// blocked; ok is false when the session is gone.
+func (q *dgramQueue) sendSnapshot(snap *Snapshot, b *transport.Batch, wait bool) (sent, ok bool) {
 	env := q.snaps.encode(snap)
 	h := unreliable.SnapshotHeader{Tick: snap.Tick, Epoch: q.snaps.epoch}
-	count, err := unreliable.FragmentCount(len(env), maxDatagram)
+	count, err := unreliable.FragmentCount(len(env), q.maxDgram)
 	if env == nil || err != nil {
 		q.stats.snapshotsTooLarge.Add(1)
-		return true
+		return true, true
 	}
 	h.Count = uint8(count)
 	for i := 0; i < count; i++ {
 		h.Index = uint8(i)
-		scratch = unreliable.AppendEpochFragment(scratch[:0], 0, h, env, maxDatagram)
-		if !q.sendOne(send, scratch, 0) {
-			return false
+		q.scratch = unreliable.AppendEpochFragment(q.scratch[:0], 0, h, env, q.maxDgram)
+		if sent, ok = q.sendOne(q.scratch, 0, b, wait); !sent {
+			return sent, ok
 		}
 	}
 	q.stats.snapshotsSent.Add(1)
 	if env[unreliable.EnvelopeLen-1] != 0 {
 		q.stats.snapshotsDelta.Add(1)
 	}
-	return true
+	return true, true
 }
 
 // sendOne stamps d's header with the next sequence number and the current
-// acks, sends it and counts it; it reports false when the session is gone.
-func (q *dgramQueue) sendOne(send func([]byte) error, d []byte, tag uint64) bool {
+// acks, sends it and counts it (turn holder). With wait it may block in
+// SendDatagram; without, it goes into b or through TrySendDatagram, and
+// sent is false when that would have blocked (the sequence number is then
+// spent, as on a lost datagram). ok is false when the session is gone.
+func (q *dgramQueue) sendOne(d []byte, tag uint64, b *transport.Batch, wait bool) (sent, ok bool) {
 	q.acks.stamp(d, tag, time.Now())
-	if err := send(d); err != nil {
+	var err error
+	switch {
+	case wait:
+		err = q.sess.SendDatagram(d)
+	case b != nil && q.batch != nil:
+		err = q.batch.AddDatagram(b, d)
+	default:
+		if sent, err = q.try.TrySendDatagram(d); err == nil && !sent {
+			return false, true
+		}
+	}
+	if err != nil {
 		q.stats.datagramsDropped.Add(1)
-		return !isClosed(err)
+		return true, !isClosed(err)
 	}
 	q.stats.datagramsSent.Add(1)
 	q.stats.bytesSent.Add(uint64(len(d)))
-	return true
+	return true, true
 }
 
 // ackState is a connection's datagram acknowledgement bookkeeping, shared

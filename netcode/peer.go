@@ -88,7 +88,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.log = log
 	p.maxFrame = maxFrame
 	p.out = newOutbox(outboxLimit, sess.Write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
-	p.dq = newDgramQueue(&p.stats, &p.acks)
+	p.dq = newDgramQueue(&p.stats, &p.acks, sess)
 	p.copies.mode, p.copies.sess, p.copies.acks = copies, sess, &p.acks
 	p.dq.copies = &p.copies
 	p.out.onFrame = func(num uint32, frame []byte) {
@@ -111,7 +111,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 
 // start launches the writer and the datagram sender. They run from before
 // the handshake, so that a refusal reaches the peer.
-func (p *peer) start(maxDatagram int) {
+func (p *peer) start() {
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
@@ -119,7 +119,7 @@ func (p *peer) start(maxDatagram int) {
 	}()
 	go func() {
 		defer p.wg.Done()
-		p.dq.sendLoop(p.ctx.Done(), maxDatagram, p.sess.SendDatagram)
+		p.dq.sendLoop(p.ctx.Done())
 	}()
 }
 
@@ -145,23 +145,85 @@ func (p *peer) bound(r *reliable.Reader, frame, write time.Duration) {
 	p.out.stall.Stop()
 }
 
-// startReceiving launches the datagram reader, which hands each datagram to
-// onDatagram. It starts once the handshake is done, so no datagram reaches
-// the application from an unauthenticated peer.
-func (p *peer) startReceiving(onDatagram func([]byte)) {
+// slowQueue is how many datagrams that run application handlers (events,
+// copies of reliable frames) wait for the connection's datagram goroutine
+// when the transport hands datagrams over on its receive loop; beyond it
+// they are dropped and counted, like any unreliable datagram.
+const slowQueue = 32
+
+type slowDatagram struct {
+	h    unreliable.Header
+	body []byte
+}
+
+// startReceiving starts taking datagrams: admit checks and parses each
+// (recording its acknowledgements), handle acts on it. It starts once the
+// handshake is done, so no datagram reaches the application from an
+// unauthenticated peer.
+//
+// On a transport that hands datagrams over on its own receive loop
+// (transport.DatagramHandler: KCP), inputs, acks and snapshots are handled
+// right there, with no goroutine wake-up per datagram. Events and copies of
+// reliable frames run the application's handlers, which may block or wait
+// for the peer, so they go to a datagram goroutine. Elsewhere a datagram
+// goroutine reads and handles them all; so it does on the client (inline
+// false), whose snapshot handler may wait for the server.
+func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header, []byte, bool), handle func(unreliable.Header, []byte)) {
+	dh, ok := p.sess.(transport.DatagramHandler)
+	if !ok || !inline {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for {
+				d, err := p.sess.ReceiveDatagram(p.ctx)
+				if err != nil {
+					return
+				}
+				p.received(len(d))
+				if h, body, ok := admit(d); ok {
+					handle(h, body)
+				}
+			}
+		}()
+		return
+	}
+	slow := make(chan slowDatagram, slowQueue)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		for {
-			d, err := p.sess.ReceiveDatagram(p.ctx)
-			if err != nil {
+			select {
+			case d := <-slow:
+				handle(d.h, d.body)
+			case <-p.ctx.Done():
 				return
 			}
-			p.stats.datagramsReceived.Add(1)
-			p.stats.bytesReceived.Add(uint64(len(d)))
-			onDatagram(d)
 		}
 	}()
+	dh.HandleDatagrams(func(d []byte) {
+		if p.ctx.Err() != nil {
+			return
+		}
+		p.received(len(d))
+		h, body, ok := admit(d)
+		if !ok {
+			return
+		}
+		if h.Kind != unreliable.KindEvent && h.Kind != unreliable.KindReliable {
+			handle(h, body)
+			return
+		}
+		select {
+		case slow <- slowDatagram{h, append([]byte(nil), body...)}:
+		default:
+			p.stats.datagramsDropped.Add(1) // the handlers are behind
+		}
+	})
+}
+
+func (p *peer) received(n int) {
+	p.stats.datagramsReceived.Add(1)
+	p.stats.bytesReceived.Add(uint64(n))
 }
 
 // closeSession closes the transport session with the recorded reason.
@@ -547,7 +609,7 @@ func (p *peer) emitDatagram(name string, payload []byte, sequenced bool, maxData
 	if err != nil {
 		return err
 	}
-	p.dq.put(unreliable.KindEvent, body, 0)
+	p.dq.putNow(unreliable.KindEvent, body, 0)
 	return nil
 }
 

@@ -360,7 +360,8 @@ type GameRoom struct {
 	ticks     uint64
 	lateTicks uint64
 	tickDur   *hdrhistogram.Histogram
-	kstats    *kindStats // shared by the kind's rooms
+	batch     netcode.Batch // the tick's snapshot datagrams, flushed once per tick
+	kstats    *kindStats    // shared by the kind's rooms
 
 	inMu      sync.Mutex
 	inputs    []queuedInput

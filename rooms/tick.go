@@ -68,8 +68,9 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	snap.Stream = g.stream
 	snap.Data = g.game.Tick(tick, g.period, snap.Data)
 	for _, m := range g.members {
-		m.SendSnapshot(snap)
+		m.SendSnapshotBatch(snap, &g.batch)
 	}
+	g.batch.Flush()
 	empty = len(g.members) == 0
 	g.ticks++
 	g.lateTicks += late

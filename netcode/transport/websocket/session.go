@@ -39,15 +39,19 @@ type Session struct {
 	msg    []byte  // the reader's message buffer
 	ch     [1]byte // and its channel byte
 	dgrams chan []byte
-	heard  *activity
+	// handler, once set (HandleDatagrams), takes datagrams in place of
+	// dgrams, on the reader goroutine.
+	handler atomic.Pointer[func([]byte)]
+	heard   *activity
 	// stalled: the reader waits for Read, so the peer is not silent; we
 	// are not listening.
 	stalled atomic.Bool
 
 	// The write side: one message at a time, under the turn.
-	turn turn
-	out  []byte // a reliable message being written
-	dout [1 + MaxDatagram]byte
+	turn  turn
+	out   []byte // a reliable message being written
+	dout  [1 + MaxDatagram]byte
+	probe *unsentProbe // nil: TrySendDatagram always says "not now"
 
 	// The end: the first of a local Close and the reader's end.
 	endOnce sync.Once
@@ -65,8 +69,10 @@ type Session struct {
 }
 
 var (
-	_ transport.Session    = (*Session)(nil)
-	_ transport.Challenged = (*Session)(nil)
+	_ transport.Session         = (*Session)(nil)
+	_ transport.Challenged      = (*Session)(nil)
+	_ transport.TrySender       = (*Session)(nil)
+	_ transport.DatagramHandler = (*Session)(nil)
 )
 
 // newSession starts a session on an open WebSocket; conn is the connection
@@ -84,6 +90,7 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config)
 	}
 	s.rcond.L = &s.rmu
 	s.turn.cond.L = &s.turn.mu
+	s.probe = newUnsentProbe(conn)
 	heard.touch()
 	// A message longer than the limits is refused as it is read, with
 	// Roomwire's close code; the library's own limit is not needed.
@@ -142,6 +149,10 @@ func (s *Session) readMessage(typ websocket.MessageType, r io.Reader) error {
 		}
 		if err != nil {
 			return err
+		}
+		if f := s.handler.Load(); f != nil {
+			(*f)(s.msg[:n])
+			break
 		}
 		select {
 		case s.dgrams <- append([]byte(nil), s.msg[:n]...):
@@ -348,6 +359,40 @@ func (s *Session) SendDatagram(p []byte) error {
 	return nil
 }
 
+// TrySendDatagram writes p as one datagram message when that cannot block:
+// no other write holds or waits for the connection, and the kernel holds
+// nothing unsent (then a message of this size goes out in one write under
+// TCP_NOTSENT_LOWAT). Otherwise it reports false, and netcode's sender
+// goroutine waits in SendDatagram instead.
+func (s *Session) TrySendDatagram(p []byte) (bool, error) {
+	if len(p) > MaxDatagram {
+		return true, fmt.Errorf("websocket: datagram of %d bytes > %d", len(p), MaxDatagram)
+	}
+	if s.probe == nil {
+		return false, nil
+	}
+	taken, open := s.turn.tryTake()
+	if !open {
+		return true, s.closedErr()
+	}
+	if !taken {
+		return false, nil
+	}
+	defer s.turn.give()
+	if n, ok := s.probe.unsent(); !ok || n > 0 {
+		return false, nil
+	}
+	m := append(append(s.dout[:0], channelDatagram), p...)
+	if err := s.ws.Write(context.Background(), websocket.MessageBinary, m); err != nil {
+		return true, s.writeErr(err)
+	}
+	return true, nil
+}
+
+// HandleDatagrams hands every datagram message read from now on to f, on
+// the reader goroutine, in place of ReceiveDatagram.
+func (s *Session) HandleDatagrams(f func(p []byte)) { s.handler.Store(&f) }
+
 // ReceiveDatagram returns the next datagram.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	select {
@@ -471,6 +516,21 @@ func (t *turn) take(reliable bool) bool {
 	}
 	t.busy = true
 	return true
+}
+
+// tryTake takes the turn if it is free and no reliable writer waits;
+// open is false once the turn is closed.
+func (t *turn) tryTake() (taken, open bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false, false
+	}
+	if t.busy || t.reliable > 0 {
+		return false, true
+	}
+	t.busy = true
+	return true, true
 }
 
 func (t *turn) give() {
