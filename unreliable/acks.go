@@ -54,6 +54,10 @@ type Sent struct {
 	ring [sentWindow]sentEntry
 	next uint16
 	any  bool
+	// tail is the oldest sequence number that may still wait for its
+	// ack: entries are sent in order, so the ones to age out are always
+	// the oldest, and Ack looks at no more of them than it must.
+	tail uint16
 
 	// LossAfter is how long a datagram may go unacknowledged before it is
 	// counted as lost. Zero means 1 second.
@@ -105,13 +109,21 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 	if lossAfter <= 0 {
 		lossAfter = time.Second
 	}
-	// Age out what is clearly lost.
-	for i := range s.ring {
-		e := &s.ring[i]
-		if e.valid && !e.acked && now.Sub(e.at) > lossAfter {
+	// Age out what is clearly lost, oldest first.
+	for s.tail != s.next {
+		if s.next-s.tail > sentWindow {
+			s.tail = s.next - sentWindow // older ones were counted by Next
+			continue
+		}
+		e := &s.ring[s.tail%sentWindow]
+		if e.valid && !e.acked && e.seq == s.tail {
+			if now.Sub(e.at) <= lossAfter {
+				break // and every later one is younger
+			}
 			e.valid = false
 			s.lose()
 		}
+		s.tail++
 	}
 }
 
