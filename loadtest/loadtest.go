@@ -72,6 +72,11 @@ type Config struct {
 	// all: a soak of connections and rooms coming and going. Connected
 	// then counts connections, not bots.
 	Churn time.Duration
+	// Idle makes each bot connect and then do nothing for Duration: no
+	// room, no inputs, no pings of its own; only the transport's and the
+	// client's keep-alive traffic flows. It measures what an idle
+	// connection costs the server (memory, CPU).
+	Idle bool
 	// LoopbackSpread is how many loopback addresses the bots of a server on
 	// 127.0.0.0/8 dial from, 127.0.0.1 upward, bot i from the (i mod n)-th:
 	// the server's limits per address (64 connections by default) then see
@@ -476,6 +481,21 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	}
 	connectedAt := time.Now()
 	defer func() { _ = cl.Close() }()
+	if cfg.Idle {
+		r.connected.Add(1)
+		idle := time.NewTimer(playFor)
+		defer idle.Stop()
+		select {
+		case <-ctx.Done():
+		case <-idle.C:
+		case ce := <-disconnected:
+			r.addError("disconnected", ce)
+		}
+		r.mu.Lock()
+		r.botSecs += time.Since(connectedAt).Seconds()
+		r.mu.Unlock()
+		return
+	}
 	r.eventsSent.Add(1)
 	nrooms := (cfg.Bots + cfg.PerRoom - 1) / cfg.PerRoom
 	room := fmt.Sprintf("bots-%s-%d", r.runID, (i/cfg.PerRoom+session)%nrooms)

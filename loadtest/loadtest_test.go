@@ -123,6 +123,31 @@ func TestRunChurn(t *testing.T) {
 	require.LessOrEqual(t, len(hub.Rooms()), 2, "the bots rotate over their two rooms")
 }
 
+// Idle bots connect, stay connected for Duration and join no room.
+func TestRunIdle(t *testing.T) {
+	srv, hub := startServer(t)
+	key := token.DevKey
+	addrs := srv.Addrs()
+	var peak atomic.Int64
+	rep, err := loadtest.Run(context.Background(), loadtest.Config{
+		Addr:     "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String(),
+		Insecure: true,
+		TokenKey: &key,
+		Bots:     6,
+		Duration: 2500 * time.Millisecond, // progress, each second, sees them all
+		Idle:     true,
+		Progress: func(loadtest.Progress) { peak.Store(max(peak.Load(), srv.Metrics().ConnsActive)) },
+	})
+	require.NoError(t, err)
+	require.Empty(t, rep.Errors)
+	require.Equal(t, 6, rep.Connected)
+	require.Zero(t, rep.SnapshotsReceived)
+	require.Zero(t, rep.EventsSent)
+	require.EqualValues(t, 6, peak.Load(), "all six were connected at once")
+	require.Empty(t, hub.Rooms(), "no bot joined a room")
+	nt.Eventually(t, func() bool { return srv.Metrics().ConnsActive == 0 }, "every connection closed")
+}
+
 // The sampler reads the server's runtime figures; Flat measures their drift
 // after warm-up.
 func TestSamplerAndFlat(t *testing.T) {

@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	flat := fs.Float64("flat", 0.10, "with -sample, fail unless goroutines and live heap stay within this `fraction` of their mean after warm-up")
 	var copies netcode.CopyMode
 	fs.Var(&copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
+	idle := fs.Bool("idle", false, "connect and stay idle for -duration: no room, no inputs, no pings (what an idle connection costs the server)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: botclient [flags]\n\nRuns headless bots against a Roomwire server and reports what they measured.\n\nFlags:\n")
@@ -83,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		ConnectTimeout: *connectTimeout,
 		Client:         netcode.ClientConfig{ReliableCopies: copies},
 		Churn:          *churn,
+		Idle:           *idle,
 	}
 	var sampler *loadtest.Sampler
 	if *sample != "" {
