@@ -4,7 +4,7 @@ BOTS ?= 50
 DURATION ?= 20s
 DEMO_ADDR ?= quic://127.0.0.1:7777
 
-.PHONY: run test bench demo fuzz build vet matrix soak
+.PHONY: run test bench demo fuzz build vet matrix soak perf
 
 run:
 	$(GO) run ./cmd/gameserver
@@ -92,3 +92,20 @@ soak:
 	sleep 1; \
 	./bin/botclient -addr quic://127.0.0.1:27777,kcp://127.0.0.1:27778 -insecure -n $(SOAK_BOTS) -per-room 10 \
 	  -duration $(SOAK_DURATION) -churn $(SOAK_CHURN) -sample http://127.0.0.1:28080/metrics.json -warmup $(SOAK_WARMUP)
+
+# The server's CPU per delivered snapshot on each transport (cmd/perf): for
+# each of $(PERF_TRANSPORTS) in turn, a game server on free loopback ports
+# pinned to CPU 0 and $(PERF_ROOMS) × $(PERF_PLAYERS) bots pinned to CPU 1;
+# the server's CPU time over $(PERF_DURATION) after every bot joined and a
+# 3 s warm-up, as a Markdown table. About (PERF_DURATION + 15 s) a
+# transport. Needs the machine to itself; never in CI.
+PERF_ROOMS ?= 10
+PERF_PLAYERS ?= 10
+PERF_HZ ?= 30
+PERF_DURATION ?= 20s
+PERF_TRANSPORTS ?= quic,kcp,ws
+perf:
+	$(GO) build -o bin/gameserver ./cmd/gameserver
+	$(GO) build -o bin/botclient ./cmd/botclient
+	$(GO) run ./cmd/perf -transports $(PERF_TRANSPORTS) -rooms $(PERF_ROOMS) -players $(PERF_PLAYERS) \
+	  -hz $(PERF_HZ) -duration $(PERF_DURATION) -gameserver bin/gameserver -botclient bin/botclient

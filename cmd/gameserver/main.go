@@ -503,16 +503,19 @@ func wantsJSON(accept []string) bool {
 	return jsonQ > 0 && jsonQ >= promQ
 }
 
-// runtimeFigures are the process's goroutines and live heap (after the last
-// collection), which a soak watches for leaks (loadtest.Sampler).
+// runtimeFigures are the process's goroutines, live heap (after the last
+// collection) and goroutine stacks, which a soak watches for leaks
+// (loadtest.Sampler) and a load test divides by its connections.
 func runtimeFigures() map[string]uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	metrics.Read(s)
-	live := uint64(0)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		live = s[0].Value.Uint64()
+	v := func(i int) uint64 {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			return s[i].Value.Uint64()
+		}
+		return 0
 	}
-	return map[string]uint64{"goroutines": uint64(runtime.NumGoroutine()), "heap_live_bytes": live}
+	return map[string]uint64{"goroutines": uint64(runtime.NumGoroutine()), "heap_live_bytes": v(0), "stack_bytes": v(1)}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

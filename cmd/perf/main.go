@@ -1,0 +1,174 @@
+// Command perf measures a Roomwire game server's CPU per delivered snapshot
+// on each transport, for those who tune a deployment. For each transport in
+// turn it starts bin/gameserver on free loopback ports, pinned to CPU 0,
+// and bin/botclient with rooms × players bots on that transport, pinned to
+// CPU 1 (taskset, when there are two CPUs); waits until every bot is in a
+// room, then a warm-up; reads the server's user+system CPU time (all
+// threads, /proc/<pid>/stat) over a window; and stops both (SIGINT, then
+// SIGKILL after a grace). The figure is state messages delivered to the
+// bots per second of server CPU: the bots' delivery rate over their run
+// (snapshots received over seconds played, from their -json report) times
+// the window, over the server's CPU seconds in it. It also reports the
+// server's CPU as a percentage of one core, the bots' delivery ratio and
+// round trips, and the server's RSS (and peak) and goroutines at the
+// window's end.
+//
+// It prints a Markdown table, or with -json one JSON object per transport.
+// The figures are computed as in the Roomwire rows of compare.sh, the
+// project's comparison with other servers (socket.io, Colyseus). The
+// machine should run nothing else meanwhile: `make perf` builds the
+// binaries and runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "perf:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	_, tasksetErr := exec.LookPath("taskset")
+	canPin := tasksetErr == nil && runtime.NumCPU() >= 2
+
+	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	transports := fs.String("transports", "quic,kcp,ws", "transports to measure, comma-separated, one after another: quic, kcp, ws")
+	var c config
+	fs.IntVar(&c.Rooms, "rooms", 10, "arena rooms")
+	fs.IntVar(&c.Players, "players", 10, "bots per room (the server's -max-members)")
+	fs.IntVar(&c.Hz, "hz", 30, "the rooms' tick `rate` in Hz: snapshots a second to each bot")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "the measuring window, after every bot joined and the warm-up")
+	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "wait between the last bot's join and the window")
+	fs.DurationVar(&c.JoinTimeout, "join-timeout", 60*time.Second, "fail a transport's run unless every bot is in a room within this `time`")
+	fs.StringVar(&c.Gameserver, "gameserver", "bin/gameserver", "the gameserver `binary`")
+	fs.StringVar(&c.Botclient, "botclient", "bin/botclient", "the botclient `binary`")
+	fs.BoolVar(&c.Pin, "pin", canPin, "pin the server to CPU 0 and the bots to CPU 1 with taskset (default true when taskset exists and there are 2 CPUs or more)")
+	asJSON := fs.Bool("json", false, "print one JSON object per transport instead of a Markdown table")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: perf [flags]\n\nMeasures the gameserver's CPU per delivered snapshot on each transport.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	list, err := parseTransports(*transports)
+	if err != nil {
+		return err
+	}
+	if c.Rooms < 1 || c.Players < 1 || c.Hz < 1 || c.Hz > 128 {
+		return errors.New("-rooms and -players must be at least 1, -hz 1 to 128")
+	}
+	if c.Duration <= 0 || c.Warmup < 0 || c.JoinTimeout <= 0 {
+		return errors.New("-duration and -join-timeout must be positive, -warmup not negative")
+	}
+	if c.Pin && !canPin {
+		return errors.New("-pin needs taskset and at least 2 CPUs")
+	}
+	for _, bin := range []string{c.Gameserver, c.Botclient} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%w (make perf builds bin/gameserver and bin/botclient)", err)
+		}
+	}
+	c.Ticks = clockTicks()
+	c.Log = stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var rows []Result
+	failed := 0
+	for i, t := range list {
+		if i > 0 { // let the last run's sockets and CPU settle
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(stderr, "perf: %s: %d rooms × %d players, %d Hz, window %v\n", t, c.Rooms, c.Players, c.Hz, c.Duration)
+		r, err := c.measure(ctx, t)
+		if err != nil {
+			r.Error = err.Error()
+			failed++
+			fmt.Fprintf(stderr, "perf: %s: %v\n", t, err)
+		}
+		r.Transport, r.Rooms, r.Players, r.Hz, r.Pinned = t, c.Rooms, c.Players, c.Hz, c.Pin
+		rows = append(rows, r)
+		if *asJSON {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, string(b))
+		}
+	}
+	if !*asJSON {
+		pinned := "server on CPU 0, bots on CPU 1"
+		if !c.Pin {
+			pinned = "not pinned"
+		}
+		fmt.Fprintf(stdout, "%d rooms × %d players, %d Hz; server CPU over %v after all joined and %v warm-up; %s.\n\n",
+			c.Rooms, c.Players, c.Hz, c.Duration, c.Warmup, pinned)
+		if err := writeMarkdown(stdout, rows); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if r.Note != "" {
+				fmt.Fprintf(stdout, "\n%s: %s\n", r.Transport, r.Note)
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d transports failed", failed, len(list))
+	}
+	return nil
+}
+
+// parseTransports splits the -transports list, refusing unknown and
+// repeated names.
+func parseTransports(s string) ([]string, error) {
+	var list []string
+	seen := map[string]bool{}
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if _, err := transportURL(t, ports{}); err != nil {
+			return nil, err
+		}
+		if seen[t] {
+			return nil, fmt.Errorf("transport %q given twice", t)
+		}
+		seen[t] = true
+		list = append(list, t)
+	}
+	if len(list) == 0 {
+		return nil, errors.New("no transports: -transports is empty")
+	}
+	return list, nil
+}
