@@ -38,11 +38,11 @@ func (r *Received) Ack() (ack uint16, bits uint32) { return r.newest, r.bits }
 const sentWindow = 256
 
 type sentEntry struct {
+	at     time.Duration // when sent, after Sent.base (monotonic)
+	tag    uint64        // what the datagram carried, for the caller
 	seq    uint16
-	at     time.Time
 	valid  bool
 	acked  bool
-	tag    uint64 // what the datagram carried, for the caller
 	hasTag bool
 }
 
@@ -51,7 +51,8 @@ type sentEntry struct {
 // counts as lost when it leaves the window, or is older than LossAfter,
 // unacknowledged.
 type Sent struct {
-	ring [sentWindow]sentEntry
+	ring *[sentWindow]sentEntry // allocated at the first send: an idle connection sends none
+	base time.Time              // the first send's time, which entries count from
 	next uint16
 	any  bool
 	// tail is the oldest sequence number that may still wait for its
@@ -79,11 +80,14 @@ func (s *Sent) Next(now time.Time, tag uint64, hasTag bool) uint16 {
 	}
 	seq := s.next
 	s.next++
+	if s.ring == nil {
+		s.ring, s.base = new([sentWindow]sentEntry), now
+	}
 	e := &s.ring[seq%sentWindow]
 	if e.valid && !e.acked {
 		s.lose()
 	}
-	*e = sentEntry{seq: seq, at: now, valid: true, tag: tag, hasTag: hasTag}
+	*e = sentEntry{seq: seq, at: now.Sub(s.base), valid: true, tag: tag, hasTag: hasTag}
 	s.any = true
 	return seq
 }
@@ -109,6 +113,7 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 	if lossAfter <= 0 {
 		lossAfter = time.Second
 	}
+	at := now.Sub(s.base)
 	// Age out what is clearly lost, oldest first.
 	for s.tail != s.next {
 		if s.next-s.tail > sentWindow {
@@ -117,7 +122,7 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 		}
 		e := &s.ring[s.tail%sentWindow]
 		if e.valid && !e.acked && e.seq == s.tail {
-			if now.Sub(e.at) <= lossAfter {
+			if at-e.at <= lossAfter {
 				break // and every later one is younger
 			}
 			e.valid = false
@@ -135,7 +140,7 @@ func (s *Sent) ackOne(seq uint16, now time.Time, onTag func(uint64)) {
 	e.acked = true
 	s.acked++
 	s.lossAvg -= s.lossAvg * 0.01
-	sample := now.Sub(e.at)
+	sample := now.Sub(s.base) - e.at
 	if !s.haveRTT {
 		s.rtt, s.haveRTT = sample, true
 	} else {
