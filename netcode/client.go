@@ -226,7 +226,6 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 			return err
 		}
 	}
-	c.start()
 
 	welcome := make(chan error, 1)
 	go c.run(welcome, challenged)

@@ -147,8 +147,6 @@ func (s *Server) serveConn(sess transport.Session) {
 		c.challenge = ch[:]
 		c.out.unnumbered(reliable.AppendChallenge(nil, ch))
 	}
-	// The writer runs from the start so that refusals reach the client.
-	c.start()
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
 		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO accepted within %v", s.cfg.HandshakeTimeout)})
 	})

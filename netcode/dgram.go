@@ -38,10 +38,17 @@ type dgramQueue struct {
 	snap *Snapshot
 	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
 	tags [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
-	head int
-	n    int
-	shut bool
-	wake chan struct{}
+	head    int
+	n       int
+	shut    bool
+	running bool // the sender goroutine runs (or is being started)
+	wake    chan struct{}
+	done    <-chan struct{} // the connection's end
+
+	// spawn starts a goroutine the connection owns, or reports false once
+	// the connection is finishing.
+	spawn    func(func()) bool
+	copyBufs *[copyDatagrams][]byte
 
 	stats  *connStats
 	acks   *ackState
@@ -50,7 +57,7 @@ type dgramQueue struct {
 }
 
 func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dgramQueue {
-	q := &dgramQueue{wake: make(chan struct{}, 1), stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram()}
+	q := &dgramQueue{stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram(), wake: make(chan struct{}, 1)}
 	q.try, _ = sess.(transport.TrySender)
 	q.batch, _ = sess.(transport.BatchSender)
 	return q
@@ -108,10 +115,27 @@ func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
 	}
 }
 
+// signal wakes the sender goroutine, or starts it unless the queue is shut.
 func (q *dgramQueue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	q.mu.Lock()
+	if q.running {
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if q.shut {
+		q.mu.Unlock()
+		return
+	}
+	q.running = true
+	q.mu.Unlock()
+	if !q.spawn(q.sendLoop) {
+		q.mu.Lock()
+		q.running = false
+		q.mu.Unlock()
 	}
 }
 
@@ -169,70 +193,107 @@ func (q *dgramQueue) close() {
 	}
 }
 
-// sendLoop sends queued datagrams until done closes or the session is gone.
-// It takes the turn for each round, and keeps it when it ends, so no one
-// sends after it.
-func (q *dgramQueue) sendLoop(done <-chan struct{}) {
-	defer func() {
-		q.turn.Lock() // kept: the connection sends no more
-		q.close()
-		if q.snaps != nil {
-			q.snaps.release()
-		}
-	}()
-	var small [dgramQueueLen][]byte
-	var tags [dgramQueueLen]uint64
-	var copies [copyDatagrams][]byte
-	var copyTags [copyDatagrams]uint64
-	resend := time.NewTimer(time.Hour)
-	resend.Stop()
-	defer resend.Stop()
+// sendLoop is the sender goroutine: it sends rounds of what is queued, and
+// again every copyResend while copies of reliable frames are held; with
+// nothing to do for linger it ends, to be started again when something is
+// queued that cannot be sent at once.
+func (q *dgramQueue) sendLoop() {
+	timer := time.NewTimer(linger)
+	defer timer.Stop()
 	for {
-		select {
-		case <-q.wake:
-		case <-resend.C:
-		case <-done:
-			return
-		}
 		q.turn.Lock()
-		// Copies of reliable frames go first: they are what someone waits
-		// for.
-		ok := true
-		if q.copies != nil && q.copies.update() {
-			n := q.copies.build(time.Now(), q.maxDgram, &copies, &copyTags)
-			for i := 0; i < n && ok; i++ {
-				var sent bool
-				if sent, ok = q.sendOne(copies[i], copyTags[i], nil, true); sent {
-					q.stats.copiesSent.Add(1)
-				}
-			}
-			resend.Reset(copyResend)
+		ok, copying := q.round()
+		q.turn.Unlock()
+		if !ok { // the session is gone
+			q.close()
+			return
 		}
 		q.mu.Lock()
-		n := q.n
-		for i := 0; i < n; i++ {
-			j := (q.head + i) % dgramQueueLen
-			small[i] = append(small[i][:0], q.ring[j]...)
-			tags[i] = q.tags[j]
-		}
-		q.head, q.n = 0, 0
-		snap := q.snap
-		q.snap = nil
+		more := q.n > 0 || q.snap != nil
 		q.mu.Unlock()
-
-		for i := 0; i < n && ok; i++ {
-			_, ok = q.sendOne(small[i], tags[i], nil, true)
+		if more {
+			continue
 		}
-		if ok && snap != nil {
+		if copying {
+			timer.Reset(copyResend)
+		} else {
+			timer.Reset(linger)
+		}
+		select {
+		case <-q.wake:
+		case <-q.done:
+			return
+		case <-timer.C:
+			if copying {
+				continue
+			}
+			q.mu.Lock()
+			if q.n == 0 && q.snap == nil {
+				q.running = false
+				q.mu.Unlock()
+				return
+			}
+			q.mu.Unlock()
+		}
+	}
+}
+
+// round sends, waiting where the transport makes it wait, the copies of
+// reliable frames that are due, then the queued small datagrams, then the
+// queued snapshot (turn holder). copying reports copies held; ok is false
+// when the session is gone.
+func (q *dgramQueue) round() (ok, copying bool) {
+	ok = true
+	// Copies of reliable frames go first: they are what someone waits for.
+	if q.copies != nil && q.copies.update() {
+		copying = true
+		if q.copyBufs == nil {
+			q.copyBufs = new([copyDatagrams][]byte)
+		}
+		var tags [copyDatagrams]uint64
+		n := q.copies.build(time.Now(), q.maxDgram, q.copyBufs, &tags)
+		for i := 0; i < n && ok; i++ {
+			var sent bool
+			if sent, ok = q.sendOne(q.copyBufs[i], tags[i], nil, true); sent {
+				q.stats.copiesSent.Add(1)
+			}
+		}
+	}
+	for ok {
+		q.mu.Lock()
+		if q.n == 0 {
+			q.mu.Unlock()
+			break
+		}
+		d := append(q.scratch[:0], q.ring[q.head]...)
+		tag := q.tags[q.head]
+		q.head = (q.head + 1) % dgramQueueLen
+		q.n--
+		q.mu.Unlock()
+		q.scratch = d[:0]
+		_, ok = q.sendOne(d, tag, nil, true)
+	}
+	q.mu.Lock()
+	snap := q.snap
+	q.snap = nil
+	q.mu.Unlock()
+	if snap != nil {
+		if ok {
 			_, ok = q.sendSnapshot(snap, nil, true)
 		}
-		q.turn.Unlock()
-		if snap != nil {
-			snap.Release()
-		}
-		if !ok {
-			return
-		}
+		snap.Release()
+	}
+	return ok, copying
+}
+
+// finish ends sending for good, after the connection's goroutines ended:
+// it keeps the turn, so no one sends again, and drops what is queued and
+// the snapshot baselines.
+func (q *dgramQueue) finish() {
+	q.turn.Lock()
+	q.close()
+	if q.snaps != nil {
+		q.snaps.release()
 	}
 }
 

@@ -9,11 +9,13 @@ import (
 
 // outbox is a connection's queue of encoded reliable frames. Producers append
 // under the lock with begin/end, so encoding goes straight into the queue
-// without a copy. The writer goroutine swaps the buffer out and writes it;
-// a goroutine that is waiting for the peer anyway (a request, a reply on the
-// reader goroutine) may flush itself and save the hand-off. Two buffers
-// alternate, so a steady flow does not allocate. The queue is bounded: a
-// producer that pushes it past limit gets ErrSlowConsumer.
+// without a copy. A writer goroutine swaps the buffer out and writes it; it
+// is started when there is something to write and ends when the queue is
+// empty, so an idle connection has none. A goroutine that is waiting for
+// the peer anyway (a request, a reply on the reader goroutine) may flush
+// itself and save the hand-off. Two buffers alternate, so a steady flow does
+// not allocate. The queue is bounded: a producer that pushes it past limit
+// gets ErrSlowConsumer.
 type outbox struct {
 	mu      sync.Mutex
 	buf     []byte
@@ -24,8 +26,15 @@ type outbox struct {
 	writing bool  // a goroutine holds the write turn
 	corked  bool  // hold writes: frames queue but the writer is not woken
 	failed  error // a write failed: the session is gone
+	running bool  // a writer goroutine runs (or is being started)
+	ended   bool  // the writer closed the session: no writer starts again
 	wake    chan struct{}
-	flushed chan struct{} // closed by the writer after the last frame went out
+
+	// spawn starts a goroutine the connection owns, or reports false once
+	// the connection is finishing; closeSession closes the transport
+	// session, after the last frame or a failed write.
+	spawn        func(func()) bool
+	closeSession func()
 
 	write   func([]byte) (int, error)
 	written func(int)
@@ -44,7 +53,7 @@ type outbox struct {
 }
 
 func newOutbox(limit int, write func([]byte) (int, error), written func(int)) *outbox {
-	return &outbox{limit: limit, wake: make(chan struct{}, 1), flushed: make(chan struct{}), write: write, written: written}
+	return &outbox{limit: limit, write: write, written: written, wake: make(chan struct{}, 1)}
 }
 
 // begin locks the queue and returns its buffer to append to, or ok=false
@@ -134,10 +143,29 @@ func (o *outbox) endQuiet(b []byte) error {
 // abort unlocks without storing anything.
 func (o *outbox) abort() { o.mu.Unlock() }
 
+// signal wakes the writer goroutine, or starts one unless there is nothing
+// for it to do.
 func (o *outbox) signal() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	o.mu.Lock()
+	if o.running {
+		o.mu.Unlock()
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	idle := len(o.buf) == 0 && !o.closing && o.failed == nil
+	if o.ended || idle || (o.corked && !o.closing) {
+		o.mu.Unlock()
+		return
+	}
+	o.running = true
+	o.mu.Unlock()
+	if !o.spawn(o.writeLoop) {
+		o.mu.Lock()
+		o.running = false
+		o.mu.Unlock()
 	}
 }
 
@@ -199,30 +227,53 @@ func (o *outbox) flush() error {
 	return err
 }
 
-// writeLoop is the connection's writer goroutine: it flushes on every
-// signal until the queue is shut and empty (then it calls closeSession and
-// returns) or a write fails.
-func (o *outbox) writeLoop(closeSession func()) {
+// linger is how long a connection's writer or datagram sender goroutine
+// waits for more work before it ends: a steady flow keeps it, an idle
+// connection has none.
+const linger = 2 * time.Second
+
+// writeLoop is the connection's writer goroutine: it flushes whenever there
+// is something to write, and ends after linger with nothing; or, once the
+// queue is shut and empty or a write failed, it closes the session and
+// ends for good.
+func (o *outbox) writeLoop() {
+	var idle *time.Timer
 	defer func() {
-		o.mu.Lock()
-		o.closed = true
-		o.mu.Unlock()
-		closeSession()
+		if idle != nil {
+			idle.Stop()
+		}
 	}()
-	for range o.wake {
-		if err := o.flush(); err != nil {
-			return
-		}
+	for {
+		err := o.flush()
 		o.mu.Lock()
-		done := o.closing && !o.writing && len(o.buf) == 0
-		failed := o.failed != nil
-		o.mu.Unlock()
-		if failed {
+		if err != nil || o.failed != nil || (o.closing && !o.writing && len(o.buf) == 0) {
+			o.closed, o.ended = true, true
+			o.mu.Unlock()
+			o.closeSession()
 			return
 		}
-		if done {
-			close(o.flushed)
-			return
+		// Bytes left while another goroutine writes are its to write; it
+		// signals when it is done if a close waits.
+		more := len(o.buf) > 0 && !o.writing && !o.corked
+		o.mu.Unlock()
+		if more {
+			continue
+		}
+		if idle == nil {
+			idle = time.NewTimer(linger)
+		} else {
+			idle.Reset(linger)
+		}
+		select {
+		case <-o.wake:
+		case <-idle.C:
+			o.mu.Lock()
+			if !o.closing && o.failed == nil && (len(o.buf) == 0 || o.writing || o.corked) {
+				o.running = false
+				o.mu.Unlock()
+				return
+			}
+			o.mu.Unlock()
 		}
 	}
 }

@@ -25,9 +25,12 @@ const closeGrace = 250 * time.Millisecond
 // sender, request correlation and the close logic.
 //
 // Goroutines: the owner (server's serveConn or the client's run) runs the
-// reliable read loop itself and starts writeLoop, sendLoop and the datagram
-// read loop through start; all three end once close was called and the
-// session is gone, and finish waits for them.
+// reliable read loop itself. The outbox's writer and the datagram sender
+// run only while they have work (spawn starts them, and they end after
+// linger without any), so an idle connection has neither; on a transport
+// without DatagramHandler a datagram reader runs from startReceiving. All
+// end once close was called and the session is gone; finish stops new ones
+// and waits for them.
 type peer struct {
 	sess transport.Session
 	out  *outbox
@@ -64,7 +67,11 @@ type peer struct {
 	force     *time.Timer
 	forceMu   sync.Mutex
 
-	wg sync.WaitGroup
+	// wg counts the connection's goroutines (spawn); once finishing is
+	// set, none starts.
+	wg        sync.WaitGroup
+	spawnMu   sync.Mutex
+	finishing bool
 
 	// pong, if set before the read loop starts, receives PONG frames.
 	pong func(reliable.Frame)
@@ -91,6 +98,8 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.dq = newDgramQueue(&p.stats, &p.acks, sess)
 	p.copies.mode, p.copies.sess, p.copies.acks = copies, sess, &p.acks
 	p.dq.copies = &p.copies
+	p.out.spawn, p.out.closeSession = p.spawn, p.closeSession
+	p.dq.spawn = p.spawn
 	p.out.onFrame = func(num uint32, frame []byte) {
 		if p.copies.add(num, frame) {
 			p.dq.signal()
@@ -106,21 +115,24 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.seq.init(maxFrame, p.handleFrame)
 	p.onCopy = p.copyFrame
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
+	p.dq.done = p.ctx.Done()
 	p.pending = make(map[uint32]chan result)
 }
 
-// start launches the writer and the datagram sender. They run from before
-// the handshake, so that a refusal reaches the peer.
-func (p *peer) start() {
-	p.wg.Add(2)
+// spawn runs f on a goroutine the connection owns: finish waits for it. It
+// reports false, and runs nothing, once the connection is finishing.
+func (p *peer) spawn(f func()) bool {
+	p.spawnMu.Lock()
+	defer p.spawnMu.Unlock()
+	if p.finishing {
+		return false
+	}
+	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.out.writeLoop(p.closeSession)
+		f()
 	}()
-	go func() {
-		defer p.wg.Done()
-		p.dq.sendLoop(p.ctx.Done())
-	}()
+	return true
 }
 
 // bound sets the deadlines a peer cannot stall past: a frame begun on r must
@@ -259,7 +271,11 @@ func (p *peer) close(ce *CloseError) {
 
 // finish waits for the connection's goroutines after the read loop ended.
 func (p *peer) finish() {
+	p.spawnMu.Lock()
+	p.finishing = true
+	p.spawnMu.Unlock()
 	p.wg.Wait()
+	p.dq.finish()
 	p.forceMu.Lock()
 	if p.force != nil {
 		p.force.Stop()
