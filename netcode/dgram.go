@@ -34,10 +34,10 @@ type dgramQueue struct {
 	batch    transport.BatchSender // used only with try, into a caller's Batch
 	maxDgram int
 
-	mu   sync.Mutex
-	snap *Snapshot
-	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
-	tags [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
+	mu      sync.Mutex
+	snap    *Snapshot
+	ring    [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
+	tags    [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
 	head    int
 	n       int
 	shut    bool
