@@ -16,6 +16,11 @@ const (
 	clockBurst    = 16
 	clockBurstGap = 100 * time.Millisecond
 	clockPeriod   = time.Second
+	// clockIdlePeriod spaces the PINGs while no snapshot arrives (a
+	// connection in a lobby): the estimate only serves snapshots, and a
+	// server with thousands of idle connections should not answer a PING
+	// from each every second.
+	clockIdlePeriod = 10 * time.Second
 	// clockScale is the excess round trip at which a sample's weight falls
 	// to a quarter.
 	clockScale = 5 * time.Millisecond
@@ -104,10 +109,13 @@ func (c *Client) ServerTime(now time.Time) time.Time {
 }
 
 // clockLoop sends PINGs for the clock estimate: clockBurst quickly after
-// connecting, then one every clockPeriod, until the connection closes.
+// connecting, then one every clockPeriod while snapshots arrive and every
+// clockIdlePeriod while none do, until the connection closes.
 func (c *Client) clockLoop() {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var snaps uint64
+	quiet := time.Duration(0) // since the last snapshot, or since the burst
 	for i := 1; ; i++ {
 		select {
 		case <-c.ctx.Done():
@@ -117,10 +125,19 @@ func (c *Client) clockLoop() {
 		if b, ok := c.out.begin(); ok {
 			_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(time.Now().UnixNano()))))
 		}
-		if i < clockBurst {
+		n := c.stats.snapshotsReceived.Load()
+		switch {
+		case i < clockBurst:
 			t.Reset(clockBurstGap)
-		} else {
+			snaps = n
+		case n != snaps:
+			snaps, quiet = n, 0
 			t.Reset(clockPeriod)
+		case quiet < clockIdlePeriod:
+			quiet += clockPeriod // check each second whether snapshots began
+			t.Reset(clockPeriod)
+		default:
+			t.Reset(clockIdlePeriod)
 		}
 	}
 }
