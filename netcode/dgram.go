@@ -32,6 +32,7 @@ type dgramQueue struct {
 	sess     transport.Session
 	try      transport.TrySender
 	batch    transport.BatchSender // used only with try, into a caller's Batch
+	bound    int                   // transport.BoundedQueue's length, else 0
 	maxDgram int
 
 	mu      sync.Mutex
@@ -60,11 +61,14 @@ func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dg
 	q := &dgramQueue{stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram(), wake: make(chan struct{}, 1)}
 	q.try, _ = sess.(transport.TrySender)
 	q.batch, _ = sess.(transport.BatchSender)
+	if b, ok := sess.(transport.BoundedQueue); ok && q.try == nil {
+		q.bound = b.DatagramQueueLen()
+	}
 	return q
 }
 
 // direct reports whether producers may send on their own goroutine.
-func (q *dgramQueue) direct() bool { return q.try != nil }
+func (q *dgramQueue) direct() bool { return q.try != nil || q.bound > 0 }
 
 // sendSnapshotNow sends s from the caller's goroutine when it can without
 // waiting: the transport sends without blocking, no other sender holds the
@@ -330,10 +334,13 @@ func (q *dgramQueue) sendSnapshot(snap *Snapshot, b *transport.Batch, wait bool)
 // sent is false when that would have blocked (the sequence number is then
 // spent, as on a lost datagram). ok is false when the session is gone.
 func (q *dgramQueue) sendOne(d []byte, tag uint64, b *transport.Batch, wait bool) (sent, ok bool) {
+	if !wait && q.bound > 0 && q.acks.pending() >= uint64(q.bound) {
+		return false, true // the transport's queue might be full
+	}
 	q.acks.stamp(d, tag, time.Now())
 	var err error
 	switch {
-	case wait:
+	case wait || q.bound > 0:
 		err = q.sess.SendDatagram(d)
 	case b != nil && q.batch != nil:
 		err = q.batch.AddDatagram(b, d)
@@ -387,6 +394,13 @@ func (a *ackState) record(h unreliable.Header, now time.Time) {
 	a.mu.Lock()
 	a.sent.Ack(h.Ack, h.AckBits, now, a.onTag)
 	a.mu.Unlock()
+}
+
+// pending is how many datagrams sent are neither acknowledged nor lost.
+func (a *ackState) pending() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sent.Pending()
 }
 
 func (a *ackState) estimates() (rtt time.Duration, loss float64, acked, lost uint64) {

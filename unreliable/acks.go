@@ -66,6 +66,7 @@ type Sent struct {
 
 	rtt     time.Duration // smoothed
 	haveRTT bool
+	sent    uint64
 	acked   uint64
 	lost    uint64
 	lossAvg float64 // smoothed fraction lost
@@ -80,6 +81,7 @@ func (s *Sent) Next(now time.Time, tag uint64, hasTag bool) uint16 {
 	}
 	seq := s.next
 	s.next++
+	s.sent++
 	if s.ring == nil {
 		s.ring, s.base = new([sentWindow]sentEntry), now
 	}
@@ -159,3 +161,7 @@ func (s *Sent) Loss() float64 { return s.lossAvg }
 
 // Counts are the datagrams acknowledged and counted lost so far.
 func (s *Sent) Counts() (acked, lost uint64) { return s.acked, s.lost }
+
+// Pending is how many datagrams sent are neither acknowledged nor counted
+// lost yet: at most what is in flight or still queued in the transport.
+func (s *Sent) Pending() uint64 { return s.sent - s.acked - s.lost }

@@ -18,11 +18,11 @@ func TestSentAgesOutLoss(t *testing.T) {
 	// are missing, and 1 (sent at 0) is over a second old.
 	s.Ack(10, 0b11111, t0.Add(1050*time.Millisecond), nil)
 	acked, lost := s.Counts()
-	if acked != 6 || lost != 1 {
-		t.Fatalf("at 1.05 s: acked %d, lost %d; want 6 and 1", acked, lost)
+	if acked != 6 || lost != 1 || s.Pending() != 3 {
+		t.Fatalf("at 1.05 s: acked %d, lost %d, pending %d; want 6, 1 and 3", acked, lost, s.Pending())
 	}
 	s.Ack(10, 0b11111, t0.Add(1350*time.Millisecond), nil) // 2..4 age out, nothing twice
-	if acked, lost = s.Counts(); acked != 6 || lost != 4 {
+	if acked, lost = s.Counts(); acked != 6 || lost != 4 || s.Pending() != 0 {
 		t.Fatalf("at 1.35 s: acked %d, lost %d; want 6 and 4", acked, lost)
 	}
 

@@ -151,6 +151,17 @@ type TrySender interface {
 	TrySendDatagram(p []byte) (bool, error)
 }
 
+// BoundedQueue is implemented by sessions whose SendDatagram blocks only
+// while a bounded number of datagrams wait in the transport unsent (QUIC:
+// quic-go queues 32). netcode then sends from a goroutine that must not
+// wait while fewer of its datagrams than that are unacknowledged, since
+// the transport's queue can hold no more than those.
+type BoundedQueue interface {
+	// DatagramQueueLen is how many unsent datagrams the transport queues
+	// before SendDatagram blocks.
+	DatagramQueueLen() int
+}
+
 // BatchSender is implemented by sessions whose datagrams can join a Batch,
 // to be written with those of other sessions on the same socket in one
 // system call.

@@ -442,6 +442,10 @@ func (s *Session) SendDatagram(p []byte) error {
 	return s.mapErr(s.conn.SendDatagram(p))
 }
 
+// DatagramQueueLen is quic-go v0.64.1's send queue for datagrams
+// (maxDatagramSendQueueLen): SendDatagram blocks only while it is full.
+func (s *Session) DatagramQueueLen() int { return 32 }
+
 // ReceiveDatagram returns the next datagram quic-go has queued.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	b, err := s.conn.ReceiveDatagram(ctx)
