@@ -125,6 +125,7 @@ type frameCopies struct {
 	sess    transport.Session
 	acks    *ackState
 	skipped atomic.Uint32
+	judged  atomic.Int64 // when the path was last judged, Unix nanoseconds
 
 	mu       sync.Mutex
 	ring     [maxCopies]copyEntry
@@ -134,10 +135,14 @@ type frameCopies struct {
 	fresh    bool // an entry was added since the last round
 }
 
-// rejudgeEvery is how many frames may go uncopied before the path is
-// judged again outside the datagram sender's rounds: a connection with no
-// datagram traffic has no rounds.
-const rejudgeEvery = 32
+// rejudgeEvery is how many frames may go uncopied, and rejudgeAfter how
+// long, before the path is judged again outside the datagram sender's
+// rounds: a connection with no datagram traffic has no rounds, nor has one
+// whose datagrams all go straight from the tick.
+const (
+	rejudgeEvery = 32
+	rejudgeAfter = 250 * time.Millisecond
+)
 
 // add records frame number num for copying; it reports whether it did.
 func (c *frameCopies) add(num uint32, frame []byte) bool {
@@ -145,7 +150,11 @@ func (c *frameCopies) add(num uint32, frame []byte) bool {
 		return false
 	}
 	if !c.on.Load() {
-		if c.mode == CopiesOff || !c.peer.Load() || c.skipped.Add(1)%rejudgeEvery != 0 {
+		if c.mode == CopiesOff || !c.peer.Load() {
+			return false
+		}
+		stale := time.Since(time.Unix(0, c.judged.Load())) >= rejudgeAfter
+		if c.skipped.Add(1)%rejudgeEvery != 0 && !stale {
 			return false
 		}
 		if !c.judge() {
@@ -176,6 +185,7 @@ func (c *frameCopies) judge() bool {
 		on = on && pathNeedsCopies(c.sess, c.acks)
 	}
 	c.on.Store(on)
+	c.judged.Store(time.Now().UnixNano())
 	return on
 }
 

@@ -173,7 +173,9 @@ func handshake(ctx context.Context, conn PacketConn, remote netip.AddrPort, tok 
 	}
 }
 
-// startClient makes the session and starts its reader and ticker.
+// startClient makes the session and starts its reader and timer
+// goroutines. Both end once the session ended: its onClose closes the
+// socket and stops the timers.
 func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken, c2s token.Key, opener *secure.Opener, cfg *Config) *Session {
 	claims := &token.Claims{
 		ProtocolID: tok.ProtocolID, Expires: tok.Expires, Timeout: tok.Timeout,
@@ -181,9 +183,8 @@ func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken
 	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	s := newSession(cfg, remote, claims,
+	s := newSession(cfg, conn, newBatchWriter(conn), newTimers(), remote, claims,
 		secure.NewSealer(c2s, tok.ProtocolID), opener,
-		func(b []byte) error { _, err := conn.WriteToUDPAddrPort(b, remote); return err },
 		func(*Session) {
 			close(stop)
 			_ = conn.Close()
@@ -194,7 +195,7 @@ func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		buf := make([]byte, 2048)
+		buf := make([]byte, packetBuf)
 		scratch := make([]byte, secure.MaxPacket)
 		for {
 			n, err := readFrom(conn, remote, buf)
@@ -205,24 +206,15 @@ func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken
 				continue
 			}
 			p := buf[:n]
-			if seq, ok := secure.SeqOf(p); !ok || secure.IsHandshakeSeq(seq) {
-				continue // late CHALLENGE copies
+			if seq, ok := secure.SeqOf(p); !ok || secure.IsHandshakeSeq(seq) || n > secure.MaxPacket {
+				continue // late CHALLENGE copies, or too long to be a packet
 			}
-			s.handle(p, scratch)
+			s.handle(p, scratch, time.Now().UnixNano(), nil)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(tickInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				s.tick(now)
-			}
-		}
+		s.timers.run(stop, nil, func(now time.Time, _ *outbox) { s.tick(now, nil) })
 	}()
 	return s
 }

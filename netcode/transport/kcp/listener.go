@@ -74,6 +74,12 @@ type Listener struct {
 	// closedDropped keeps the drop counts of sessions already gone.
 	closedDropped uint64
 
+	// bw writes batches on the socket: AddDatagram's, for every session.
+	bw *batchWriter
+	// timers are the sessions whose KCP cores need flushes later, driven
+	// by timerLoop.
+	timers *timers
+
 	accept chan *Session
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -121,12 +127,14 @@ func ListenConn(conn PacketConn, cfg Config) *Listener {
 		sessions:   make(map[netip.AddrPort]*Session),
 		perIP:      make(map[netip.Addr]int),
 		used:       token.NewTable(token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime}),
+		bw:         newBatchWriter(conn),
+		timers:     newTimers(),
 		accept:     make(chan *Session, 128),
 		done:       make(chan struct{}),
 	}
 	l.wg.Add(2)
 	go l.readLoop()
-	go l.tickLoop()
+	go l.timerLoop()
 	return l
 }
 
@@ -203,66 +211,67 @@ func (l *Listener) droppedOnSessions() uint64 {
 	return d + l.closedDropped
 }
 
+// readLoop is the listener's reader: it handles every packet inline,
+// with the answers of a batch read leaving in one batch write.
 func (l *Listener) readLoop() {
 	defer l.wg.Done()
-	buf := make([]byte, 2048)
 	scratch := make([]byte, secure.MaxPacket)
-	for {
-		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // ICMP errors and the like: not fatal for a UDP socket
-		}
-		l.stats.received.Add(1)
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		p := buf[:n]
-		if n == 0 || n > secure.MaxPacket {
-			l.stats.malformed.Add(1)
-			continue
-		}
-		switch secure.PacketType(p[0]) {
-		case secure.PacketRequest:
-			l.request(p, from)
-		case secure.PacketResponse:
-			l.response(p, from)
-		default:
-			l.mu.Lock()
-			s := l.sessions[from]
-			l.mu.Unlock()
-			if s == nil {
-				l.stats.noSession.Add(1)
-				continue
-			}
-			s.handle(p, scratch)
-		}
+	uc, batched := l.conn.(*net.UDPConn)
+	var out *outbox // nil for single reads: answers leave at once
+	if batched {
+		out = &outbox{w: newBatchWriter(l.conn)}
+	}
+	handle := func(p []byte, from netip.AddrPort, now int64) { l.packet(p, from, now, scratch, out) }
+	if batched {
+		readUDP(uc, handle, out.flush)
+	} else {
+		readEach(l.conn, handle)
 	}
 }
 
-func (l *Listener) tickLoop() {
-	defer l.wg.Done()
-	t := time.NewTicker(tickInterval)
-	defer t.Stop()
-	var list []*Session
-	for {
-		select {
-		case <-l.done:
-			return
-		case now := <-t.C:
-			l.mu.Lock()
-			list = list[:0]
-			for _, s := range l.sessions {
-				list = append(list, s)
-			}
-			l.mu.Unlock()
-			l.used.Expire(now)
-			for _, s := range list {
-				s.tick(now)
-			}
-			clear(list)
-		}
+// packet handles one received packet.
+func (l *Listener) packet(p []byte, from netip.AddrPort, now int64, scratch []byte, out *outbox) {
+	l.stats.received.Add(1)
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if len(p) == 0 || len(p) > secure.MaxPacket {
+		l.stats.malformed.Add(1)
+		return
 	}
+	switch secure.PacketType(p[0]) {
+	case secure.PacketRequest:
+		l.request(p, from)
+	case secure.PacketResponse:
+		l.response(p, from)
+	default:
+		l.mu.Lock()
+		s := l.sessions[from]
+		l.mu.Unlock()
+		if s == nil {
+			l.stats.noSession.Add(1)
+			return
+		}
+		s.handle(p, scratch, now, out)
+	}
+}
+
+// timerLoop drives the KCP cores that need it and, every tickInterval,
+// keepalives, timeouts and the token table, until the listener closes.
+func (l *Listener) timerLoop() {
+	defer l.wg.Done()
+	var list []*Session
+	l.timers.run(l.done, &outbox{w: newBatchWriter(l.conn)}, func(now time.Time, out *outbox) {
+		l.mu.Lock()
+		list = list[:0]
+		for _, s := range l.sessions {
+			list = append(list, s)
+		}
+		l.mu.Unlock()
+		l.used.Expire(now)
+		for _, s := range list {
+			s.tick(now, out)
+		}
+		clear(list)
+	})
 }
 
 // request answers a REQUEST with a CHALLENGE, or DENIED when the client
@@ -432,10 +441,10 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 	}
 	old = l.sessions[from] // again: it may have timed out meanwhile
 	c2s, s2c := secure.SessionKeys(cl.ClientToServer, cl.ServerToClient, challenge)
-	s := newSession(&l.cfg, from, cl,
+	s := newSession(&l.cfg, l.conn, l.bw, l.timers, from, cl,
 		secure.NewSealer(s2c, l.cfg.ProtocolID),
 		secure.NewOpener(c2s, l.cfg.ProtocolID),
-		send, l.forget)
+		l.forget)
 	s.challenge = binary.BigEndian.Uint64(challenge)
 	l.sessions[from] = s
 	if old == nil {

@@ -1,9 +1,9 @@
-// Package kcp is Roomwire's second transport: reliable events over a KCP
-// session (kcp-go, turbo settings by default) and unreliable datagrams as
-// raw UDP packets on the same socket and port, both under the secure packet
-// layer of package secure. A client connects only with a connect token
-// (package token); every packet after the handshake is sealed and checked
-// against replays, so the transport is as safe as QUIC's TLS.
+// Package kcp is Roomwire's second transport: reliable events over KCP
+// (kcp-go's ARQ core, turbo settings by default) and unreliable datagrams
+// as raw UDP packets on the same socket and port, both under the secure
+// packet layer of package secure. A client connects only with a connect
+// token (package token); every packet after the handshake is sealed and
+// checked against replays, so the transport is as safe as QUIC's TLS.
 //
 // Admission: a Listener keeps no state for a handshake in progress. Its
 // CHALLENGE carries everything it needs, sealed, so REQUESTs from forged or
@@ -12,15 +12,27 @@
 // one address may take is capped (Config's admission limits), and refused
 // requests are counted in ListenerStats.
 //
-// Goroutines: a Listener owns one reader and one ticker goroutine for its
-// socket; a dialled Session owns the same two for its own socket. kcp-go
-// adds two per session (its reader over our in-memory packet conn and its
-// sender) and a shared scheduler it starts when the program loads. All of a
-// session's goroutines end when it closes, and a Listener's when it closes.
+// Goroutines: a Listener owns two, whatever its number of sessions, and no
+// session has one of its own. The reader reads the socket (in batches,
+// recvmmsg, on a *net.UDPConn), opens each packet and handles it inline:
+// KCP segments go into the session's KCP core, and what the core answers
+// leaves in one sendmmsg per batch read; datagrams go to the session's
+// DatagramHandler, or its queue for ReceiveDatagram; a Read waiting on the
+// session is woken only once the core has bytes for it. The timer
+// goroutine flushes the cores that have segments in flight (or owe an
+// acknowledgement or a window update) when they are due, from a heap, and
+// every 100 ms sends keepalives (in one sendmmsg) and ends silent
+// sessions; an idle session costs it that check and nothing else. Write
+// runs on its caller's goroutine, and its segments leave before it
+// returns. A dialled Session owns the same two goroutines for its own
+// socket, reading one packet at a time. All of them end when their socket
+// closes: a Listener's at Close, which closes its sessions too, a dialled
+// Session's once it ended for either side's reason (Wait waits for them).
+// kcp-go starts a process-wide scheduler when the program loads; this
+// package does not use it.
 package kcp
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -130,15 +142,10 @@ func (c *Config) populate() {
 	}
 }
 
-// kcpConv is every session's KCP conversation id: each session has its own
-// packet conn, so ids need not tell sessions apart.
-const kcpConv = 1
-
-// queue lengths per session: KCP segments waiting for kcp-go's reader and
-// datagrams waiting for ReceiveDatagram. Beyond them packets are dropped,
-// as a socket buffer would.
 const (
-	kcpQueue      = 512
+	// datagramQueue is how many datagrams wait for ReceiveDatagram;
+	// beyond it they are dropped, as a socket buffer would. The queue is
+	// made at the first datagram, and never with HandleDatagrams.
 	datagramQueue = 128
 	// disconnectCopies is how many DISCONNECT packets a closing side sends,
 	// since any one may be lost.
@@ -159,16 +166,40 @@ type Stats struct {
 type Session struct {
 	remote  netip.AddrPort
 	raddr   *net.UDPAddr
+	conn    PacketConn   // the socket, shared with the listener's other sessions
+	bw      *batchWriter // the same, for AddDatagram
+	timers  *timers      // the socket's
+	cfg     *Config      // the listener's or dialled session's, populated
 	sealer  *secure.Sealer
-	opener  *secure.Opener // reader goroutine only
-	send    func([]byte) error
+	opener  *secure.Opener // receive goroutine only
 	claims  *token.Claims
 	timeout time.Duration
 	keep    time.Duration
+	// interval is KCP's, in mono units: how long owed work may wait.
+	interval int64
 
-	kcp   *kcpgo.UDPSession
-	vconn *packetConn
-	dgram chan []byte
+	mu     sync.Mutex
+	kcp    *kcpgo.KCP // made at the first segment either way
+	out    *outbox    // where output goes while a loop holds mu; nil: sent at once
+	closed bool
+	rest   []byte // what a short Read left of a segment, in rbuf
+	rbuf   []byte
+	// A Read or Write waiting sets rwait or wwait and waits on readable
+	// or writable (made at the first wait); whoever makes progress
+	// possible clears the flag and sends.
+	rwait, wwait bool
+	// ackOwed: acknowledgements wait for the Read that was woken (input).
+	ackOwed            bool
+	readable, writable chan struct{}
+
+	// ti and due (mono) are the session's place in timers, guarded by
+	// timers.mu.
+	ti  int
+	due int64
+
+	dmu     sync.Mutex // guards making dgram
+	dgram   atomic.Pointer[chan []byte]
+	handler atomic.Pointer[func([]byte)]
 
 	lastRecv, lastSend atomic.Int64 // unix nanoseconds
 	sent, received     atomic.Uint64
@@ -185,35 +216,37 @@ type Session struct {
 	challenge uint64
 }
 
-var _ transport.Session = (*Session)(nil)
-var _ transport.PathRTT = (*Session)(nil)
+var (
+	_ transport.Session         = (*Session)(nil)
+	_ transport.PathRTT         = (*Session)(nil)
+	_ transport.DatagramHandler = (*Session)(nil)
+	_ transport.TrySender       = (*Session)(nil)
+	_ transport.BatchSender     = (*Session)(nil)
+)
 
-func newSession(cfg *Config, remote netip.AddrPort, claims *token.Claims, sealer *secure.Sealer, opener *secure.Opener, send func([]byte) error, onClose func(*Session)) *Session {
+// newSession makes a session with remote over conn; onClose runs once it
+// ended.
+func newSession(cfg *Config, conn PacketConn, bw *batchWriter, t *timers, remote netip.AddrPort, claims *token.Claims, sealer *secure.Sealer, opener *secure.Opener, onClose func(*Session)) *Session {
 	s := &Session{
-		remote:  remote,
-		raddr:   net.UDPAddrFromAddrPort(remote),
-		sealer:  sealer,
-		opener:  opener,
-		send:    send,
-		claims:  claims,
-		timeout: sessionTimeout(cfg, claims.Timeout),
-		keep:    cfg.KeepAlive,
-		dgram:   make(chan []byte, datagramQueue),
-		done:    make(chan struct{}),
-		onClose: onClose,
+		remote:   remote,
+		raddr:    net.UDPAddrFromAddrPort(remote),
+		conn:     conn,
+		bw:       bw,
+		timers:   t,
+		cfg:      cfg,
+		sealer:   sealer,
+		opener:   opener,
+		claims:   claims,
+		timeout:  sessionTimeout(cfg, claims.Timeout),
+		keep:     cfg.KeepAlive,
+		ti:       -1,
+		interval: int64(cfg.Interval) * int64(time.Millisecond),
+		done:     make(chan struct{}),
+		onClose:  onClose,
 	}
 	now := time.Now().UnixNano()
 	s.lastRecv.Store(now)
 	s.lastSend.Store(now)
-	s.vconn = &packetConn{s: s, in: make(chan segment, kcpQueue), closed: make(chan struct{})}
-	k, _ := kcpgo.NewConn4(kcpConv, s.raddr, nil, 0, 0, false, s.vconn)
-	k.SetNoDelay(cfg.NoDelay, cfg.Interval, cfg.Resend, cfg.NoCongestion)
-	k.SetWindowSize(cfg.Window, cfg.Window)
-	k.SetMtu(secure.MaxPayload)
-	k.SetStreamMode(true)
-	k.SetWriteDelay(false)
-	k.SetACKNoDelay(true)
-	s.kcp = k
 	return s
 }
 
@@ -231,6 +264,30 @@ func sessionTimeout(cfg *Config, fromToken time.Duration) time.Duration {
 	return min(fromToken, cfg.MaxSessionTimeout)
 }
 
+// core returns the session's KCP core, made at the first need (s.mu held).
+func (s *Session) core() *kcpgo.KCP {
+	if s.kcp == nil {
+		s.kcp = newCore(s.cfg, s.output)
+	}
+	return s.kcp
+}
+
+// output sends one packet of the core's (s.mu held): into the outbox of
+// the loop that drives the core now, or at once.
+func (s *Session) output(p []byte) {
+	if s.out != nil {
+		s.out.add(s, secure.PacketKCP, p)
+		return
+	}
+	_ = s.seal(secure.PacketKCP, p)
+}
+
+// send writes one sealed packet to the peer.
+func (s *Session) send(p []byte) error {
+	_, err := s.conn.WriteToUDPAddrPort(p, s.remote)
+	return err
+}
+
 // seal sends one sealed packet of type t.
 func (s *Session) seal(t secure.PacketType, payload []byte) error {
 	buf := bufPool.Get().(*[secure.MaxPacket]byte)
@@ -244,30 +301,23 @@ func (s *Session) seal(t secure.PacketType, payload []byte) error {
 	return err
 }
 
-// handle takes one sealed packet from the reader goroutine; scratch is the
-// reader's buffer to open it into.
-func (s *Session) handle(p, scratch []byte) {
+// handle takes one sealed packet from the receive goroutine, received at
+// now (unix nanoseconds); scratch is that goroutine's buffer to open it
+// into, and out its outbox for the answers (nil: sent at once).
+func (s *Session) handle(p, scratch []byte, now int64, out *outbox) {
 	t, payload, err := s.opener.Open(scratch[:0], p)
 	if err != nil {
 		s.dropped.Add(1)
 		return
 	}
 	s.received.Add(1)
-	s.lastRecv.Store(time.Now().UnixNano())
+	s.lastRecv.Store(now)
 	switch t {
 	case secure.PacketKeepAlive:
 	case secure.PacketKCP:
-		buf := bufPool.Get().(*[secure.MaxPacket]byte)
-		n := copy(buf[:], payload)
-		if !s.vconn.push(buf, n) {
-			bufPool.Put(buf)
-		}
+		s.input(payload, out)
 	case secure.PacketDatagram:
-		select {
-		case s.dgram <- append([]byte(nil), payload...):
-		default:
-			s.dropped.Add(1) // the application is not reading: drop, like a full socket buffer
-		}
+		s.datagram(payload)
 	case secure.PacketDisconnect:
 		code, reason, err := secure.ParseDisconnect(payload)
 		if err != nil {
@@ -279,16 +329,105 @@ func (s *Session) handle(p, scratch []byte) {
 	}
 }
 
-// tick sends a keepalive after KeepAlive of silence and closes a session
-// that heard nothing for its timeout.
-func (s *Session) tick(now time.Time) {
+// input puts one opened KCP packet into the core; what it answers goes
+// out through out. It wakes a waiting Read only once the core has bytes
+// for it, and a waiting Write once acknowledgements made room.
+//
+// Acknowledgements leave at once (KCP's ackNoDelay), with one exception:
+// data that wakes a waiting Read is acknowledged when that Read is done,
+// as it waits again (Read), or by the reply it writes first, so that a
+// request and its reply cost two packets, not four. Should the reader
+// never come back, the timer goroutine sends them within an interval.
+func (s *Session) input(p []byte, out *outbox) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	k := s.core()
+	s.out = out
+	push, wask := scan(p)
+	later := push && s.rwait // acknowledge when the Read is done, if it is woken
+	bad := k.Input(p, true, !later) < 0
+	if wask {
+		kcpFlush(k, false) // the window size it asked for
+	}
+	s.wake()
+	owed := false
+	if later {
+		if s.rwait { // nothing to read yet after all (a gap before it)
+			kcpFlush(k, true)
+		} else {
+			s.ackOwed, owed = true, true
+		}
+	}
+	s.out = nil
+	s.mu.Unlock()
+	if owed {
+		s.timers.add(s, mono()+s.interval)
+	}
+	if bad {
+		s.dropped.Add(1) // sealed by the peer, but no KCP packet
+	}
+}
+
+// wake wakes a waiting Read if the core has a message for it and a waiting
+// Write if the send window has room (s.mu held).
+func (s *Session) wake() {
+	if s.rwait && s.kcp.PeekSize() > 0 {
+		s.rwait = false
+		notify(s.readable)
+	}
+	if s.wwait && s.kcp.WaitSnd() < s.cfg.Window {
+		s.wwait = false
+		notify(s.writable)
+	}
+}
+
+// notify sends on a 1-buffered wake-up channel without blocking.
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// update flushes the core for the timer goroutine, its packets into out:
+// due retransmissions, window probes, owed acknowledgements. It says
+// whether and when (mono) the core needs the next.
+//
+// It calls the core's flush, not Update: Update flushes only when an
+// interval has passed since its last own flush, whatever Write and input
+// flushed since, and kcp-go's UDPSession drives its core the same way,
+// rescheduling by what flush returns.
+func (s *Session) update(out *outbox) (due int64, again bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.kcp == nil {
+		return 0, false
+	}
+	s.out = out
+	next := kcpFlush(s.kcp, false)
+	s.out = nil
+	s.ackOwed = false
+	s.wake()
+	return mono() + int64(next)*int64(time.Millisecond), s.kcp.WaitSnd() > 0
+}
+
+// tick sends a keepalive after KeepAlive of silence, into out, and closes
+// a session that heard nothing for its timeout.
+func (s *Session) tick(now time.Time, out *outbox) {
 	n := now.UnixNano()
 	if d := time.Duration(n - s.lastRecv.Load()); d > s.timeout {
 		s.shut(&transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: fmt.Sprintf("peer silent for %v", d.Round(time.Millisecond))}, false)
 		return
 	}
 	if time.Duration(n-s.lastSend.Load()) >= s.keep {
-		_ = s.seal(secure.PacketKeepAlive, nil)
+		if out != nil {
+			out.add(s, secure.PacketKeepAlive, nil)
+		} else {
+			_ = s.seal(secure.PacketKeepAlive, nil)
+		}
 	}
 }
 
@@ -299,56 +438,106 @@ func (s *Session) err() error {
 	return net.ErrClosed
 }
 
-// Read reads from the reliable stream.
+// Read reads from the reliable stream. Bytes that arrived before the
+// session ended are read first; then it returns the reason it ended.
 func (s *Session) Read(p []byte) (int, error) {
-	n, err := s.kcp.Read(p)
-	if err != nil {
-		return n, s.err()
+	if len(p) == 0 {
+		return 0, nil
 	}
-	return n, nil
+	for {
+		s.mu.Lock()
+		if len(s.rest) > 0 {
+			n := copy(p, s.rest)
+			s.rest = s.rest[n:]
+			s.mu.Unlock()
+			return n, nil
+		}
+		if s.kcp != nil {
+			if size := s.kcp.PeekSize(); size > 0 {
+				n := s.recv(p, size)
+				s.mu.Unlock()
+				// Reading may have opened a window the peer saw shut:
+				// the core tells it at its next flush.
+				s.timers.add(s, mono()+s.interval)
+				return n, nil
+			}
+		}
+		if s.ackOwed && !s.closed { // the data this Read was woken for is read
+			s.ackOwed = false
+			kcpFlush(s.kcp, true)
+		}
+		if s.closed {
+			s.mu.Unlock()
+			return 0, s.err()
+		}
+		if s.readable == nil {
+			s.readable = make(chan struct{}, 1)
+		}
+		s.rwait = true
+		c := s.readable
+		s.mu.Unlock()
+		select {
+		case <-c:
+		case <-s.done:
+		}
+	}
 }
 
-// Write writes to the reliable stream.
+// recv takes the core's next message, of size bytes, into p, keeping what
+// does not fit for the next Read (s.mu held).
+func (s *Session) recv(p []byte, size int) int {
+	if len(p) >= size {
+		return s.kcp.Recv(p)
+	}
+	if cap(s.rbuf) < size {
+		s.rbuf = make([]byte, size)
+	}
+	buf := s.rbuf[:size]
+	s.kcp.Recv(buf)
+	n := copy(p, buf)
+	s.rest = buf[n:]
+	return n
+}
+
+// Write writes to the reliable stream: its segments leave before it
+// returns. It blocks only while the send window is full, until the peer's
+// acknowledgements make room.
 func (s *Session) Write(p []byte) (int, error) {
-	select {
-	case <-s.done:
-		return 0, s.err()
-	default:
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, s.err()
+		}
+		k := s.core()
+		if k.WaitSnd() < s.cfg.Window {
+			for b := p; len(b) > 0; {
+				n := min(len(b), mss)
+				k.Send(b[:n]) // one message of one segment: stream mode's wire
+				b = b[n:]
+			}
+			next := kcpFlush(k, false) // now, not at the next interval
+			s.ackOwed = false          // the segments carry them
+			due := mono() + int64(next)*int64(time.Millisecond)
+			again := k.WaitSnd() > 0
+			s.mu.Unlock()
+			if again {
+				s.timers.add(s, due)
+			}
+			return len(p), nil
+		}
+		if s.writable == nil {
+			s.writable = make(chan struct{}, 1)
+		}
+		s.wwait = true
+		c := s.writable
+		s.mu.Unlock()
+		select {
+		case <-c:
+		case <-s.done:
+		}
 	}
-	n, err := s.kcp.Write(p)
-	if err != nil {
-		return n, s.err()
-	}
-	return n, nil
 }
-
-// SendDatagram seals p into one UDP packet.
-func (s *Session) SendDatagram(p []byte) error {
-	select {
-	case <-s.done:
-		return s.err()
-	default:
-	}
-	if len(p) > secure.MaxPayload {
-		return fmt.Errorf("kcp: datagram of %d bytes > %d", len(p), secure.MaxPayload)
-	}
-	return s.seal(secure.PacketDatagram, p)
-}
-
-// ReceiveDatagram returns the next datagram.
-func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	select {
-	case d := <-s.dgram:
-		return d, nil
-	case <-s.done:
-		return nil, s.err()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// MaxDatagram is the largest datagram that fits one sealed packet.
-func (s *Session) MaxDatagram() int { return secure.MaxPayload }
 
 // Close tells the peer the code and reason with DISCONNECT packets and ends
 // the session.
@@ -360,6 +549,9 @@ func (s *Session) Close(code uint16, reason string) error {
 func (s *Session) shut(ce *transport.CloseError, tell bool) {
 	s.closeOnce.Do(func() {
 		s.closeErr.Store(ce)
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		if tell {
 			var b [2 + secure.MaxReason]byte
 			p := secure.AppendDisconnect(b[:0], ce.Code, ce.Reason)
@@ -368,8 +560,6 @@ func (s *Session) shut(ce *transport.CloseError, tell bool) {
 			}
 		}
 		close(s.done)
-		_ = s.kcp.Close()
-		s.vconn.shut()
 		if s.onClose != nil {
 			s.onClose(s)
 		}
@@ -395,63 +585,16 @@ func (s *Session) RemoteAddr() net.Addr { return s.raddr }
 func (s *Session) TokenClaims() *token.Claims { return s.claims }
 
 // RTT is KCP's smoothed round-trip time, 0 before its first sample.
-func (s *Session) RTT() time.Duration { return time.Duration(s.kcp.GetSRTT()) * time.Millisecond }
+func (s *Session) RTT() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kcp == nil {
+		return 0
+	}
+	return time.Duration(kcpSRTT(s.kcp)) * time.Millisecond
+}
 
 // Stats returns the session's packet counters.
 func (s *Session) Stats() Stats {
 	return Stats{PacketsSent: s.sent.Load(), PacketsReceived: s.received.Load(), Dropped: s.dropped.Load()}
 }
-
-// packetConn is the net.PacketConn kcp-go runs on: reads are the session's
-// opened KCP packets, writes are sealed and sent.
-type packetConn struct {
-	s      *Session
-	in     chan segment
-	closed chan struct{}
-	once   sync.Once
-}
-
-// segment is an opened KCP packet in a pooled buffer.
-type segment struct {
-	buf *[secure.MaxPacket]byte
-	n   int
-}
-
-func (c *packetConn) push(b *[secure.MaxPacket]byte, n int) bool {
-	select {
-	case <-c.closed:
-		return false
-	case c.in <- segment{b, n}:
-		return true
-	default:
-		return false // kcp-go is behind: drop; KCP resends
-	}
-}
-
-func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	select {
-	case seg := <-c.in:
-		n := copy(p, seg.buf[:seg.n])
-		bufPool.Put(seg.buf)
-		return n, c.s.raddr, nil
-	case <-c.closed:
-		return 0, nil, net.ErrClosed
-	}
-}
-
-func (c *packetConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	if err := c.s.seal(secure.PacketKCP, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *packetConn) shut() {
-	c.once.Do(func() { close(c.closed) })
-}
-
-func (c *packetConn) Close() error                     { c.shut(); return nil }
-func (c *packetConn) LocalAddr() net.Addr              { return c.s.raddr }
-func (c *packetConn) SetDeadline(time.Time) error      { return nil }
-func (c *packetConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *packetConn) SetWriteDeadline(time.Time) error { return nil }

@@ -96,8 +96,37 @@ var (
 const adSize = 10 + 2 + 8 + 1
 
 // additionalData is the additional data for each packet type, computed once
-// per key so that sealing and opening allocate nothing.
+// per protocol id so that sealing and opening allocate nothing. It depends
+// on nothing else, and at 5 KB a table per Sealer and Opener would be most
+// of an idle session's memory, so they share one (additional).
 type additionalData [256][adSize]byte
+
+// additionalTables caps how many protocol ids keep a shared table; a
+// process that uses more (a fuzzing client) gets a table of its own for
+// each Sealer and Opener beyond them.
+const additionalTables = 16
+
+var additionals struct {
+	sync.Mutex
+	m map[uint64]*additionalData
+}
+
+// additional returns the shared table for protocolID.
+func additional(protocolID uint64) *additionalData {
+	additionals.Lock()
+	defer additionals.Unlock()
+	if ad, ok := additionals.m[protocolID]; ok {
+		return ad
+	}
+	ad := newAdditional(protocolID)
+	if len(additionals.m) < additionalTables {
+		if additionals.m == nil {
+			additionals.m = make(map[uint64]*additionalData)
+		}
+		additionals.m[protocolID] = ad
+	}
+	return ad
+}
 
 func newAdditional(protocolID uint64) *additionalData {
 	ad := new(additionalData)
@@ -132,7 +161,7 @@ type Sealer struct {
 // NewSealer returns a Sealer for key.
 func NewSealer(key token.Key, protocolID uint64) *Sealer {
 	aead, _ := chacha20poly1305.New(key[:])
-	return &Sealer{aead: aead, ad: newAdditional(protocolID)}
+	return &Sealer{aead: aead, ad: additional(protocolID)}
 }
 
 // Seal appends the sealed packet of type t with payload to dst:
@@ -181,7 +210,7 @@ type Opener struct {
 // NewOpener returns an Opener for key.
 func NewOpener(key token.Key, protocolID uint64) *Opener {
 	aead, _ := chacha20poly1305.New(key[:])
-	return &Opener{aead: aead, ad: newAdditional(protocolID)}
+	return &Opener{aead: aead, ad: additional(protocolID)}
 }
 
 // SeqOf returns a sealed packet's sequence number, so a client can tell

@@ -57,6 +57,19 @@ func TestWrongKeyOrProtocolDoesNotOpen(t *testing.T) {
 	require.ErrorIs(t, err, ErrOpen)
 }
 
+// Sealers and Openers of one protocol id share their additional-data
+// table: a session's keys cost no 5 KB tables of their own.
+func TestAdditionalDataShared(t *testing.T) {
+	s, o := pair()
+	s2, o2 := pair()
+	require.Same(t, s.ad, o.ad)
+	require.Same(t, s.ad, s2.ad)
+	require.Same(t, o.ad, o2.ad)
+	other := NewSealer(token.NewKey(), pid+1)
+	require.NotSame(t, s.ad, other.ad)
+	require.Equal(t, byte(PacketKCP), other.ad[PacketKCP][20])
+}
+
 func TestReplaysAreDropped(t *testing.T) {
 	s, o := pair()
 	var packets [][]byte

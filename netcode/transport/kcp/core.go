@@ -1,0 +1,180 @@
+package kcp
+
+import (
+	"encoding/binary"
+	"reflect"
+	"time"
+	"unsafe"
+
+	kcpgo "github.com/xtaci/kcp-go/v5"
+
+	"github.com/roomwire/roomwire/netcode/transport/secure"
+)
+
+// This file is the only one that knows kcp-go's ARQ core, KCP, from the
+// inside. The core is exported and does no I/O, which is what lets the
+// listener's own loops drive every session, but three things such a
+// driver needs are not exported in v5.6.24, the version go.mod pins:
+//
+//   - (*KCP).flush. Update flushes only once an interval (10 ms) has passed
+//     since its last flush, so a Write just after one would wait up to
+//     10 ms; kcp-go's own UDPSession.Write calls flush directly, and so do
+//     we, through a pull linkname (kcpFlush).
+//   - rx_srtt, the smoothed round-trip time, which only UDPSession.GetSRTT
+//     reads. kcpSRTT reads it with reflect, read-only.
+//   - the size NewKCP gives its three segment rings: 64 slots of 64 bytes
+//     each, 12 KB per session, most of an idle session's memory. The rings
+//     grow when full, so newCore starts them at ringSlots (shrinkRings).
+//
+// TestKCPInternals fails if an upgrade of kcp-go moves any of them; until
+// then each falls back to something safe (no RTT, 64-slot rings) rather
+// than break, except the linkname, which fails the build.
+
+// kcpFlush is (*KCP).flush: it sends pending acknowledgements, window
+// probes, new segments the windows allow and due retransmissions through
+// the output callback, and returns the milliseconds until the nearest
+// retransmission (at most the interval). ackOnly sends only the
+// acknowledgements.
+//
+//go:linkname kcpFlush github.com/xtaci/kcp-go/v5.(*KCP).flush
+func kcpFlush(k *kcpgo.KCP, ackOnly bool) uint32
+
+// epoch is where mono counts from.
+var epoch = time.Now()
+
+// mono is the monotonic clock of the timer heaps, in nanoseconds.
+func mono() int64 { return int64(time.Since(epoch)) }
+
+// Every session's KCP settings that Config does not choose.
+const (
+	// kcpConv is every session's KCP conversation id: each session has its
+	// own keys and address, so ids need not tell sessions apart.
+	kcpConv = 1
+	// mss is the largest segment: a sealed packet's payload less KCP's
+	// header. Write cuts its bytes into segments of at most mss, each a
+	// message of one fragment: stream mode's wire (kcp-go exports no
+	// switch to stream mode), without its merging of a small write into a
+	// segment still queued, which only happens when the window is full.
+	mss = secure.MaxPayload - kcpgo.IKCP_OVERHEAD
+	// ringSlots is how many slots each segment ring starts with (3
+	// segments; a full ring grows to 8, then doubles).
+	ringSlots = 4
+)
+
+// newCore returns a KCP core tuned by cfg that hands each packet to output.
+func newCore(cfg *Config, output func(p []byte)) *kcpgo.KCP {
+	k := kcpgo.NewKCP(kcpConv, func(buf []byte, size int) { output(buf[:size]) })
+	shrinkRings(k)
+	k.NoDelay(cfg.NoDelay, cfg.Interval, cfg.Resend, cfg.NoCongestion)
+	k.WndSize(cfg.Window, cfg.Window)
+	k.SetMtu(secure.MaxPayload)
+	return k
+}
+
+// scan reports whether the KCP packet p carries data (PUSH segments),
+// which the core acknowledges, and whether it asks for our window size
+// (WASK): Input only notes the question, and the answer goes out at the
+// next flush, which an idle session would not have.
+func scan(p []byte) (push, wask bool) {
+	for len(p) >= kcpgo.IKCP_OVERHEAD {
+		switch p[4] {
+		case kcpgo.IKCP_CMD_PUSH:
+			push = true
+		case kcpgo.IKCP_CMD_WASK:
+			wask = true
+		}
+		n := binary.LittleEndian.Uint32(p[20:])
+		if uint64(n) > uint64(len(p)-kcpgo.IKCP_OVERHEAD) {
+			break
+		}
+		p = p[kcpgo.IKCP_OVERHEAD+int(n):]
+	}
+	return push, wask
+}
+
+// srttIndex is the index of KCP's rx_srtt field, nil if it has none.
+var srttIndex = func() []int {
+	f, ok := reflect.TypeFor[kcpgo.KCP]().FieldByName("rx_srtt")
+	if !ok || f.Type.Kind() != reflect.Int32 {
+		return nil
+	}
+	return f.Index
+}()
+
+// kcpSRTT is k's smoothed round-trip time in milliseconds, 0 before its
+// first sample. The caller holds the session's lock.
+func kcpSRTT(k *kcpgo.KCP) int32 {
+	if srttIndex == nil {
+		return 0
+	}
+	return int32(reflect.ValueOf(k).Elem().FieldByIndex(srttIndex).Int())
+}
+
+// ringLayout locates the segment rings in a KCP and the fields of a ring.
+type ringLayout struct {
+	rings                  []int // KCP's fields of type *RingBuffer[segment]
+	head, tail, elements   int   // the ring's fields
+	elementsType, ringType reflect.Type
+}
+
+// rings is KCP's ring layout, nil if it is not the one this file knows.
+var rings = func() *ringLayout {
+	kt := reflect.TypeFor[kcpgo.KCP]()
+	var l ringLayout
+	for _, name := range [...]string{"snd_queue", "rcv_queue", "snd_buf"} {
+		f, ok := kt.FieldByName(name)
+		if !ok || len(f.Index) != 1 || f.Type.Kind() != reflect.Pointer || f.Type.Elem().Kind() != reflect.Struct {
+			return nil
+		}
+		if l.ringType == nil {
+			l.ringType = f.Type.Elem()
+		} else if l.ringType != f.Type.Elem() {
+			return nil
+		}
+		l.rings = append(l.rings, f.Index[0])
+	}
+	field := func(name string, kind reflect.Kind) (int, reflect.Type, bool) {
+		f, ok := l.ringType.FieldByName(name)
+		if !ok || len(f.Index) != 1 || f.Type.Kind() != kind {
+			return 0, nil, false
+		}
+		return f.Index[0], f.Type, true
+	}
+	var ok1, ok2, ok3 bool
+	l.head, _, ok1 = field("head", reflect.Int)
+	l.tail, _, ok2 = field("tail", reflect.Int)
+	l.elements, l.elementsType, ok3 = field("elements", reflect.Slice)
+	if !ok1 || !ok2 || !ok3 {
+		return nil
+	}
+	return &l
+}()
+
+// shrinkRings gives the empty segment rings of a new core ringSlots slots
+// instead of NewKCP's 64. A ring grows by itself when it fills, so the
+// session keeps working whatever the sizes are; only the idle memory
+// differs.
+func shrinkRings(k *kcpgo.KCP) {
+	if rings == nil {
+		return
+	}
+	v := reflect.ValueOf(k).Elem()
+	for _, i := range rings.rings {
+		r := v.Field(i)
+		if r.IsNil() {
+			continue
+		}
+		r = r.Elem()
+		if r.Field(rings.head).Int() != 0 || r.Field(rings.tail).Int() != 0 {
+			continue // not empty: leave it
+		}
+		el := r.Field(rings.elements)
+		if el.Len() <= ringSlots {
+			continue
+		}
+		// el is unexported, so reflect will not set it; a pointer made
+		// from its address will, with a slice of its own type.
+		reflect.NewAt(rings.elementsType, unsafe.Pointer(el.UnsafeAddr())).Elem().
+			Set(reflect.MakeSlice(rings.elementsType, ringSlots, ringSlots))
+	}
+}
