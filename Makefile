@@ -4,7 +4,7 @@ BOTS ?= 50
 DURATION ?= 20s
 DEMO_ADDR ?= quic://127.0.0.1:7777
 
-.PHONY: run test bench demo fuzz build vet matrix soak perf
+.PHONY: run test bench demo fuzz build vet matrix soak perf perf-idle
 
 run:
 	$(GO) run ./cmd/gameserver
@@ -109,3 +109,17 @@ perf:
 	$(GO) build -o bin/botclient ./cmd/botclient
 	$(GO) run ./cmd/perf -transports $(PERF_TRANSPORTS) -rooms $(PERF_ROOMS) -players $(PERF_PLAYERS) \
 	  -hz $(PERF_HZ) -duration $(PERF_DURATION) -gameserver bin/gameserver -botclient bin/botclient
+
+# What idle sessions cost the server (cmd/perf -idle): for each of
+# $(PERF_TRANSPORTS) in turn, and bare quic-go before quic, $(PERF_IDLE)
+# clients that connect, in waves of 32, and do nothing; the server's CPU
+# over 10 s after they connected and 5 s settle, and its live heap,
+# goroutine stacks, goroutines and RSS per session (after a forced GC,
+# less the same before any connection). About 30 s a subject. Needs the
+# machine to itself; never in CI.
+PERF_IDLE ?= 1000
+perf-idle:
+	$(GO) build -o bin/gameserver ./cmd/gameserver
+	$(GO) build -o bin/botclient ./cmd/botclient
+	$(GO) run ./cmd/perf -idle $(PERF_IDLE) -transports $(PERF_TRANSPORTS) \
+	  -gameserver bin/gameserver -botclient bin/botclient

@@ -125,13 +125,32 @@ func TestWriteMarkdown(t *testing.T) {
 }
 
 func TestParseTransports(t *testing.T) {
-	got, err := parseTransports(" quic, kcp,ws,")
-	if err != nil || strings.Join(got, " ") != "quic kcp ws" {
-		t.Errorf("got %q, %v", got, err)
+	for _, tc := range []struct {
+		list string
+		idle bool
+		want string
+	}{
+		{" quic, kcp,ws,", false, "quic kcp ws"},
+		// With -idle, bare-quic comes just before quic unless named.
+		{" quic, kcp,ws,", true, "bare-quic quic kcp ws"},
+		{"kcp,quic", true, "kcp bare-quic quic"},
+		{"kcp", true, "kcp"},
+		{"quic,bare-quic", true, "quic bare-quic"},
+		{"bare-quic", true, "bare-quic"},
+	} {
+		got, err := parseTransports(tc.list, tc.idle)
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("parseTransports(%q, %v): got %q, %v; want %q", tc.list, tc.idle, got, err, tc.want)
+		}
 	}
-	for _, bad := range []string{"", "quic,tcp", "kcp,kcp"} {
-		if _, err := parseTransports(bad); err == nil {
-			t.Errorf("parseTransports(%q): no error", bad)
+	for _, bad := range []string{"", "quic,tcp", "kcp,kcp", "bare-quic"} {
+		if _, err := parseTransports(bad, false); err == nil {
+			t.Errorf("parseTransports(%q, false): no error", bad)
+		}
+	}
+	for _, bad := range []string{"", "tcp", "bare-quic,quic,bare-quic"} {
+		if _, err := parseTransports(bad, true); err == nil {
+			t.Errorf("parseTransports(%q, true): no error", bad)
 		}
 	}
 }

@@ -41,6 +41,15 @@ type config struct {
 	Pin                   bool
 	Ticks                 float64   // clock ticks per second of /proc's CPU times
 	Log                   io.Writer // a line per step
+
+	// Idle, when above 0, measures that many idle sessions (-idle)
+	// instead of snapshots: each subject's server CPU over IdleWindow after
+	// they all connected and Settle, and its memory after.
+	Idle               int
+	Wave               int // sessions that connect at once
+	IdleWindow, Settle time.Duration
+	Self               string // the perf binary, for the bare-quic subject
+	DumpDir            string // if set, where each subject's goroutine dump goes
 }
 
 func (c config) clients() int { return c.Rooms * c.Players }
