@@ -110,12 +110,12 @@ func (c *Client) ServerTime(now time.Time) time.Time {
 
 // clockLoop sends PINGs for the clock estimate: clockBurst quickly after
 // connecting, then one every clockPeriod while snapshots arrive and every
-// clockIdlePeriod while none do, until the connection closes.
+// clockIdlePeriod while none do (the burst's estimate serves a room joined
+// in between), until the connection closes.
 func (c *Client) clockLoop() {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	var snaps uint64
-	quiet := time.Duration(0) // since the last snapshot, or since the burst
 	for i := 1; ; i++ {
 		select {
 		case <-c.ctx.Done():
@@ -131,10 +131,7 @@ func (c *Client) clockLoop() {
 			t.Reset(clockBurstGap)
 			snaps = n
 		case n != snaps:
-			snaps, quiet = n, 0
-			t.Reset(clockPeriod)
-		case quiet < clockIdlePeriod:
-			quiet += clockPeriod // check each second whether snapshots began
+			snaps = n
 			t.Reset(clockPeriod)
 		default:
 			t.Reset(clockIdlePeriod)

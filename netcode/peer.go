@@ -160,7 +160,8 @@ func (p *peer) bound(r *reliable.Reader, frame, write time.Duration) {
 // slowQueue is how many datagrams that run application handlers (events,
 // copies of reliable frames) wait for the connection's datagram goroutine
 // when the transport hands datagrams over on its receive loop; beyond it
-// they are dropped and counted, like any unreliable datagram.
+// they are dropped and counted, like any unreliable datagram. That
+// goroutine runs only while there are some.
 const slowQueue = 32
 
 type slowDatagram struct {
@@ -199,19 +200,7 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 		}()
 		return
 	}
-	slow := make(chan slowDatagram, slowQueue)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			select {
-			case d := <-slow:
-				handle(d.h, d.body)
-			case <-p.ctx.Done():
-				return
-			}
-		}
-	}()
+	slow := &slowDatagrams{wake: make(chan struct{}, 1)}
 	dh.HandleDatagrams(func(d []byte) {
 		if p.ctx.Err() != nil {
 			return
@@ -225,12 +214,81 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 			handle(h, body)
 			return
 		}
-		select {
-		case slow <- slowDatagram{h, append([]byte(nil), body...)}:
-		default:
+		if !slow.push(slowDatagram{h, append([]byte(nil), body...)}, func() bool {
+			return p.spawn(func() { slow.run(p.ctx.Done(), handle) })
+		}) {
 			p.stats.datagramsDropped.Add(1) // the handlers are behind
 		}
 	})
+}
+
+// slowDatagrams queues the datagrams whose handlers run on a goroutine of
+// their own, which runs only while there are some (ending after linger
+// without).
+type slowDatagrams struct {
+	mu      sync.Mutex
+	queue   []slowDatagram
+	running bool
+	wake    chan struct{}
+}
+
+// push queues d and wakes or starts (start) the goroutine; it reports
+// false when the queue is full.
+func (s *slowDatagrams) push(d slowDatagram, start func() bool) bool {
+	s.mu.Lock()
+	if len(s.queue) == slowQueue {
+		s.mu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, d)
+	if s.running {
+		s.mu.Unlock()
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		return true
+	}
+	s.running = true
+	s.mu.Unlock()
+	if !start() {
+		s.mu.Lock()
+		s.running, s.queue = false, nil
+		s.mu.Unlock()
+	}
+	return true
+}
+
+// run handles the queued datagrams until done, or until linger passes
+// with none.
+func (s *slowDatagrams) run(done <-chan struct{}, handle func(unreliable.Header, []byte)) {
+	idle := time.NewTimer(linger)
+	defer idle.Stop()
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			d := s.queue[0]
+			s.queue = append(s.queue[:0], s.queue[1:]...)
+			s.mu.Unlock()
+			handle(d.h, d.body)
+			continue
+		}
+		s.mu.Unlock()
+		idle.Reset(linger)
+		select {
+		case <-s.wake:
+		case <-done:
+			return
+		case <-idle.C:
+			s.mu.Lock()
+			if len(s.queue) == 0 {
+				s.running = false
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+		}
+	}
 }
 
 func (p *peer) received(n int) {
