@@ -192,6 +192,9 @@ func startClient(conn PacketConn, remote netip.AddrPort, tok *token.ConnectToken
 			// they are not waited for here since shut may run on them.
 		})
 	s.wait = wg.Wait
+	// The client answers the server's keepalives (8.6) and sends its own
+	// only after half as long again without either.
+	s.answerKeepAlive, s.keep = true, cfg.KeepAlive*3/2
 	wg.Add(2)
 	go func() {
 		defer wg.Done()

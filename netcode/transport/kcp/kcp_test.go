@@ -104,3 +104,19 @@ func TestSilentPeerTimesOut(t *testing.T) {
 	ce, _ := transport.AsCloseError(s.err())
 	require.Contains(t, ce.Reason, "silent")
 }
+
+// An idle client answers the server's keepalives (8.6) instead of keeping
+// its own, longer schedule: with the server's every 200 ms, the client
+// sends one whenever it has been silent for half its own period, not only
+// every 1.5 s.
+func TestClientAnswersKeepAlives(t *testing.T) {
+	l := listen(t, Config{KeepAlive: 200 * time.Millisecond})
+	c := dial(t, l, testToken(t, token.DevKey, time.Minute))
+	s := accept(t, l)
+	time.Sleep(200 * time.Millisecond) // the handshake's packets are done
+	sent0, recv0 := c.Stats().PacketsSent, s.Stats().PacketsReceived
+	time.Sleep(3 * time.Second)
+	sent := c.Stats().PacketsSent - sent0
+	require.GreaterOrEqual(t, sent, uint64(4), "the client answered the server's keepalives (its own would be 2 in 3 s)")
+	require.GreaterOrEqual(t, s.Stats().PacketsReceived-recv0, uint64(4), "and the server received them")
+}

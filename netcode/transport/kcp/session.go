@@ -175,6 +175,9 @@ type Session struct {
 	claims  *token.Claims
 	timeout time.Duration
 	keep    time.Duration
+	// answerKeepAlive: a dialled session answers a KEEPALIVE with one, and
+	// keeps its own for a longer silence (clientKeepAlive).
+	answerKeepAlive bool
 	// interval is KCP's, in mono units: how long owed work may wait.
 	interval int64
 
@@ -314,6 +317,12 @@ func (s *Session) handle(p, scratch []byte, now int64, out *outbox) {
 	s.lastRecv.Store(now)
 	switch t {
 	case secure.PacketKeepAlive:
+		if s.answerKeepAlive && time.Duration(now-s.lastSend.Load()) >= s.keep/3 {
+			// A client answers the server's KEEPALIVE at once (8.6), so
+			// a server's sessions answer right after its tick's batch of
+			// keepalives, together, instead of each at its own moment.
+			_ = s.seal(secure.PacketKeepAlive, nil)
+		}
 	case secure.PacketKCP:
 		s.input(payload, out)
 	case secure.PacketDatagram:
