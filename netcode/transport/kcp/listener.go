@@ -129,7 +129,7 @@ func ListenConn(conn PacketConn, cfg Config) *Listener {
 		used:       token.NewTable(token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime}),
 		bw:         newBatchWriter(conn),
 		timers:     newTimers(),
-		accept:     make(chan *Session, 128),
+		accept:     make(chan *Session, acceptQueue),
 		done:       make(chan struct{}),
 	}
 	l.wg.Add(2)
@@ -466,6 +466,12 @@ func (l *Listener) response(p []byte, from netip.AddrPort) {
 		s.Close(uint16(reliable.CloseRefused), "server busy: accept queue full")
 	}
 }
+
+// acceptQueue is how many admitted sessions wait for Accept; one more is
+// refused. The reader admits a whole batch of handshakes before the
+// server's accept loop runs (on a server pinned to one core, not at all
+// meanwhile), so it holds a burst of players connecting at once.
+const acceptQueue = 1024
 
 // forget removes a closed session.
 func (l *Listener) forget(s *Session) {

@@ -172,9 +172,11 @@ type Listener struct {
 }
 
 // acceptQueue is how many native connections wait for Accept on a listener
-// with Divert, as many as quic-go's own accept queue holds; one more is
-// refused.
-const acceptQueue = 32
+// with Divert; one more is refused. It is larger than quic-go's own queue
+// (32), which the routing goroutine drains into it, so that a burst of
+// handshakes completed while the server's accept loop waits for a CPU (a
+// server pinned to one core) is not refused.
+const acceptQueue = 1024
 
 var _ transport.Listener = (*Listener)(nil)
 var _ transport.Session = (*Session)(nil)

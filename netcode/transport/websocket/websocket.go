@@ -70,7 +70,7 @@ const MaxDatagram = unreliable.MaxDatagram
 const (
 	defaultIdleTimeout  = 15 * time.Second
 	defaultNotSentLowat = 1
-	defaultBacklog      = 128
+	defaultBacklog      = 1024
 )
 
 // Fixed sizes of the implementation.
@@ -129,7 +129,7 @@ type Config struct {
 	NotSentLowat int
 	// Backlog is how many upgraded sessions may wait for Accept; one beyond
 	// it is closed with code 6, "server busy: accept queue full". Zero
-	// means 128. Listener only.
+	// means 1024. Listener only.
 	Backlog int
 	// TLS configures wss:// for Dial; nil verifies the server against the
 	// system roots by the URL's host name. A Listener gets TLS from the HTTP
