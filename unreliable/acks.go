@@ -1,6 +1,9 @@
 package unreliable
 
-import "time"
+import (
+	mathbits "math/bits"
+	"time"
+)
 
 // Received tracks which of the peer's datagrams arrived, for the ack and
 // ack bits of the datagrams sent back. The zero value is ready. Senders
@@ -55,6 +58,10 @@ type Sent struct {
 	base time.Time              // the first send's time, which entries count from
 	next uint16
 	any  bool
+	// prevAck and prevBits are the newest ack seen and what it covered.
+	prevAck  uint16
+	prevBits uint32
+	haveAck  bool
 	// tail is the oldest sequence number that may still wait for its
 	// ack: entries are sent in order, so the ones to age out are always
 	// the oldest, and Ack looks at no more of them than it must.
@@ -105,11 +112,31 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 	if !s.any || ack == 0 {
 		return // the peer has received nothing yet
 	}
-	s.ackOne(ack, now, onTag)
-	for i := uint16(0); i < 32; i++ {
-		if bits&(1<<i) != 0 {
-			s.ackOne(ack-1-i, now, onTag)
+	// Each datagram repeats the last 33 acks: skip those the previous one
+	// carried (ackOne would ignore them anyway), so a steady stream costs
+	// one ackOne per datagram, not 33.
+	var known uint32
+	head, newer := true, true
+	if s.haveAck {
+		switch d := ack - s.prevAck; {
+		case d == 0:
+			known, head, newer = s.prevBits, false, false
+		case d <= 32:
+			known = s.prevBits<<d | 1<<(d-1)
+		case d >= 1<<15:
+			newer = false // an older datagram's acks, reordered: check them all
 		}
+	}
+	if head {
+		s.ackOne(ack, now, onTag)
+	}
+	for b := bits &^ known; b != 0; b &= b - 1 {
+		s.ackOne(ack-1-uint16(mathbits.TrailingZeros32(b)), now, onTag)
+	}
+	if newer || !s.haveAck {
+		s.prevAck, s.prevBits, s.haveAck = ack, bits|known, true
+	} else if ack == s.prevAck {
+		s.prevBits |= bits
 	}
 	lossAfter := s.LossAfter
 	if lossAfter <= 0 {
