@@ -128,7 +128,7 @@ type frameCopies struct {
 	judged  atomic.Int64 // when the path was last judged, Unix nanoseconds
 
 	mu       sync.Mutex
-	ring     [maxCopies]copyEntry
+	ring     *[maxCopies]copyEntry // made at the first frame copied: most connections copy none
 	head, n  int
 	bytes    int
 	lastSent time.Time
@@ -165,6 +165,9 @@ func (c *frameCopies) add(num uint32, frame []byte) bool {
 	defer c.mu.Unlock()
 	if c.n == maxCopies || c.bytes+len(frame) > maxCopyBytes {
 		return false
+	}
+	if c.ring == nil {
+		c.ring = new([maxCopies]copyEntry)
 	}
 	e := &c.ring[(c.head+c.n)%maxCopies]
 	e.num, e.frame, e.first, e.done = num, append(e.frame[:0], frame...), time.Time{}, false
@@ -304,11 +307,13 @@ type frameSeq struct {
 	next     uint32 // the number of the next frame to deliver
 	maxFrame int
 	deliver  func(reliable.Frame)
-	held     [maxHeld]struct {
-		num   uint32
-		valid bool
-		frame []byte
-	}
+	held     *[maxHeld]heldCopy // made at the first copy held ahead
+}
+
+type heldCopy struct {
+	num   uint32
+	valid bool
+	frame []byte
 }
 
 func (s *frameSeq) init(maxFrame int, deliver func(reliable.Frame)) {
@@ -352,6 +357,9 @@ func (s *frameSeq) fromCopy(num uint32, frame []byte) (delivered, bad bool) {
 		s.drain()
 		return true, false
 	case ahead < maxHeld:
+		if s.held == nil {
+			s.held = new([maxHeld]heldCopy)
+		}
 		h := &s.held[num%maxHeld]
 		if !h.valid || h.num != num {
 			h.num, h.valid, h.frame = num, true, append(h.frame[:0], frame...)
@@ -362,7 +370,7 @@ func (s *frameSeq) fromCopy(num uint32, frame []byte) (delivered, bad bool) {
 
 // drain delivers held copies that are next in line.
 func (s *frameSeq) drain() {
-	for {
+	for s.held != nil {
 		h := &s.held[s.next%maxHeld]
 		if !h.valid || h.num != s.next {
 			return

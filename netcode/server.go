@@ -269,7 +269,9 @@ type EventHandler func(c *Conn, payload []byte)
 type RequestHandler func(c *Conn, req []byte) ([]byte, error)
 
 // InputHandler handles an input datagram a client sent. data is valid only
-// until it returns.
+// until it returns. It may run on the transport's receive loop, which
+// serves every connection of a KCP listener, so it must not block: queue
+// the input for the game, as rooms does, and return.
 type InputHandler func(c *Conn, data []byte)
 
 // Server accepts connections on its transports and dispatches their events.
@@ -277,7 +279,8 @@ type InputHandler func(c *Conn, data []byte)
 // Event and request handlers for one connection run one at a time: reliable
 // ones in the order their frames arrived, unreliable events as their
 // datagrams come; different connections' handlers run concurrently. Input
-// handlers run on the connection's datagram goroutine.
+// handlers run where the datagram is read: on KCP and WebSocket the
+// transport's receive loop, on QUIC the connection's datagram goroutine.
 type Server struct {
 	cfg       Config
 	listeners []transport.Listener

@@ -32,7 +32,7 @@ func NewReader(r io.Reader, max int) *Reader {
 		max = DefaultMaxFrame
 	}
 	max = min(max, MaxFrameLimit)
-	return &Reader{r: bufio.NewReaderSize(r, 4<<10), max: max}
+	return &Reader{r: bufio.NewReaderSize(r, 2<<10), max: max}
 }
 
 // Next reads and decodes one frame. A stream that ends between frames

@@ -1,8 +1,16 @@
 // Package transport is the seam between Roomwire's connection logic and the
 // network. A transport gives each connection a Session: one reliable, ordered
 // byte stream and an unreliable datagram channel. Implementations live in
-// subpackages (quic, kcp, websocket; webtransport next) and must pass the
+// subpackages (quic, kcp, websocket, webtransport) and must pass the
 // conformance suite, netcode's behaviour tests over netcodetest.Transports.
+//
+// Optional interfaces let netcode save goroutine wake-ups where a
+// transport allows: DatagramHandler (datagrams handled on the transport's
+// own receive loop), TrySender and BoundedQueue (a room's tick sends
+// without waiting), BatchSender with Batch (a tick's datagrams for every
+// session of a socket in one sendmmsg), PathRTT and Challenged. A
+// transport implements those that hold for it; netcode falls back to the
+// plain Session methods on a goroutine of the connection's.
 //
 // A Session's Read and Write may be called from different goroutines, and
 // SendDatagram and ReceiveDatagram likewise, but no method is called by two
@@ -186,8 +194,10 @@ type BatchWriter interface {
 }
 
 // maxBatch is how many packets a Batch holds per socket before it writes
-// them without waiting for Flush: Linux's sendmmsg takes at most 1024.
-const maxBatch = 1024
+// them without waiting for Flush. A sendmmsg of 128 costs little more per
+// packet than one of 1024 (Linux's most), and the Batch keeps no more
+// buffers than that however many sessions it serves.
+const maxBatch = 128
 
 // Batch collects the datagrams one goroutine sends to many sessions, such
 // as a room's snapshot to every member, so that each socket writes them in
