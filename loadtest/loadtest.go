@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -127,10 +128,13 @@ type Percentiles struct {
 
 // Report is a run's result; its JSON form is the bot client's -json output.
 type Report struct {
-	Transport         string      `json:"transport"`
-	Bots              int         `json:"bots"`
-	Connected         int         `json:"connected"`
-	Failed            int         `json:"failed"`
+	Transport string `json:"transport"`
+	Bots      int    `json:"bots"`
+	Connected int    `json:"connected"`
+	Failed    int    `json:"failed"`
+	// ConnectRetries counts connects tried again after the server refused
+	// for being busy (netcode.IsBusy), after a short random wait.
+	ConnectRetries    int64       `json:"connect_retries"`
 	DurationSeconds   float64     `json:"duration_s"`
 	EventsSent        int64       `json:"events_sent"`
 	EventsAcked       int64       `json:"events_acked"`
@@ -213,6 +217,7 @@ type run struct {
 	runID string
 
 	connected, failed      atomic.Int64
+	connectRetries         atomic.Int64
 	eventsSent, eventsAckd atomic.Int64
 	snapshots              atomic.Int64
 	inputsSent             atomic.Int64
@@ -321,6 +326,7 @@ func (r *run) report(elapsed time.Duration) Report {
 		Bots:              r.cfg.Bots,
 		Connected:         int(r.connected.Load()),
 		Failed:            int(r.failed.Load()),
+		ConnectRetries:    r.connectRetries.Load(),
 		DurationSeconds:   math.Round(elapsed.Seconds()*100) / 100,
 		EventsSent:        r.eventsSent.Load(),
 		EventsAcked:       r.eventsAckd.Load(),
@@ -440,26 +446,14 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	if local := r.localAddr(addr, i); local != "" && ccfg.Dial == nil {
 		ccfg.QUIC.LocalAddr, ccfg.KCP.LocalAddr, ccfg.WebSocket.LocalAddr = local, local, local
 	}
-	if cfg.TokenKey != nil && ccfg.Token == nil {
-		tok, err := token.Issue(*cfg.TokenKey, token.Params{
-			ProtocolID: cfg.ProtocolID, ClientID: uint64(i), Servers: []string{addr},
-		}, time.Now())
-		if err != nil {
-			r.failed.Add(1)
-			r.addError("token", err)
-			return
-		}
-		ccfg.Token = tok
-	}
-	cl := netcode.NewClient(ccfg)
-
+	mint := cfg.TokenKey != nil && ccfg.Token == nil
 	var (
 		joined   atomic.Bool
 		lastSnap atomic.Int64 // unix nanoseconds of the previous snapshot
 		local    = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 		localMu  sync.Mutex
 	)
-	cl.OnSnapshot(func(uint32, []byte) {
+	onSnapshot := func(uint32, []byte) {
 		if !joined.Load() {
 			return
 		}
@@ -470,14 +464,38 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 			_ = local.RecordValue((now - prev) / int64(time.Microsecond))
 			localMu.Unlock()
 		}
-	})
+	}
 	disconnected := make(chan *netcode.CloseError, 1)
-	cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
-
-	if err := cl.Connect(cctx, addr); err != nil {
-		r.failed.Add(1)
-		r.addError("connect", err)
-		return
+	// A server refusing for being busy (many bots connecting at once) is
+	// asked again after a short random wait, as a game client would.
+	var cl *netcode.Client
+	backoff := 50 * time.Millisecond
+	for {
+		if mint { // a fresh token each time: the server remembers a token it admitted
+			tok, err := token.Issue(*cfg.TokenKey, token.Params{
+				ProtocolID: cfg.ProtocolID, ClientID: uint64(i), Servers: []string{addr},
+			}, time.Now())
+			if err != nil {
+				r.failed.Add(1)
+				r.addError("token", err)
+				return
+			}
+			ccfg.Token = tok
+		}
+		cl = netcode.NewClient(ccfg)
+		cl.OnSnapshot(onSnapshot)
+		cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
+		err := cl.Connect(cctx, addr)
+		if err == nil {
+			break
+		}
+		if !netcode.IsBusy(err) || !sleepCtx(cctx, backoff/2+time.Duration(mrand.Int64N(int64(backoff)))) {
+			r.failed.Add(1)
+			r.addError("connect", err)
+			return
+		}
+		r.connectRetries.Add(1)
+		backoff = min(2*backoff, time.Second)
 	}
 	connectedAt := time.Now()
 	defer func() { _ = cl.Close() }()
@@ -626,4 +644,16 @@ func (r *run) ping(ctx context.Context, cl *netcode.Client) {
 	r.mu.Lock()
 	_ = r.rtt.RecordValue(max(int64(rtt/time.Microsecond), 1))
 	r.mu.Unlock()
+}
+
+// sleepCtx waits d unless ctx ends first; it reports whether it waited.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -121,6 +121,7 @@ func TestQUICConnsTotal(t *testing.T) {
 	}
 	_, err := connectFrom(srv, "127.0.0.4", netcode.ClientConfig{})
 	refusedWith(t, err, "server full")
+	require.False(t, netcode.IsBusy(err), "a full server is not a busy one: retrying soon will not help")
 	require.EqualValues(t, 1, srv.Metrics().Drops["quic_conns_total"])
 }
 
@@ -142,6 +143,7 @@ func TestPendingHandshakesCapped(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // from counted to registered: microseconds
 		_, err := nt.TryClient(tr, srv, netcode.ClientConfig{}, nil)
 		refusedWith(t, err, "server busy: too many pending handshakes")
+		require.True(t, netcode.IsBusy(err), "worth retrying: %v", err)
 		require.EqualValues(t, 1, srv.Metrics().Drops["pending_handshakes"])
 		for _, s := range silent {
 			_ = s.Close(0, "bye")

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/quic"
 	"github.com/roomwire/roomwire/reliable"
 )
 
@@ -82,4 +84,22 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("netcode: request %q failed at peer: %s", e.Event, e.Message)
+}
+
+// IsBusy reports whether err, from Connect or Dial, is a server refusing a
+// connection because it is busy right now, not because of the client: its
+// accept queue, handshake table or token table was full (CLOSE code 6 with
+// a reason beginning "server busy"), or quic-go's accept queue was
+// (CONNECTION_REFUSED). Such a refusal is worth retrying after a short,
+// random wait; many players reconnecting at once, as after a restart, meet
+// it.
+func IsBusy(err error) bool {
+	if ce, ok := transport.AsCloseError(err); ok && ce.Code == uint16(CloseRefused) && strings.HasPrefix(ce.Reason, "server busy") {
+		return true
+	}
+	var ne *CloseError
+	if errors.As(err, &ne) && ne.Code == CloseRefused && strings.HasPrefix(ne.Reason, "server busy") {
+		return true
+	}
+	return quic.IsRefused(err)
 }

@@ -135,7 +135,7 @@ func printTable(w io.Writer, r loadtest.Report) {
 		pct = 100 * float64(r.SnapshotsReceived) / float64(r.SnapshotsExpected)
 	}
 	fmt.Fprintf(tw, "transport\t%s\n", r.Transport)
-	fmt.Fprintf(tw, "bots\t%d connected, %d failed of %d\n", r.Connected, r.Failed, r.Bots)
+	fmt.Fprintf(tw, "bots\t%d connected, %d failed of %d (%d connects retried: server busy)\n", r.Connected, r.Failed, r.Bots, r.ConnectRetries)
 	fmt.Fprintf(tw, "duration\t%.1f s\n", r.DurationSeconds)
 	fmt.Fprintf(tw, "reliable events\t%d acked of %d sent\n", r.EventsAcked, r.EventsSent)
 	fmt.Fprintf(tw, "ack RTT (ms)\tp50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.RTT.P50, r.RTT.P90, r.RTT.P99, r.RTT.Max)

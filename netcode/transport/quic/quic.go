@@ -525,3 +525,11 @@ func (s *Session) mapErr(err error) error {
 	}
 	return err
 }
+
+// IsRefused reports whether err is quic-go's CONNECTION_REFUSED from the
+// server: it refused the handshake before any application data, as when
+// its accept queue is full.
+func IsRefused(err error) bool {
+	var te *quicgo.TransportError
+	return errors.As(err, &te) && te.Remote && te.ErrorCode == quicgo.ConnectionRefused
+}

@@ -3,6 +3,8 @@ package quic_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -87,4 +89,13 @@ func TestHandshakeFloodFromOneIP(t *testing.T) {
 	_, _ = s.Write([]byte{0}) // the server sees the stream
 	<-accepted
 	_ = s.Close(0, "bye")
+}
+
+// IsRefused tells quic-go's CONNECTION_REFUSED from the server apart from
+// other transport errors and from our own.
+func TestIsRefused(t *testing.T) {
+	require.True(t, quic.IsRefused(fmt.Errorf("dial: %w", &quicgo.TransportError{Remote: true, ErrorCode: quicgo.ConnectionRefused})))
+	require.False(t, quic.IsRefused(&quicgo.TransportError{Remote: false, ErrorCode: quicgo.ConnectionRefused}), "ours, not the server's")
+	require.False(t, quic.IsRefused(&quicgo.TransportError{Remote: true, ErrorCode: quicgo.ProtocolViolation}))
+	require.False(t, quic.IsRefused(errors.New("connection refused")))
 }
