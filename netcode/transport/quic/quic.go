@@ -523,6 +523,11 @@ func (s *Session) mapErr(err error) error {
 	if errors.As(err, &ie) {
 		return &transport.CloseError{Code: uint16(reliable.CloseTimeout), Reason: "idle timeout", Remote: false}
 	}
+	if IsRefused(err) {
+		// quic-go's server refuses a handshake it completed when its accept
+		// queue is full; to the application that is a busy server.
+		return &transport.CloseError{Code: uint16(reliable.CloseRefused), Reason: "server busy: QUIC accept queue full (CONNECTION_REFUSED)", Remote: true}
+	}
 	return err
 }
 
