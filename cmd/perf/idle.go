@@ -232,19 +232,10 @@ func (c config) measureIdle(ctx context.Context, subject string) (IdleResult, er
 		return IdleResult{}, err
 	}
 
-	c0, err := procCPU(pid)
+	w, err := cpuWindow(pid, c.Ticks, func() error { return idleSleep(ctx, c.IdleWindow, srv, waves) })
 	if err != nil {
 		return IdleResult{}, err
 	}
-	t0 := time.Now()
-	if err := idleSleep(ctx, c.IdleWindow, srv, waves); err != nil {
-		return IdleResult{}, err
-	}
-	c1, err := procCPU(pid)
-	if err != nil {
-		return IdleResult{}, err
-	}
-	w := window{Seconds: time.Since(t0).Seconds(), CPUSeconds: float64(c1-c0) / c.Ticks}
 	after, err := sampleServer(ctx, side, pid)
 	if err != nil {
 		return IdleResult{}, err

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // procCPU is the CPU time, user plus system, that process pid and all its
@@ -101,4 +102,22 @@ func clockTicks() float64 {
 		}
 	}
 	return 100
+}
+
+// cpuWindow measures pid's CPU time (user and system, in clock ticks of
+// ticks a second) over wait, which waits out the window.
+func cpuWindow(pid int, ticks float64, wait func() error) (window, error) {
+	c0, err := procCPU(pid)
+	if err != nil {
+		return window{}, err
+	}
+	t0 := time.Now()
+	if err := wait(); err != nil {
+		return window{}, err
+	}
+	c1, err := procCPU(pid)
+	if err != nil {
+		return window{}, err
+	}
+	return window{Seconds: time.Since(t0).Seconds(), CPUSeconds: float64(c1-c0) / ticks}, nil
 }

@@ -200,19 +200,10 @@ func (c config) measure(ctx context.Context, transport string) (Result, error) {
 	}
 
 	pid := srv.cmd.Process.Pid // taskset execs the gameserver: the same pid
-	c0, err := procCPU(pid)
+	w, err := cpuWindow(pid, c.Ticks, func() error { return sleep(ctx, c.Duration, srv, bots) })
 	if err != nil {
 		return Result{}, err
 	}
-	t0 := time.Now()
-	if err := sleep(ctx, c.Duration, srv, bots); err != nil {
-		return Result{}, err
-	}
-	c1, err := procCPU(pid)
-	if err != nil {
-		return Result{}, err
-	}
-	w := window{Seconds: time.Since(t0).Seconds(), CPUSeconds: float64(c1-c0) / c.Ticks}
 	if w.Memory, err = procMemory(pid); err != nil {
 		return Result{}, err
 	}
