@@ -100,7 +100,7 @@ func transportURL(transport string, p ports) (string, error) {
 	case "ws":
 		return fmt.Sprintf("ws://127.0.0.1:%d/ws", p.HTTP), nil
 	}
-	return "", fmt.Errorf("perf: unknown transport %q (quic, kcp or ws)", transport)
+	return "", fmt.Errorf("unknown transport %q (quic, kcp or ws)", transport)
 }
 
 // process is a started child and its end.
