@@ -19,9 +19,10 @@ const dgramQueueLen = 16
 //
 // Whoever holds turn sends: it owns the outgoing sequence numbers, the
 // snapshot baselines and scratch. On a transport that can send without
-// blocking (TrySender, BatchSender: KCP, WebSocket while its socket is
-// drained) the producer takes the turn itself when nothing else waits, and
-// sends at once: a room's tick loop encodes and sends every member's
+// blocking (TrySender and BatchSender: KCP, WebSocket while its socket is
+// drained; BoundedQueue: QUIC while fewer of our datagrams are
+// unacknowledged than its queue holds) the producer takes the turn itself
+// when nothing else waits, and sends at once: a room's tick loop encodes and sends every member's
 // snapshot with no goroutine wake-up per member. Otherwise, or when a send
 // would block, the producer only swaps pointers here and the sender
 // goroutine does the blocking SendDatagram calls, so a slow or stuck peer
