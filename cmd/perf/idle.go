@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,19 +67,7 @@ func parseMetrics(b []byte) (sideMetrics, error) {
 }
 
 func readMetrics(ctx context.Context, side string) (sideMetrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, side+"/metrics.json", nil)
-	if err != nil {
-		return sideMetrics{}, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return sideMetrics{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return sideMetrics{}, fmt.Errorf("%s/metrics.json: %s", side, resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
+	b, err := fetch(ctx, side+"/metrics.json")
 	if err != nil {
 		return sideMetrics{}, err
 	}
@@ -99,18 +86,8 @@ type sample struct {
 // profile with gc=1, which -pprof serves) and then reads its figures and
 // the RSS of process pid.
 func sampleServer(ctx context.Context, side string, pid int) (sample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, side+"/debug/pprof/heap?gc=1", nil)
-	if err != nil {
-		return sample{}, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return sample{}, fmt.Errorf("force a collection: %w", err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return sample{}, fmt.Errorf("force a collection: %s/debug/pprof/heap: %s (is -pprof on?)", side, resp.Status)
+	if _, err := fetch(ctx, side+"/debug/pprof/heap?gc=1"); err != nil {
+		return sample{}, fmt.Errorf("force a collection (is -pprof on?): %w", err)
 	}
 	m, err := readMetrics(ctx, side)
 	if err != nil {
@@ -348,19 +325,7 @@ func anyExited(srv *process, clients []*process) error {
 // dumpGoroutines writes the server's goroutine profile, stacks grouped
 // (debug=1), to the file named.
 func dumpGoroutines(ctx context.Context, side, name string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, side+"/debug/pprof/goroutine?debug=1", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s/debug/pprof/goroutine: %s", side, resp.Status)
-	}
-	b, err := io.ReadAll(resp.Body)
+	b, err := fetch(ctx, side+"/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		return err
 	}

@@ -236,20 +236,29 @@ func (c config) measure(ctx context.Context, transport string) (Result, error) {
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
 
-func getJSON(ctx context.Context, url string, v any) error {
+// fetch GETs url and returns its body, failing unless it answers 200 OK.
+func fetch(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return io.ReadAll(resp.Body)
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	b, err := fetch(ctx, url)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // roomMembers is the bots in game rooms, from the side port's /rooms.
