@@ -36,16 +36,15 @@ type dgramQueue struct {
 	bound    int                   // transport.BoundedQueue's length, else 0
 	maxDgram int
 
-	mu      sync.Mutex
-	snap    *Snapshot
-	ring    [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
-	tags    [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
-	head    int
-	n       int
-	shut    bool
-	running bool // the sender goroutine runs (or is being started)
-	wake    chan struct{}
-	done    <-chan struct{} // the connection's end
+	mu     sync.Mutex
+	snap   *Snapshot
+	ring   [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
+	tags   [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
+	head   int
+	n      int
+	shut   bool
+	sender worker
+	done   <-chan struct{} // the connection's end
 
 	// spawn starts a goroutine the connection owns, or reports false once
 	// the connection is finishing.
@@ -59,7 +58,8 @@ type dgramQueue struct {
 }
 
 func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dgramQueue {
-	q := &dgramQueue{stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram(), wake: make(chan struct{}, 1)}
+	q := &dgramQueue{stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram()}
+	q.sender = newWorker(q.sendLoop)
 	q.try, _ = sess.(transport.TrySender)
 	q.batch, _ = sess.(transport.BatchSender)
 	if b, ok := sess.(transport.BoundedQueue); ok && q.try == nil {
@@ -123,25 +123,7 @@ func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
 // signal wakes the sender goroutine, or starts it unless the queue is shut.
 func (q *dgramQueue) signal() {
 	q.mu.Lock()
-	if q.running {
-		q.mu.Unlock()
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
-		return
-	}
-	if q.shut {
-		q.mu.Unlock()
-		return
-	}
-	q.running = true
-	q.mu.Unlock()
-	if !q.spawn(q.sendLoop) {
-		q.mu.Lock()
-		q.running = false
-		q.mu.Unlock()
-	}
+	q.sender.kick(&q.mu, !q.shut, q.spawn)
 }
 
 // putSnapshot queues s, replacing an unsent older snapshot.
@@ -225,7 +207,7 @@ func (q *dgramQueue) sendLoop() {
 			timer.Reset(linger)
 		}
 		select {
-		case <-q.wake:
+		case <-q.sender.wake:
 		case <-q.done:
 			return
 		case <-timer.C:
@@ -234,7 +216,7 @@ func (q *dgramQueue) sendLoop() {
 			}
 			q.mu.Lock()
 			if q.n == 0 && q.snap == nil {
-				q.running = false
+				q.sender.running = false
 				q.mu.Unlock()
 				return
 			}

@@ -26,9 +26,8 @@ type outbox struct {
 	writing bool  // a goroutine holds the write turn
 	corked  bool  // hold writes: frames queue but the writer is not woken
 	failed  error // a write failed: the session is gone
-	running bool  // a writer goroutine runs (or is being started)
 	ended   bool  // the writer closed the session: no writer starts again
-	wake    chan struct{}
+	writer  worker
 
 	// spawn starts a goroutine the connection owns, or reports false once
 	// the connection is finishing; closeSession closes the transport
@@ -53,7 +52,9 @@ type outbox struct {
 }
 
 func newOutbox(limit int, write func([]byte) (int, error), written func(int)) *outbox {
-	return &outbox{limit: limit, write: write, written: written, wake: make(chan struct{}, 1)}
+	o := &outbox{limit: limit, write: write, written: written}
+	o.writer = newWorker(o.writeLoop)
+	return o
 }
 
 // begin locks the queue and returns its buffer to append to, or ok=false
@@ -147,26 +148,8 @@ func (o *outbox) abort() { o.mu.Unlock() }
 // for it to do.
 func (o *outbox) signal() {
 	o.mu.Lock()
-	if o.running {
-		o.mu.Unlock()
-		select {
-		case o.wake <- struct{}{}:
-		default:
-		}
-		return
-	}
 	idle := len(o.buf) == 0 && !o.closing && o.failed == nil
-	if o.ended || idle || (o.corked && !o.closing) {
-		o.mu.Unlock()
-		return
-	}
-	o.running = true
-	o.mu.Unlock()
-	if !o.spawn(o.writeLoop) {
-		o.mu.Lock()
-		o.running = false
-		o.mu.Unlock()
-	}
+	o.writer.kick(&o.mu, !o.ended && !idle && (!o.corked || o.closing), o.spawn)
 }
 
 // shut queues a last frame (if non-nil) and refuses all further ones. It
@@ -265,11 +248,11 @@ func (o *outbox) writeLoop() {
 			idle.Reset(linger)
 		}
 		select {
-		case <-o.wake:
+		case <-o.writer.wake:
 		case <-idle.C:
 			o.mu.Lock()
 			if !o.closing && o.failed == nil && (len(o.buf) == 0 || o.writing || o.corked) {
-				o.running = false
+				o.writer.running = false
 				o.mu.Unlock()
 				return
 			}

@@ -184,9 +184,7 @@ type slowDatagram struct {
 func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header, []byte, bool), handle func(unreliable.Header, []byte)) {
 	dh, ok := p.sess.(transport.DatagramHandler)
 	if !ok || !inline {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
+		p.spawn(func() {
 			for {
 				d, err := p.sess.ReceiveDatagram(p.ctx)
 				if err != nil {
@@ -197,10 +195,11 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 					handle(h, body)
 				}
 			}
-		}()
+		})
 		return
 	}
-	slow := &slowDatagrams{wake: make(chan struct{}, 1)}
+	slow := &slowDatagrams{}
+	slow.handler = newWorker(func() { slow.run(p.ctx.Done(), handle) })
 	dh.HandleDatagrams(func(d []byte) {
 		if p.ctx.Err() != nil {
 			return
@@ -214,9 +213,7 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 			handle(h, body)
 			return
 		}
-		if !slow.push(slowDatagram{h, append([]byte(nil), body...)}, func() bool {
-			return p.spawn(func() { slow.run(p.ctx.Done(), handle) })
-		}) {
+		if !slow.push(slowDatagram{h, append([]byte(nil), body...)}, p.spawn) {
 			p.stats.datagramsDropped.Add(1) // the handlers are behind
 		}
 	})
@@ -228,32 +225,21 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 type slowDatagrams struct {
 	mu      sync.Mutex
 	queue   []slowDatagram
-	running bool
-	wake    chan struct{}
+	handler worker
 }
 
-// push queues d and wakes or starts (start) the goroutine; it reports
-// false when the queue is full.
-func (s *slowDatagrams) push(d slowDatagram, start func() bool) bool {
+// push queues d and wakes the goroutine, or starts it with spawn; it
+// reports false when the queue is full.
+func (s *slowDatagrams) push(d slowDatagram, spawn func(func()) bool) bool {
 	s.mu.Lock()
 	if len(s.queue) == slowQueue {
 		s.mu.Unlock()
 		return false
 	}
 	s.queue = append(s.queue, d)
-	if s.running {
-		s.mu.Unlock()
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-		return true
-	}
-	s.running = true
-	s.mu.Unlock()
-	if !start() {
+	if !s.handler.kick(&s.mu, true, spawn) {
 		s.mu.Lock()
-		s.running, s.queue = false, nil
+		s.queue = nil // the connection is finishing: no one will handle them
 		s.mu.Unlock()
 	}
 	return true
@@ -276,13 +262,13 @@ func (s *slowDatagrams) run(done <-chan struct{}, handle func(unreliable.Header,
 		s.mu.Unlock()
 		idle.Reset(linger)
 		select {
-		case <-s.wake:
+		case <-s.handler.wake:
 		case <-done:
 			return
 		case <-idle.C:
 			s.mu.Lock()
 			if len(s.queue) == 0 {
-				s.running = false
+				s.handler.running = false
 				s.mu.Unlock()
 				return
 			}

@@ -1,0 +1,45 @@
+package netcode
+
+import "sync"
+
+// worker is the goroutine of one of a connection's queues (the outbox's
+// writer, the datagram sender, the event datagrams' handler) that runs
+// only while the queue has work: kick wakes it if it runs, or starts it;
+// the goroutine ends itself, clearing running, after linger without work.
+// The queue's own mutex guards running, so that a kick and the goroutine's
+// decision to end never miss each other.
+type worker struct {
+	running bool
+	wake    chan struct{}
+	loop    func() // the goroutine's body, bound once: a kick allocates nothing
+}
+
+func newWorker(loop func()) worker { return worker{wake: make(chan struct{}, 1), loop: loop} }
+
+// kick is called with mu, the queue's mutex, held, and unlocks it. It wakes
+// the goroutine if it runs; otherwise, when work says there is something
+// for it to do, it starts the loop with spawn. It reports false when spawn
+// refused (the connection is finishing).
+func (w *worker) kick(mu *sync.Mutex, work bool, spawn func(func()) bool) bool {
+	if w.running {
+		mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+		return true
+	}
+	if !work {
+		mu.Unlock()
+		return true
+	}
+	w.running = true
+	mu.Unlock()
+	if spawn(w.loop) {
+		return true
+	}
+	mu.Lock()
+	w.running = false
+	mu.Unlock()
+	return false
+}
