@@ -487,7 +487,7 @@ func (c *Client) recoverCallback() {
 	}
 }
 
-// onDatagram handles one datagram from the server (datagram goroutine):
+// handleDatagram handles one datagram from the server (datagram goroutine):
 // snapshot fragments are reassembled, decoded against their baseline and
 // delivered; unreliable events go to their handlers.
 func (c *Client) handleDatagram(h unreliable.Header, body []byte) {

@@ -94,11 +94,10 @@ func (e *RemoteError) Error() string {
 // random wait; many players reconnecting at once, as after a restart, meet
 // it.
 func IsBusy(err error) bool {
-	if ce, ok := transport.AsCloseError(err); ok && ce.Code == uint16(CloseRefused) && strings.HasPrefix(ce.Reason, "server busy") {
-		return true
+	if err == nil {
+		return false
 	}
-	var ne *CloseError
-	if errors.As(err, &ne) && ne.Code == CloseRefused && strings.HasPrefix(ne.Reason, "server busy") {
+	if ce := closeErrorFrom(err); ce.Code == CloseRefused && strings.HasPrefix(ce.Reason, "server busy") {
 		return true
 	}
 	return quic.IsRefused(err)
