@@ -352,6 +352,11 @@ func (s *Session) SendDatagram(p []byte) error {
 		return s.closedErr()
 	}
 	defer s.turn.give()
+	return s.writeDatagram(p)
+}
+
+// writeDatagram writes p as one datagram message (turn holder).
+func (s *Session) writeDatagram(p []byte) error {
 	m := append(append(s.dout[:0], channelDatagram), p...)
 	if err := s.ws.Write(context.Background(), websocket.MessageBinary, m); err != nil {
 		return s.writeErr(err)
@@ -382,11 +387,7 @@ func (s *Session) TrySendDatagram(p []byte) (bool, error) {
 	if n, ok := s.probe.unsent(); !ok || n > 0 {
 		return false, nil
 	}
-	m := append(append(s.dout[:0], channelDatagram), p...)
-	if err := s.ws.Write(context.Background(), websocket.MessageBinary, m); err != nil {
-		return true, s.writeErr(err)
-	}
-	return true, nil
+	return true, s.writeDatagram(p)
 }
 
 // HandleDatagrams hands every datagram message read from now on to f, on
