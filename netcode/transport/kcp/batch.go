@@ -93,10 +93,7 @@ type outbox struct {
 
 // add seals payload as a packet of type t for s into the outbox.
 func (o *outbox) add(s *Session, t secure.PacketType, payload []byte) {
-	p := s.sealer.Seal(o.b.Buffer(secure.MaxPacket), t, payload)
-	_ = o.b.Add(o.w, s.raddr, p) // written at flush; an error here is a refused packet
-	s.sent.Add(1)
-	s.lastSend.Store(time.Now().UnixNano())
+	_ = s.sealInto(&o.b, o.w, t, payload) // written at flush; an error here is a refused packet
 }
 
 func (o *outbox) flush() {

@@ -3,7 +3,6 @@ package kcp
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/netcode/transport/secure"
@@ -69,10 +68,7 @@ func (s *Session) AddDatagram(b *transport.Batch, p []byte) error {
 	if err := s.datagramOK(p); err != nil {
 		return err
 	}
-	sealed := s.sealer.Seal(b.Buffer(secure.MaxPacket), secure.PacketDatagram, p)
-	s.sent.Add(1)
-	s.lastSend.Store(time.Now().UnixNano())
-	return b.Add(s.bw, s.raddr, sealed)
+	return s.sealInto(b, s.bw, secure.PacketDatagram, p)
 }
 
 // datagramOK returns why p cannot be sent now, or nil.

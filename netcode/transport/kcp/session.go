@@ -304,6 +304,15 @@ func (s *Session) seal(t secure.PacketType, payload []byte) error {
 	return err
 }
 
+// sealInto seals a packet of type t into b, to be written through w at
+// b.Flush, and counts it sent, as seal does.
+func (s *Session) sealInto(b *transport.Batch, w transport.BatchWriter, t secure.PacketType, payload []byte) error {
+	p := s.sealer.Seal(b.Buffer(secure.MaxPacket), t, payload)
+	s.sent.Add(1)
+	s.lastSend.Store(time.Now().UnixNano())
+	return b.Add(w, s.raddr, p)
+}
+
 // handle takes one sealed packet from the receive goroutine, received at
 // now (unix nanoseconds); scratch is that goroutine's buffer to open it
 // into, and out its outbox for the answers (nil: sent at once).
