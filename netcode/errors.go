@@ -28,6 +28,7 @@ const (
 	CloseKicked           = reliable.CloseKicked
 	CloseTimeout          = reliable.CloseTimeout
 	CloseOverBudget       = reliable.CloseOverBudget
+	CloseExpired          = reliable.CloseExpired
 )
 
 // CloseError is the reason a connection ended: a code, a readable reason, and

@@ -20,6 +20,7 @@ const (
 	CloseKicked           CloseCode = 9  // the application removed the peer
 	CloseTimeout          CloseCode = 10 // the peer was silent too long
 	CloseOverBudget       CloseCode = 11 // the peer kept sending over its budget
+	CloseExpired          CloseCode = 12 // an away session was not resumed in time
 )
 
 func (c CloseCode) String() string {
@@ -48,6 +49,8 @@ func (c CloseCode) String() string {
 		return "timeout"
 	case CloseOverBudget:
 		return "over budget"
+	case CloseExpired:
+		return "expired"
 	}
 	return fmt.Sprintf("CloseCode(%d)", uint16(c))
 }

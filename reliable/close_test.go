@@ -23,7 +23,8 @@ func TestCloseCodeString(t *testing.T) {
 		{CloseKicked, "kicked"},
 		{CloseTimeout, "timeout"},
 		{CloseOverBudget, "over budget"},
-		{12, "CloseCode(12)"},
+		{CloseExpired, "expired"},
+		{13, "CloseCode(13)"},
 		{0xffff, "CloseCode(65535)"},
 	}
 	for _, tc := range cases {

@@ -47,6 +47,15 @@ const (
 	// browsers cannot export it): random bytes the client's connect token
 	// proof is bound to instead.
 	FrameChallenge FrameType = 0x0a
+	// FrameResume is a client's first frame on a new transport connection
+	// that resumes an away session instead of opening one (PROTOCOL.md 14).
+	FrameResume FrameType = 0x0b
+	// FrameResumed is the server's answer to an accepted RESUME.
+	FrameResumed FrameType = 0x0c
+	// FrameAcked tells the peer which of its frames were handled, so that
+	// it may forget them: both sides keep what they sent until then, to
+	// replay it after a resume.
+	FrameAcked FrameType = 0x0d
 )
 
 // ChallengeLen is the size of a CHALLENGE body.
@@ -74,6 +83,12 @@ func (t FrameType) String() string {
 		return "CLOSE"
 	case FrameChallenge:
 		return "CHALLENGE"
+	case FrameResume:
+		return "RESUME"
+	case FrameResumed:
+		return "RESUMED"
+	case FrameAcked:
+		return "ACKED"
 	}
 	return fmt.Sprintf("FrameType(0x%02x)", uint8(t))
 }
@@ -126,6 +141,9 @@ type Frame struct {
 	Payload []byte
 	// Time and Echo are the clock values of PING (Time) and PONG (both).
 	Time, Echo uint64
+	// Received is, in RESUME, RESUMED and ACKED, the number of the next of
+	// the peer's frames the sender will handle.
+	Received uint32
 }
 
 func appendHeader(b []byte, t FrameType, n int) []byte {
@@ -333,6 +351,26 @@ func ParseBody(t FrameType, body []byte) (Frame, error) {
 		}
 		f.Code = CloseCode(binary.BigEndian.Uint16(body))
 		f.Payload = body[2:]
+	case FrameResume:
+		if len(body) < 2+IDLen+4 {
+			return f, truncated(t, len(body))
+		}
+		f.Version = binary.BigEndian.Uint16(body)
+		copy(f.ConnID[:], body[2:])
+		f.Received = binary.BigEndian.Uint32(body[2+IDLen:])
+		f.Payload = body[2+IDLen+4:]
+	case FrameResumed:
+		if len(body) != 8 {
+			return f, fmt.Errorf("%w: RESUMED of %d bytes, want 8", ErrBadFrame, len(body))
+		}
+		f.Version = binary.BigEndian.Uint16(body)
+		f.Received = binary.BigEndian.Uint32(body[2:])
+		f.MaxDatagram = binary.BigEndian.Uint16(body[6:])
+	case FrameAcked:
+		if len(body) != 4 {
+			return f, fmt.Errorf("%w: ACKED of %d bytes, want 4", ErrBadFrame, len(body))
+		}
+		f.Received = binary.BigEndian.Uint32(body)
 	case FrameChallenge:
 		if len(body) != ChallengeLen {
 			return f, fmt.Errorf("%w: CHALLENGE of %d bytes, want %d", ErrBadFrame, len(body), ChallengeLen)
@@ -342,6 +380,36 @@ func ParseBody(t FrameType, body []byte) (Frame, error) {
 		return f, fmt.Errorf("%w: 0x%02x", ErrUnknownFrame, uint8(t))
 	}
 	return f, nil
+}
+
+// AppendResume appends a RESUME frame for session id, whose sender will
+// handle the peer's frames from received on, with auth (the resume ticket
+// and its proof, or nothing on KCP).
+func AppendResume(b []byte, version uint16, id [IDLen]byte, received uint32, auth []byte) ([]byte, error) {
+	n := 2 + IDLen + 4 + len(auth)
+	if err := checkBody(n); err != nil {
+		return b, err
+	}
+	b = appendHeader(b, FrameResume, n)
+	b = binary.BigEndian.AppendUint16(b, version)
+	b = append(b, id[:]...)
+	b = binary.BigEndian.AppendUint32(b, received)
+	return append(b, auth...), nil
+}
+
+// AppendResumed appends a RESUMED frame: the server handles the client's
+// frames from received on.
+func AppendResumed(b []byte, version uint16, received uint32, maxDatagram uint16) []byte {
+	b = appendHeader(b, FrameResumed, 8)
+	b = binary.BigEndian.AppendUint16(b, version)
+	b = binary.BigEndian.AppendUint32(b, received)
+	return binary.BigEndian.AppendUint16(b, maxDatagram)
+}
+
+// AppendAcked appends an ACKED frame: the sender handled every frame of
+// the peer's numbered before received.
+func AppendAcked(b []byte, received uint32) []byte {
+	return binary.BigEndian.AppendUint32(appendHeader(b, FrameAcked, 4), received)
 }
 
 // AppendChallenge appends a CHALLENGE frame carrying c.

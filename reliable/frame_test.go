@@ -319,7 +319,12 @@ func TestParseBodyErrors(t *testing.T) {
 		want error
 	}{
 		{"unknown 0x00", 0x00, nil, ErrUnknownFrame},
-		{"unknown 0x0b", 0x0b, []byte{1, 2, 3}, ErrUnknownFrame},
+		{"unknown 0x0e", 0x0e, []byte{1, 2, 3}, ErrUnknownFrame},
+		{"resume 21", FrameResume, rep(21), ErrTruncated},
+		{"resumed 7", FrameResumed, rep(7), ErrBadFrame},
+		{"resumed 9", FrameResumed, rep(9), ErrBadFrame},
+		{"acked 3", FrameAcked, rep(3), ErrBadFrame},
+		{"acked 5", FrameAcked, rep(5), ErrBadFrame},
 		{"challenge short", FrameChallenge, []byte{1, 2, 3}, ErrBadFrame},
 		{"unknown 0xff", 0xff, rep(8), ErrUnknownFrame},
 
@@ -513,7 +518,10 @@ func TestFrameTypeString(t *testing.T) {
 		FrameClose:      "CLOSE",
 		0x00:            "FrameType(0x00)",
 		FrameChallenge:  "CHALLENGE",
-		0x0b:            "FrameType(0x0b)",
+		FrameResume:     "RESUME",
+		FrameResumed:    "RESUMED",
+		FrameAcked:      "ACKED",
+		0x0e:            "FrameType(0x0e)",
 		0xff:            "FrameType(0xff)",
 	}
 	for ft, want := range cases {
@@ -562,4 +570,29 @@ func TestEncodeAllocs(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, name, string(f.Name))
 	})
+}
+
+func TestResumeFramesRoundTrip(t *testing.T) {
+	id := [IDLen]byte{0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xbb}
+	b, err := AppendResume(nil, Version, id, 0x01020304, []byte("auth"))
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x0b, 0, 0, 26, 0, 1}, b[:6])
+	f, err := ParseBody(FrameResume, b[HeaderLen:])
+	require.NoError(t, err)
+	require.Equal(t, id, f.ConnID)
+	require.Equal(t, uint32(0x01020304), f.Received)
+	require.Equal(t, "auth", string(f.Payload))
+
+	b = AppendResumed(nil, Version, 5, 1175)
+	require.Equal(t, []byte{0x0c, 0, 0, 8, 0, 1, 0, 0, 0, 5, 0x04, 0x97}, b)
+	f, err = ParseBody(FrameResumed, b[HeaderLen:])
+	require.NoError(t, err)
+	require.Equal(t, uint32(5), f.Received)
+	require.Equal(t, uint16(1175), f.MaxDatagram)
+
+	b = AppendAcked(nil, 300)
+	require.Equal(t, []byte{0x0d, 0, 0, 4, 0, 0, 1, 0x2c}, b)
+	f, err = ParseBody(FrameAcked, b[HeaderLen:])
+	require.NoError(t, err)
+	require.Equal(t, uint32(300), f.Received)
 }

@@ -29,6 +29,9 @@ func fuzzFrames() [][]byte {
 		AppendPing(nil, 1735689600000000000),
 		AppendPong(nil, 1735689600000000000, 1735689600001500000),
 		AppendClose(nil, CloseNormal, "client closed"),
+		must(AppendResume(nil, Version, id, 7, []byte("ticket and proof"))),
+		AppendResumed(nil, Version, 9, 1175),
+		AppendAcked(nil, 4294967295),
 	}
 }
 
@@ -62,6 +65,12 @@ func reencode(t testing.TB, f Frame) (b []byte, exact bool) {
 		exact = utf8.Valid(f.Payload)
 	case FrameChallenge:
 		b = AppendChallenge(nil, [ChallengeLen]byte(f.Payload))
+	case FrameResume:
+		b, err = AppendResume(nil, f.Version, f.ConnID, f.Received, f.Payload)
+	case FrameResumed:
+		b = AppendResumed(nil, f.Version, f.Received, f.MaxDatagram)
+	case FrameAcked:
+		b = AppendAcked(nil, f.Received)
 	default:
 		t.Fatalf("decoded a frame of unknown type %s", f.Type)
 	}
@@ -207,7 +216,7 @@ func FuzzParseBody(f *testing.F) {
 		ft := FrameType(typ)
 		fr, err := ParseBody(ft, body)
 		require.Equal(t, ft, fr.Type)
-		known := ft >= FrameHello && ft <= FrameChallenge
+		known := ft >= FrameHello && ft <= FrameAcked
 		if err != nil {
 			requireSentinel(t, err)
 			require.Equal(t, !known, errors.Is(err, ErrUnknownFrame))
