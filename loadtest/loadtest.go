@@ -26,6 +26,7 @@ import (
 
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -78,6 +79,23 @@ type Config struct {
 	// client's keep-alive traffic flows. It measures what an idle
 	// connection costs the server (memory, CPU).
 	Idle bool
+	// Blackout, if it darkens anything (a positive Length), makes each
+	// bot's network go dark on its schedule, counted from the moment the
+	// bot connected: every packet either way is lost on quic:// and
+	// kcp://, and ws:// and wss:// connections stall. The bots then dial
+	// their transports themselves, as the client would, over impaired
+	// sockets on that network (ClientConfig.Dial, which Client must leave
+	// unset), so the sockets a client opens to reconnect are dark too. It
+	// turns History on. Resumes and expired sessions are in the Report.
+	Blackout impair.Blackout
+	// History makes each bot emit the reliable event arena.HistoryEvent
+	// every 100 ms with a counter, 1, 2, 3 …, and check the server's echoes
+	// (arena.EchoHistory): each must come back exactly once, in order.
+	// After playing, a bot waits up to 2 s (after Drain) for the last
+	// echoes; those still missing are lost. A bot whose connection ends
+	// early ends its check there. Report.HistoryChecked and
+	// HistoryViolations hold the result.
+	History bool
 	// LoopbackSpread is how many loopback addresses the bots of a server on
 	// 127.0.0.0/8 dial from, 127.0.0.1 upward, bot i from the (i mod n)-th:
 	// the server's limits per address (64 connections by default) then see
@@ -173,8 +191,27 @@ type Report struct {
 	// denominator of KbpsDown and KbpsUp.
 	BotSeconds float64 `json:"bot_seconds"`
 	// SnapshotsUndecodable counts deltas whose baseline a bot lacked.
-	SnapshotsUndecodable uint64   `json:"snapshots_undecodable"`
-	Errors               []string `json:"errors"`
+	SnapshotsUndecodable uint64 `json:"snapshots_undecodable"`
+	// Resumed counts the times a bot's client resumed its session on a new
+	// transport after losing one (netcode's Client.OnBack), over all bots.
+	Resumed int64 `json:"resumed"`
+	// Expired counts the bots whose connection ended because the server
+	// let their session expire while they were away (netcode.IsExpired).
+	Expired int64 `json:"expired"`
+	// HistoryChecked counts the history echoes the bots checked
+	// (Config.History); HistoryViolations those that broke exactly-once,
+	// in-order delivery, plus the counters never echoed: the sum of
+	// HistoryLost, HistoryDuplicated and HistoryReordered. Zero violations
+	// mean something only with HistoryChecked well above zero.
+	HistoryChecked    uint64 `json:"history_checked"`
+	HistoryViolations uint64 `json:"history_violations"`
+	// HistoryLost counts counters emitted and never echoed,
+	// HistoryDuplicated echoes of a counter echoed before (or never
+	// emitted), HistoryReordered echoes that came after a higher counter's.
+	HistoryLost       uint64   `json:"history_lost"`
+	HistoryDuplicated uint64   `json:"history_duplicated"`
+	HistoryReordered  uint64   `json:"history_reordered"`
+	Errors            []string `json:"errors"`
 	// Soak is the server's runtime over the run, when it was sampled.
 	Soak *Soak `json:"soak,omitempty"`
 }
@@ -207,6 +244,15 @@ func (c *Config) populate() error {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 10 * time.Second
 	}
+	if c.Blackout.Length > 0 {
+		if c.Client.Dial != nil {
+			return errors.New("loadtest: a blackout dials the bots' transports itself; leave Client.Dial unset")
+		}
+		if c.Idle {
+			return errors.New("loadtest: a blackout needs bots that play, not idle ones")
+		}
+		c.History = true
+	}
 	return nil
 }
 
@@ -221,6 +267,7 @@ type run struct {
 	eventsSent, eventsAckd atomic.Int64
 	snapshots              atomic.Int64
 	inputsSent             atomic.Int64
+	resumed, expired       atomic.Int64
 
 	mu        sync.Mutex
 	rtt       *hdrhistogram.Histogram // microseconds
@@ -236,6 +283,7 @@ type run struct {
 	frames    uint64
 	underruns uint64
 	undecod   uint64
+	hist      historyResult
 	errs      map[string]int
 }
 
@@ -318,6 +366,15 @@ func (r *run) addError(what string, err error) {
 	r.mu.Unlock()
 }
 
+// disconnected records a bot's connection that ended under it, and counts
+// it as expired when the server let its session expire.
+func (r *run) disconnected(ce *netcode.CloseError) {
+	if netcode.IsExpired(ce) {
+		r.expired.Add(1)
+	}
+	r.addError("disconnected", ce)
+}
+
 func (r *run) report(elapsed time.Duration) Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -343,6 +400,13 @@ func (r *run) report(elapsed time.Duration) Report {
 		InputsSent:        r.inputsSent.Load(),
 
 		SnapshotsUndecodable: r.undecod,
+		Resumed:              r.resumed.Load(),
+		Expired:              r.expired.Load(),
+		HistoryChecked:       r.hist.Checked,
+		HistoryViolations:    r.hist.violations(),
+		HistoryLost:          r.hist.Lost,
+		HistoryDuplicated:    r.hist.Duplicated,
+		HistoryReordered:     r.hist.Reordered,
 		Errors:               []string{},
 	}
 	if r.frames > 0 {
@@ -379,6 +443,9 @@ type tally struct {
 	delay    *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
 	delaySum float64                 // nanoseconds, negative ones included
 	delayN   int64
+
+	hist     *historyCheck // nil without Config.History
+	histTail bool          // the bot played to the end and waited for the last echoes
 }
 
 // frame renders one frame: Client.Interpolate, as a render loop would call
@@ -447,6 +514,14 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		ccfg.QUIC.LocalAddr, ccfg.KCP.LocalAddr, ccfg.WebSocket.LocalAddr = local, local, local
 	}
 	mint := cfg.TokenKey != nil && ccfg.Token == nil
+	var network *impair.Network // the bot's, with its blackouts
+	if cfg.Blackout.Length > 0 {
+		network = impair.NewNetwork(cfg.Blackout)
+	}
+	var hist *historyCheck
+	if cfg.History && !cfg.Idle {
+		hist = newHistoryCheck()
+	}
 	var (
 		joined   atomic.Bool
 		lastSnap atomic.Int64 // unix nanoseconds of the previous snapshot
@@ -482,9 +557,24 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 			}
 			ccfg.Token = tok
 		}
+		if network != nil {
+			base := ccfg
+			base.Dial = nil
+			dial, err := impairedDial(addr, base, network)
+			if err != nil {
+				r.failed.Add(1)
+				r.addError("blackout", err)
+				return
+			}
+			ccfg.Dial = dial
+		}
 		cl = netcode.NewClient(ccfg)
 		cl.OnSnapshot(onSnapshot)
 		cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
+		cl.OnBack(func() { r.resumed.Add(1) })
+		if hist != nil {
+			cl.On(arena.HistoryEvent, hist.echo)
+		}
 		err := cl.Connect(cctx, addr)
 		if err == nil {
 			break
@@ -498,6 +588,9 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		backoff = min(2*backoff, time.Second)
 	}
 	connectedAt := time.Now()
+	if network != nil {
+		network.Start(connectedAt)
+	}
 	defer func() { _ = cl.Close() }()
 	if cfg.Idle {
 		r.connected.Add(1)
@@ -507,7 +600,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		case <-ctx.Done():
 		case <-idle.C:
 		case ce := <-disconnected:
-			r.addError("disconnected", ce)
+			r.disconnected(ce)
 		}
 		r.mu.Lock()
 		r.botSecs += time.Since(connectedAt).Seconds()
@@ -528,7 +621,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	joined.Store(true)
 	joinedAt := time.Now()
 
-	t := &tally{delay: newDelayHistogram()}
+	t := &tally{delay: newDelayHistogram(), hist: hist}
 	r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
 
 	inRoom := time.Since(joinedAt).Seconds()
@@ -545,15 +638,20 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	r.frames += st.InterpFrames
 	r.underruns += st.InterpUnderruns
 	r.undecod += st.SnapshotsUndecodable
+	if hist != nil {
+		r.hist.add(hist.finish(t.histTail))
+	}
 	localMu.Lock()
 	r.gap.Merge(local)
 	localMu.Unlock()
 	r.mu.Unlock()
 }
 
-// play sends inputs at the tick rate, pings every PingInterval and renders
-// 60 frames a second until the run's duration is over, the context ends or
-// the connection drops; then it drains (see Config.Drain).
+// play sends inputs at the tick rate, pings every PingInterval, history
+// events every 100 ms (with Config.History) and renders 60 frames a second
+// until the run's duration is over, the context ends or the connection
+// drops; then it drains (see Config.Drain) and waits for the last history
+// echoes.
 func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally) {
 	end := time.NewTimer(playFor)
 	defer end.Stop()
@@ -563,6 +661,12 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 	defer pings.Stop()
 	frames := time.NewTicker(time.Second / 60)
 	defer frames.Stop()
+	var histC <-chan time.Time // nil, never ready, without a history check
+	if t.hist != nil {
+		h := time.NewTicker(historyInterval)
+		defer h.Stop()
+		histC = h.C
+	}
 
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
@@ -578,8 +682,14 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 			r.drain(ctx, cl, frames, disconnected, t)
 			return
 		case ce := <-disconnected:
-			r.addError("disconnected", ce)
+			r.disconnected(ce)
 			return
+		case <-histC:
+			n, payload := t.hist.emit()
+			if err := cl.Emit(arena.HistoryEvent, payload); err != nil {
+				t.hist.unemit(n) // not sent: the next event takes its counter
+				r.addError("history", err)
+			}
 		case <-inputs.C:
 			dir = dir*6364136223846793005 + 1442695040888963407
 			input = arena.EncodeInput(input[:0], int8(dir>>56), int8(dir>>48))
@@ -602,22 +712,35 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 }
 
 // drain goes on rendering, and so acknowledging snapshots, for
-// Config.Drain, sending nothing else.
+// Config.Drain, sending nothing else; then, with a history check, until
+// every history event has come back or 2 s have passed (t.histTail).
 func (r *run) drain(ctx context.Context, cl *netcode.Client, frames *time.Ticker, disconnected <-chan *netcode.CloseError, t *tally) {
-	if r.cfg.Drain <= 0 {
+	if r.cfg.Drain > 0 && !r.render(ctx, cl, frames, disconnected, t, r.cfg.Drain, nil) {
 		return
 	}
-	end := time.NewTimer(r.cfg.Drain)
+	if t.hist != nil {
+		t.histTail = r.render(ctx, cl, frames, disconnected, t, historyTail, t.hist.caughtUp)
+	}
+}
+
+// render renders frames for d, or until done (if set) reports true, which
+// it asks every frame. It reports false if the context ended or the
+// connection dropped first.
+func (r *run) render(ctx context.Context, cl *netcode.Client, frames *time.Ticker, disconnected <-chan *netcode.CloseError, t *tally, d time.Duration, done func() bool) bool {
+	end := time.NewTimer(d)
 	defer end.Stop()
 	for {
+		if done != nil && done() {
+			return true
+		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-end.C:
-			return
+			return true
 		case ce := <-disconnected:
-			r.addError("disconnected", ce)
-			return
+			r.disconnected(ce)
+			return false
 		case now := <-frames.C:
 			t.frame(cl, now)
 		}

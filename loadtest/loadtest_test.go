@@ -15,6 +15,8 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -65,7 +67,7 @@ func TestRunMixed(t *testing.T) {
 
 // startServer starts an in-process game server as cmd/gameserver does,
 // QUIC, KCP and WebSocket on loopback, the arena at 30 Hz and the ping
-// handler; it is closed when the test ends. srv.Addrs() is QUIC's address,
+// and history-echo handlers; it is closed when the test ends. srv.Addrs() is QUIC's address,
 // then KCP's, then the WebSocket side port's.
 func startServer(t *testing.T) (*netcode.Server, *rooms.Hub) {
 	t.Helper()
@@ -86,6 +88,7 @@ func startServerWith(t *testing.T, tune func(*netcode.Config)) (*netcode.Server,
 	hub := rooms.NewHub(srv, rooms.HubOptions{})
 	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{TickRate: 30}))
 	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
+	arena.EchoHistory(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -192,4 +195,101 @@ func TestBotsSpreadOverLoopback(t *testing.T) {
 	rep := run(1)
 	require.Equal(t, 2, rep.Connected, "from 127.0.0.1 alone, two get in")
 	require.Equal(t, 4, rep.Failed)
+}
+
+// With History, every bot's counters come back from the server exactly
+// once and in order, on every transport.
+func TestRunHistory(t *testing.T) {
+	srv, _ := startServer(t)
+	key := token.DevKey
+	addrs := srv.Addrs()
+	rep, err := loadtest.Run(context.Background(), loadtest.Config{
+		Addr:     "quic://" + addrs[0].String() + ",kcp://" + addrs[1].String() + "," + nt.WebSocketURL(srv),
+		Insecure: true,
+		TokenKey: &key,
+		Bots:     3,
+		PerRoom:  3,
+		Duration: 1500 * time.Millisecond,
+		History:  true,
+	})
+	require.NoError(t, err)
+	require.Empty(t, rep.Errors)
+	require.Equal(t, 3, rep.Connected)
+	require.GreaterOrEqual(t, rep.HistoryChecked, uint64(3*12), "about 15 echoes a bot")
+	require.Zero(t, rep.HistoryViolations, "lost %d, duplicated %d, reordered %d", rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+	require.Zero(t, rep.Resumed)
+	require.Zero(t, rep.Expired)
+}
+
+// A blackout darkens each bot's network, which the bots dial over on
+// every transport: a blackout too short for any transport to give up on
+// its connection delays the reliable events (the pings' round trips show
+// it) but loses, duplicates and reorders none.
+func TestRunBlackout(t *testing.T) {
+	srv, _ := startServer(t)
+	key := token.DevKey
+	addrs := srv.Addrs()
+	for _, addr := range []string{"quic://" + addrs[0].String(), "kcp://" + addrs[1].String(), nt.WebSocketURL(srv)} {
+		rep, err := loadtest.Run(context.Background(), loadtest.Config{
+			Addr:         addr,
+			Insecure:     true,
+			TokenKey:     &key,
+			Bots:         2,
+			PerRoom:      2,
+			Duration:     2 * time.Second,
+			PingInterval: 100 * time.Millisecond,
+			Blackout:     impair.Blackout{Start: 500 * time.Millisecond, Length: 400 * time.Millisecond},
+		})
+		require.NoError(t, err, addr)
+		t.Logf("%s: ping RTT max %.0f ms, %d echoes checked, %d violations, %d resumed", addr, rep.RTT.Max, rep.HistoryChecked, rep.HistoryViolations, rep.Resumed)
+		require.Empty(t, rep.Errors, addr)
+		require.Equal(t, 2, rep.Connected, addr)
+		require.Greater(t, rep.RTT.Max, 200.0, "%s: a ping waited out the blackout", addr)
+		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(2*15), "%s: a blackout turns the history check on", addr)
+		require.Zero(t, rep.HistoryViolations, "%s: lost %d, duplicated %d, reordered %d", addr, rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+		require.Zero(t, rep.Expired, addr)
+	}
+}
+
+// A blackout dials the bots' transports itself, so it refuses a Dial of
+// the caller's, and transports it cannot darken.
+func TestRunBlackoutRefuses(t *testing.T) {
+	bo := impair.Blackout{Start: time.Second, Length: time.Second}
+	_, err := loadtest.Run(context.Background(), loadtest.Config{
+		Addr: "quic://127.0.0.1:1", Blackout: bo,
+		Client: netcode.ClientConfig{Dial: func(context.Context, string) (transport.Session, error) { return nil, nil }},
+	})
+	require.ErrorContains(t, err, "leave Client.Dial unset")
+	rep, err := loadtest.Run(context.Background(), loadtest.Config{Addr: "wt://127.0.0.1:1/wt", Blackout: bo})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Failed)
+	require.Len(t, rep.Errors, 1)
+	require.Contains(t, rep.Errors[0], "cannot darken wt://")
+}
+
+// A 3 s blackout outlasts the client's 2 s dead-transport detection: every
+// bot resumes its session, and the history check finds every reliable
+// event of both directions delivered once and in order.
+func TestRunBlackoutResumes(t *testing.T) {
+	srv, _ := startServer(t)
+	key := token.DevKey
+	addrs := srv.Addrs()
+	for _, addr := range []string{"quic://" + addrs[0].String(), "kcp://" + addrs[1].String(), nt.WebSocketURL(srv)} {
+		rep, err := loadtest.Run(context.Background(), loadtest.Config{
+			Addr:     addr,
+			Insecure: true,
+			TokenKey: &key,
+			Bots:     4,
+			PerRoom:  2,
+			Duration: 6 * time.Second,
+			Blackout: impair.Blackout{Start: time.Second, Length: 3 * time.Second},
+		})
+		require.NoError(t, err, addr)
+		require.Empty(t, rep.Errors, addr)
+		require.Equal(t, 4, rep.Connected, addr)
+		require.EqualValues(t, 4, rep.Resumed, "%s: every bot resumed", addr)
+		require.Zero(t, rep.Expired, addr)
+		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(4*40), addr)
+		require.Zero(t, rep.HistoryViolations, "%s: lost %d, duplicated %d, reordered %d", addr, rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+	}
 }

@@ -78,6 +78,11 @@ type ClientConfig struct {
 	Dial func(ctx context.Context, addr string) (transport.Session, error)
 	// Logger receives errors. Nil discards.
 	Logger *slog.Logger
+	// NoResume turns session resume off: by default a client whose
+	// transport dies dials again by itself and resumes its session, same
+	// id, rooms and reliable events, if the server grants resume
+	// (PROTOCOL.md 14; OnAway and OnBack tell).
+	NoResume bool
 }
 
 // Client is a game client's connection to a Roomwire server. Register
@@ -98,6 +103,12 @@ type Client struct {
 	onSnapshot   func(tick uint32, data []byte)
 	onDisconnect func(*CloseError)
 	onConnect    func()
+	onAway       func(error)
+	onBack       func()
+
+	url    string              // what Connect was given, for redials
+	ticket *token.ConnectToken // the newest resume ticket (under mu)
+	window time.Duration       // the server's resume window (under mu)
 
 	maxDatagram int
 	reasm       unreliable.Reassembler // datagram goroutine only
@@ -188,6 +199,23 @@ func (c *Client) OnConnect(h func()) {
 	c.mu.Unlock()
 }
 
+// OnAway sets the callback run when the client's transport was lost and it
+// starts resuming its session; err says why. Events emitted meanwhile are
+// queued. OnBack or OnDisconnect follows.
+func (c *Client) OnAway(h func(err error)) {
+	c.mu.Lock()
+	c.onAway = h
+	c.mu.Unlock()
+}
+
+// OnBack sets the callback run each time the client resumed its session on
+// a new transport.
+func (c *Client) OnBack(h func()) {
+	c.mu.Lock()
+	c.onBack = h
+	c.mu.Unlock()
+}
+
 // OnDisconnect sets the callback run once when the connection ends, with the
 // reason.
 func (c *Client) OnDisconnect(h func(*CloseError)) {
@@ -202,6 +230,7 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 	if !c.connected.CompareAndSwap(false, true) {
 		return errors.New("netcode: Connect called twice")
 	}
+	c.url = rawURL
 	sess, err := c.dialAny(ctx, rawURL)
 	if err != nil {
 		close(c.done)
@@ -278,17 +307,18 @@ func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session
 }
 
 func (c *Client) dial(ctx context.Context, u *url.URL, rawURL string) (transport.Session, error) {
+	tok := c.dialToken()
 	if c.cfg.Dial != nil {
-		return c.cfg.Dial(ctx, u.Host)
+		return c.cfg.Dial(context.WithValue(ctx, dialTokenKey{}, tok), u.Host)
 	}
 	switch u.Scheme {
 	case "quic":
 		return quic.Dial(ctx, u.Host, c.tlsConfig(u), c.cfg.QUIC)
 	case "kcp":
-		if c.cfg.Token == nil {
+		if tok == nil {
 			return nil, errors.New("netcode: kcp:// needs ClientConfig.Token, a connect token")
 		}
-		return kcp.Dial(ctx, u.Host, c.cfg.Token, c.cfg.KCP)
+		return kcp.Dial(ctx, u.Host, tok, c.cfg.KCP)
 	case "https", "wt":
 		wc := c.cfg.WebTransport
 		wc.QUIC = c.cfg.QUIC
@@ -358,9 +388,12 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 		return
 	}
 	c.id = f.ConnID
-	c.maxDatagram = min(int(f.MaxDatagram), c.sess.MaxDatagram(), unreliable.MaxDatagram)
+	c.maxDatagram = min(int(f.MaxDatagram), c.session().MaxDatagram(), unreliable.MaxDatagram)
 	c.startReceiving(false, c.parseDatagram, c.handleDatagram)
 	c.pong = c.onPong
+	if !c.cfg.NoResume {
+		c.askResume()
+	}
 	c.mu.RLock()
 	hc := c.onConnect
 	c.mu.RUnlock()
@@ -390,9 +423,9 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 func (c *Client) hello(challenge []byte) error {
 	auth := c.cfg.Auth
 	if c.cfg.Token != nil {
-		if _, isKCP := c.sess.(*kcp.Session); !isKCP { // KCP presented it in its handshake
+		if _, isKCP := c.session().(*kcp.Session); !isKCP { // KCP presented it in its handshake
 			var err error
-			if auth, err = tokenAuth(c.cfg.Token, c.sess, challenge, c.cfg.Auth); err != nil {
+			if auth, err = tokenAuth(c.cfg.Token, c.session(), challenge, c.cfg.Auth); err != nil {
 				return err
 			}
 		}
@@ -450,6 +483,10 @@ func (c *Client) Err() error { return c.err() }
 func (c *Client) Stats() Stats { return c.statsNow() }
 
 func (c *Client) dispatchFrame(f reliable.Frame) {
+	if f.Type == reliable.FrameEvent && string(f.Name) == resumeName {
+		c.granted(f.Payload)
+		return
+	}
 	c.mu.RLock()
 	h := c.events[string(f.Name)]
 	c.mu.RUnlock()

@@ -33,6 +33,11 @@ type Conn struct {
 	lastInput uint32
 	haveInput bool
 	data      atomic.Pointer[any]
+	// sres is the server's side of resume, once granted.
+	sres *serverResume
+	// handedOver: this handshaking connection's transport resumed another
+	// connection, which now owns it.
+	handedOver bool
 }
 
 // ID is the connection's random, unguessable id.
@@ -42,7 +47,7 @@ func (c *Conn) ID() ID { return c.id }
 func (c *Conn) Identity() Identity { return c.identity }
 
 // RemoteAddr is the client's network address.
-func (c *Conn) RemoteAddr() net.Addr { return c.sess.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.session().RemoteAddr() }
 
 // Context is cancelled when the connection closes; its cause is the
 // *CloseError.
@@ -152,6 +157,15 @@ func (s *Server) serveConn(sess transport.Session) {
 	})
 	ok := c.handshake(r)
 	timer.Stop()
+	if c.handedOver {
+		c.detached.Store(true)
+		c.cancel(nil)
+		c.finish()
+		s.connsMu.Lock()
+		delete(s.handshaking, c)
+		s.connsMu.Unlock()
+		return
+	}
 	if !ok {
 		s.metrics.handshakesFailed.Add(1)
 		outcome := closeName(CloseInternal)
@@ -192,6 +206,10 @@ func (s *Server) serveConn(sess transport.Session) {
 
 	ce := c.readLoop(r)
 	c.finish()
+	if c.sres != nil && c.sres.refresh != nil {
+		c.sres.refresh.Stop()
+		c.sres.watch.Stop()
+	}
 
 	s.connsMu.Lock()
 	delete(s.conns, c.id)
@@ -222,6 +240,14 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 		c.close(c.readError(err))
 		return false
 	}
+	if f.Type == reliable.FrameResume {
+		if ce := c.srv.resume(c, f); ce != nil {
+			c.close(ce)
+		} else {
+			c.handedOver = true
+		}
+		return false
+	}
 	if f.Type != reliable.FrameHello {
 		c.close(&CloseError{Code: CloseProtocolError, Reason: fmt.Sprintf("first frame is %s, want HELLO", f.Type)})
 		return false
@@ -230,13 +256,13 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 		c.close(&CloseError{Code: CloseVersionMismatch, Reason: fmt.Sprintf("protocol version %d not supported; server speaks %d", f.Version, reliable.Version)})
 		return false
 	}
-	h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.sess.RemoteAddr()}
-	if ts, ok := c.sess.(interface{ TokenClaims() *token.Claims }); ok {
+	h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.session().RemoteAddr()}
+	if ts, ok := c.session().(interface{ TokenClaims() *token.Claims }); ok {
 		h.Token = ts.TokenClaims() // the transport checked it in its own handshake
 	} else if c.srv.tokens != nil {
-		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.sess, c.challenge, time.Now())
+		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.session(), c.challenge, time.Now())
 		if err != nil {
-			c.log.Info("connect token refused", "remote", c.sess.RemoteAddr(), "err", err)
+			c.log.Info("connect token refused", "remote", c.session().RemoteAddr(), "err", err)
 			r := tokenRefusal(err)
 			c.srv.Drop(r.drop)
 			c.close(&CloseError{Code: CloseRefused, Reason: r.reason})
@@ -268,13 +294,17 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	if !ok {
 		return false
 	}
-	b = reliable.AppendWelcome(b, reliable.Version, c.id, uint16(c.sess.MaxDatagram()))
+	b = reliable.AppendWelcome(b, reliable.Version, c.id, uint16(c.session().MaxDatagram()))
 	return c.enqueued(c.out.end(b)) == nil
 }
 
 // dispatchFrame runs the handler for an EVENT or REQUEST.
 func (c *Conn) dispatchFrame(f reliable.Frame) {
 	s := c.srv
+	if f.Type == reliable.FrameEvent && string(f.Name) == resumeName {
+		c.grantResume()
+		return
+	}
 	if !c.admitEvent(f.Name, len(f.Payload), true) {
 		if f.Type == reliable.FrameRequest {
 			_ = c.reply(f.ID, nil, overBudget{string(f.Name)})
@@ -432,12 +462,12 @@ func (c *Conn) input(in unreliable.Input) {
 // or reordered, and is never resent. The client's handler for the name
 // receives it like a reliable event.
 func (c *Conn) EmitUnreliable(event string, payload []byte) error {
-	return c.emitDatagram(event, payload, false, c.sess.MaxDatagram())
+	return c.emitDatagram(event, payload, false, c.session().MaxDatagram())
 }
 
 // EmitLatest sends an event as a sequenced datagram: the client drops one
 // older than the newest of the same name it received, so only fresh state
 // is applied.
 func (c *Conn) EmitLatest(event string, payload []byte) error {
-	return c.emitDatagram(event, payload, true, c.sess.MaxDatagram())
+	return c.emitDatagram(event, payload, true, c.session().MaxDatagram())
 }

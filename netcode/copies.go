@@ -122,7 +122,7 @@ type frameCopies struct {
 	peer atomic.Bool
 	// sess and acks are what the path is judged by; skipped counts the
 	// frames not recorded since the path was last judged.
-	sess    transport.Session
+	sess    func() transport.Session
 	acks    *ackState
 	skipped atomic.Uint32
 	judged  atomic.Int64 // when the path was last judged, Unix nanoseconds
@@ -185,7 +185,7 @@ func (c *frameCopies) judge() bool {
 	case CopiesOff:
 		on = false
 	case CopiesAuto:
-		on = on && pathNeedsCopies(c.sess, c.acks)
+		on = on && pathNeedsCopies(c.sess(), c.acks)
 	}
 	c.on.Store(on)
 	c.judged.Store(time.Now().UnixNano())
@@ -318,6 +318,14 @@ type heldCopy struct {
 
 func (s *frameSeq) init(maxFrame int, deliver func(reliable.Frame)) {
 	s.next, s.maxFrame, s.deliver = 1, maxFrame, deliver
+}
+
+// nextNum is the number of the next frame to deliver: every frame before
+// it was handled.
+func (s *frameSeq) nextNum() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
 }
 
 // fromStream delivers stream frame num unless its copy was delivered

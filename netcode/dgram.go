@@ -35,6 +35,9 @@ type dgramQueue struct {
 	batch    transport.BatchSender // used only with try, into a caller's Batch
 	bound    int                   // transport.BoundedQueue's length, else 0
 	maxDgram int
+	// direct says whether producers may send on their own goroutine: the
+	// transport sends without blocking (read without the turn).
+	direct atomic.Bool
 
 	mu     sync.Mutex
 	snap   *Snapshot
@@ -58,18 +61,36 @@ type dgramQueue struct {
 }
 
 func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dgramQueue {
-	q := &dgramQueue{stats: stats, acks: acks, sess: sess, maxDgram: sess.MaxDatagram()}
+	q := &dgramQueue{stats: stats, acks: acks}
 	q.sender = newWorker(q.sendLoop)
-	q.try, _ = sess.(transport.TrySender)
-	q.batch, _ = sess.(transport.BatchSender)
-	if b, ok := sess.(transport.BoundedQueue); ok && q.try == nil {
-		q.bound = b.DatagramQueueLen()
-	}
+	q.setSession(sess)
 	return q
 }
 
-// direct reports whether producers may send on their own goroutine.
-func (q *dgramQueue) direct() bool { return q.try != nil || q.bound > 0 }
+// setSession makes sess the transport datagrams go out on (the turn holder
+// only, or before any datagram is sent).
+func (q *dgramQueue) setSession(sess transport.Session) {
+	q.sess, q.maxDgram = sess, sess.MaxDatagram()
+	q.try, _ = sess.(transport.TrySender)
+	q.batch, _ = sess.(transport.BatchSender)
+	q.bound = 0
+	if b, ok := sess.(transport.BoundedQueue); ok && q.try == nil {
+		q.bound = b.DatagramQueueLen()
+	}
+	q.direct.Store(q.try != nil || q.bound > 0)
+}
+
+// attach moves the queue to sess, a resumed connection's new transport,
+// once whoever sends on the old one is done.
+func (q *dgramQueue) attach(sess transport.Session) {
+	q.turn.Lock()
+	q.setSession(sess)
+	if q.snaps != nil {
+		q.snaps.acked.Store(0) // the next snapshot is whole
+	}
+	q.turn.Unlock()
+	q.signal()
+}
 
 // sendSnapshotNow sends s from the caller's goroutine when it can without
 // waiting: the transport sends without blocking, no other sender holds the
@@ -77,12 +98,12 @@ func (q *dgramQueue) direct() bool { return q.try != nil || q.bound > 0 }
 // of a transport that batches them (the caller flushes it). Otherwise s is
 // queued for the sender goroutine, as putSnapshot does.
 func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
-	if !q.direct() || !q.turn.TryLock() {
+	if !q.direct.Load() || !q.turn.TryLock() {
 		q.putSnapshot(s)
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil {
+	if q.shut || q.n > 0 || q.snap != nil || (q.try == nil && q.bound == 0) {
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.putSnapshot(s)
@@ -99,12 +120,12 @@ func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
 // putNow sends a small datagram from the caller's goroutine when it can
 // without waiting, as sendSnapshotNow does; otherwise it queues it (put).
 func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
-	if !q.direct() || !q.turn.TryLock() {
+	if !q.direct.Load() || !q.turn.TryLock() {
 		q.put(kind, body, tag)
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil {
+	if q.shut || q.n > 0 || q.snap != nil || (q.try == nil && q.bound == 0) {
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.put(kind, body, tag)

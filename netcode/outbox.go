@@ -1,6 +1,7 @@
 package netcode
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -27,7 +28,12 @@ type outbox struct {
 	corked  bool  // hold writes: frames queue but the writer is not woken
 	failed  error // a write failed: the session is gone
 	ended   bool  // the writer closed the session: no writer starts again
-	writer  worker
+	// lost: the transport is gone and the session is away, waiting for a
+	// resume (resume.go). Nothing is written; new frames are numbered and
+	// shown to onFrame (the replay log) but not queued, and reattach
+	// queues the replay for the new transport.
+	lost   bool
+	writer worker
 
 	// spawn starts a goroutine the connection owns, or reports false once
 	// the connection is finishing; closeSession closes the transport
@@ -92,8 +98,11 @@ func (o *outbox) end(b []byte) error {
 	if !over {
 		o.buf = b
 		o.number(b[o.mark:])
+		if o.lost {
+			o.buf = b[:o.mark] // held by the replay log until the resume
+		}
 	}
-	corked := o.corked
+	corked := o.corked || o.lost
 	o.mu.Unlock()
 	if over {
 		return ErrSlowConsumer
@@ -137,6 +146,9 @@ func (o *outbox) endQuiet(b []byte) error {
 	}
 	o.buf = b
 	o.number(b[o.mark:])
+	if o.lost {
+		o.buf = b[:o.mark]
+	}
 	o.mu.Unlock()
 	return nil
 }
@@ -149,7 +161,7 @@ func (o *outbox) abort() { o.mu.Unlock() }
 func (o *outbox) signal() {
 	o.mu.Lock()
 	idle := len(o.buf) == 0 && !o.closing && o.failed == nil
-	o.writer.kick(&o.mu, !o.ended && !idle && (!o.corked || o.closing), o.spawn)
+	o.writer.kick(&o.mu, !o.ended && !idle && !o.lost && (!o.corked || o.closing), o.spawn)
 }
 
 // shut queues a last frame (if non-nil) and refuses all further ones. It
@@ -175,13 +187,13 @@ func (o *outbox) shut(last []byte) {
 // ends the connection.
 func (o *outbox) flush() error {
 	o.mu.Lock()
-	if o.writing || o.corked {
+	if o.writing || o.corked || o.lost {
 		o.mu.Unlock()
 		return nil
 	}
 	o.writing = true
 	var err error
-	for len(o.buf) > 0 && err == nil {
+	for len(o.buf) > 0 && err == nil && !o.lost {
 		b := o.buf
 		o.buf = o.spare[:0]
 		o.spare = nil
@@ -199,6 +211,9 @@ func (o *outbox) flush() error {
 		o.spare = b[:0]
 	}
 	o.writing = false
+	if errors.Is(err, errLost) {
+		o.lost, err = true, nil // the bytes are in the replay log
+	}
 	if err != nil {
 		o.failed = err
 	}
@@ -229,7 +244,7 @@ func (o *outbox) writeLoop() {
 	for {
 		err := o.flush()
 		o.mu.Lock()
-		if err != nil || o.failed != nil || (o.closing && !o.writing && len(o.buf) == 0) {
+		if err != nil || o.failed != nil || (o.closing && !o.writing && (len(o.buf) == 0 || o.lost)) {
 			o.closed, o.ended = true, true
 			o.mu.Unlock()
 			o.closeSession()
@@ -237,7 +252,7 @@ func (o *outbox) writeLoop() {
 		}
 		// Bytes left while another goroutine writes are its to write; it
 		// signals when it is done if a close waits.
-		more := len(o.buf) > 0 && !o.writing && !o.corked
+		more := len(o.buf) > 0 && !o.writing && !o.corked && !o.lost
 		o.mu.Unlock()
 		if more {
 			continue
@@ -251,7 +266,7 @@ func (o *outbox) writeLoop() {
 		case <-o.writer.wake:
 		case <-idle.C:
 			o.mu.Lock()
-			if !o.closing && o.failed == nil && (len(o.buf) == 0 || o.writing || o.corked) {
+			if !o.closing && o.failed == nil && (len(o.buf) == 0 || o.writing || o.corked || o.lost) {
 				o.writer.running = false
 				o.mu.Unlock()
 				return
@@ -259,4 +274,47 @@ func (o *outbox) writeLoop() {
 			o.mu.Unlock()
 		}
 	}
+}
+
+// errLost is what a write returns when the transport failed under a
+// connection that can resume: the frames are kept for the replay.
+var errLost = errors.New("netcode: transport lost")
+
+// loseTransport stops writing: the session is away (resume.go).
+func (o *outbox) loseTransport() {
+	o.mu.Lock()
+	o.lost = true
+	o.buf = o.buf[:0]
+	o.mu.Unlock()
+}
+
+// reattach queues first (an unnumbered frame, or nil) and then replay (the
+// kept frames the peer has not handled) for a new transport, once no
+// write to the old one is under way, and lets the writer go on; attach
+// runs meanwhile, with the queue locked, to switch the transport.
+func (o *outbox) reattach(first, replay []byte, attach func()) {
+	o.mu.Lock()
+	for o.writing { // a write to the old, closed transport is failing
+		o.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		o.mu.Lock()
+	}
+	attach()
+	o.buf = append(append(o.buf[:0], first...), replay...)
+	o.lost = false
+	o.mu.Unlock()
+	o.signal()
+}
+
+// control queues an unnumbered frame (ACKED) unless the queue is closed
+// or its transport lost: such a frame only says something about now.
+func (o *outbox) control(frame []byte) {
+	o.mu.Lock()
+	if o.closed || o.lost {
+		o.mu.Unlock()
+		return
+	}
+	o.buf = append(o.buf, frame...)
+	o.mu.Unlock()
+	o.signal()
 }

@@ -32,7 +32,7 @@ const closeGrace = 250 * time.Millisecond
 // end once close was called and the session is gone; finish stops new ones
 // and waits for them.
 type peer struct {
-	sess transport.Session
+	cur  atomic.Pointer[sessBox] // the transport session: a resume replaces it
 	out  *outbox
 	dq   *dgramQueue
 	acks ackState
@@ -76,6 +76,30 @@ type peer struct {
 	// pong, if set before the read loop starts, receives PONG frames.
 	pong func(reliable.Frame)
 
+	// What startReceiving was given, for each transport of the connection.
+	recvInline bool
+	recvAdmit  func([]byte) (unreliable.Header, []byte, bool)
+	recvHandle func(unreliable.Header, []byte)
+	slow       *slowDatagrams
+
+	// res is the session-resume state (resume.go); nil until the two sides
+	// agreed to resume.
+	res *resumeState
+	// detached: the session was handed to another connection (a resume);
+	// this one must not close it.
+	detached atomic.Bool
+	// partial is the reader hook bound sets, for each reader of a resume.
+	partial func(waiting bool)
+	// dropping: the transport was closed on purpose to resume.
+	dropping atomic.Bool
+	// isAway is set while the transport is gone and a resume awaited.
+	isAway atomic.Bool
+	// away, set by the owner, waits for a resume after the transport
+	// failed with err: it returns a reader on the new transport and the
+	// number of the peer's first frame on it, or ok false when the
+	// connection is to end (it has closed it).
+	away func(err error) (r *reliable.Reader, first uint32, ok bool)
+
 	// hmu runs the application's event and request handlers one at a
 	// time, whether the event came reliably or as a datagram.
 	hmu sync.Mutex
@@ -91,16 +115,17 @@ type result struct {
 }
 
 func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies CopyMode, log *slog.Logger) {
-	p.sess = sess
+	p.cur.Store(&sessBox{sess})
 	p.log = log
 	p.maxFrame = maxFrame
-	p.out = newOutbox(outboxLimit, sess.Write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
+	p.out = newOutbox(outboxLimit, p.write, func(n int) { p.stats.bytesSent.Add(uint64(n)) })
 	p.dq = newDgramQueue(&p.stats, &p.acks, sess)
-	p.copies.mode, p.copies.sess, p.copies.acks = copies, sess, &p.acks
+	p.copies.mode, p.copies.sess, p.copies.acks = copies, p.session, &p.acks
 	p.dq.copies = &p.copies
 	p.out.spawn, p.out.closeSession = p.spawn, p.closeSession
 	p.dq.spawn = p.spawn
 	p.out.onFrame = func(num uint32, frame []byte) {
+		p.res.keep(num, frame)
 		if p.copies.add(num, frame) {
 			p.dq.signal()
 		}
@@ -143,13 +168,14 @@ func (p *peer) bound(r *reliable.Reader, frame, write time.Duration) {
 		p.close(&CloseError{Code: CloseTimeout, Reason: fmt.Sprintf("a frame was begun and not completed within %v", frame)})
 	})
 	p.frameTimer.Stop()
-	r.Partial = func(waiting bool) {
+	p.partial = func(waiting bool) {
 		if waiting {
 			p.frameTimer.Reset(frame)
 		} else {
 			p.frameTimer.Stop()
 		}
 	}
+	r.Partial = p.partial
 	p.out.stallAfter = write
 	p.out.stall = time.AfterFunc(write, func() {
 		p.close(&CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("a write was not taken within %v: the peer does not read", write)})
@@ -182,13 +208,21 @@ type slowDatagram struct {
 // goroutine reads and handles them all; so it does on the client (inline
 // false), whose snapshot handler may wait for the server.
 func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header, []byte, bool), handle func(unreliable.Header, []byte)) {
-	dh, ok := p.sess.(transport.DatagramHandler)
-	if !ok || !inline {
+	p.recvInline, p.recvAdmit, p.recvHandle = inline, admit, handle
+	p.receiveOn(p.session())
+}
+
+// receiveOn takes datagrams from sess, as startReceiving says: at the start
+// and again on each transport a resume moves the connection to.
+func (p *peer) receiveOn(sess transport.Session) {
+	admit, handle := p.recvAdmit, p.recvHandle
+	dh, ok := sess.(transport.DatagramHandler)
+	if !ok || !p.recvInline {
 		p.spawn(func() {
 			for {
-				d, err := p.sess.ReceiveDatagram(p.ctx)
+				d, err := sess.ReceiveDatagram(p.ctx)
 				if err != nil {
-					return
+					return // closed: this connection, or this transport after a resume
 				}
 				p.received(len(d))
 				if h, body, ok := admit(d); ok {
@@ -198,8 +232,12 @@ func (p *peer) startReceiving(inline bool, admit func([]byte) (unreliable.Header
 		})
 		return
 	}
-	slow := &slowDatagrams{}
-	slow.handler = newWorker(func() { slow.run(p.ctx.Done(), handle) })
+	if p.slow == nil {
+		slow := &slowDatagrams{}
+		slow.handler = newWorker(func() { slow.run(p.ctx.Done(), handle) })
+		p.slow = slow
+	}
+	slow := p.slow
 	dh.HandleDatagrams(func(d []byte) {
 		if p.ctx.Err() != nil {
 			return
@@ -284,11 +322,14 @@ func (p *peer) received(n int) {
 
 // closeSession closes the transport session with the recorded reason.
 func (p *peer) closeSession() {
+	if p.detached.Load() {
+		return
+	}
 	ce := p.closeErr.Load()
 	if ce == nil {
 		ce = &CloseError{Code: CloseInternal, Reason: "writer stopped"}
 	}
-	_ = p.sess.Close(uint16(ce.Code), ce.Reason)
+	_ = p.session().Close(uint16(ce.Code), ce.Reason)
 }
 
 // close ends the connection for reason ce, once. A local close queues a
@@ -329,8 +370,12 @@ func (p *peer) finish() {
 		p.frameTimer.Stop()
 		p.out.stall.Stop()
 	}
+	p.res.stop()
 	p.closeSession()
-	if w, ok := p.sess.(interface{ Wait() }); ok {
+	if p.detached.Load() {
+		return
+	}
+	if w, ok := p.session().(interface{ Wait() }); ok {
 		w.Wait() // a dialled transport session's own goroutines
 	}
 }
@@ -509,11 +554,28 @@ func (p *peer) resolve(f reliable.Frame) {
 	ch <- result{payload: append([]byte{}, f.Payload...)}
 }
 
+// sessBox holds a transport session, whatever its type, for peer.cur.
+type sessBox struct{ transport.Session }
+
+// session is the connection's transport session now.
+func (p *peer) session() transport.Session { return p.cur.Load().Session }
+
+// write is the outbox's write: to the transport of now. When that fails
+// under a connection that can resume, the frames stay in the replay log
+// and the outbox waits for the new transport (errLost).
+func (p *peer) write(b []byte) (int, error) {
+	n, err := p.session().Write(b)
+	if err != nil && p.res.on() && p.closeErr.Load() == nil {
+		return n, errLost
+	}
+	return n, err
+}
+
 // countingReader counts the reliable bytes read.
 type countingReader struct{ p *peer }
 
 func (r countingReader) Read(b []byte) (int, error) {
-	n, err := r.p.sess.Read(b)
+	n, err := r.p.session().Read(b)
 	r.p.stats.bytesReceived.Add(uint64(n))
 	return n, err
 }
@@ -527,11 +589,22 @@ func (p *peer) readLoop(r *reliable.Reader) *CloseError {
 	for {
 		f, err := r.Next()
 		if err != nil {
+			if p.away != nil && p.resumable(err) {
+				if nr, first, ok := p.away(err); ok {
+					r, num = nr, first-1
+					continue
+				}
+				return p.closeErr.Load()
+			}
 			ce := p.readError(err)
 			p.close(ce)
 			return p.closeErr.Load()
 		}
 		p.stats.framesReceived.Add(1)
+		if f.Type == reliable.FrameAcked && p.res != nil { // not numbered
+			p.res.acked(f.Received)
+			continue
+		}
 		num++
 		switch f.Type {
 		case reliable.FrameEvent, reliable.FrameRequest, reliable.FrameReply, reliable.FrameReplyError,
@@ -551,6 +624,7 @@ func (p *peer) readLoop(r *reliable.Reader) *CloseError {
 // with the sequencer's lock held: it answers the frames both sides share and
 // hands events and requests to dispatch.
 func (p *peer) handleFrame(f reliable.Frame) {
+	p.res.handled(len(f.Name) + len(f.Payload))
 	switch f.Type {
 	case reliable.FrameEvent, reliable.FrameRequest:
 		if p.closeErr.Load() == nil { // nothing runs for a closing connection

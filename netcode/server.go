@@ -153,6 +153,13 @@ type Config struct {
 	// or lossy.
 	ReliableCopies CopyMode
 
+	// ResumeWindow is how long the session of a client whose transport
+	// died stays away, keeping its id, rooms and queued reliable frames,
+	// for the client to resume it (PROTOCOL.md 14); past it the session
+	// expires. Zero means DefaultResumeWindow (10 s); negative turns
+	// resume off. While away, at most MaxQueued bytes are kept for it.
+	ResumeWindow time.Duration
+
 	// Authenticate, if set, admits or refuses each connection from its
 	// HELLO. A refusal's error text reaches the client as the close reason.
 	Authenticate func(ctx context.Context, h Hello) (Identity, error)
@@ -233,6 +240,9 @@ func (c *Config) populate() error {
 	if c.MaxTokenLifetime <= 0 {
 		c.MaxTokenLifetime = token.DefaultMaxLifetime
 	}
+	if c.ResumeWindow == 0 {
+		c.ResumeWindow = DefaultResumeWindow
+	}
 	if c.MaxTokens <= 0 {
 		c.MaxTokens = token.DefaultMaxTokens
 	}
@@ -296,8 +306,16 @@ type Server struct {
 	requests     map[string]RequestHandler
 	onConnect    []func(*Conn)
 	onDisconnect []func(*Conn, *CloseError)
-	onInput      InputHandler
-	limits       map[string]Rate // per-event budgets: the configuration's and LimitEvent's
+	onAway       []func(*Conn)
+	onBack       []func(*Conn)
+
+	// Resume tickets: minted with the token key (or a key of the
+	// server's own when it has none) and checked like connect tokens.
+	ticketKey   token.Key
+	ticketProto uint64
+	tickets     *tokenCheck
+	onInput     InputHandler
+	limits      map[string]Rate // per-event budgets: the configuration's and LimitEvent's
 
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
@@ -391,8 +409,13 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.wt != nil {
 		s.listeners = append(s.listeners, s.wt)
 	}
+	tcfg := token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime}
 	if cfg.Tokens != nil {
-		s.tokens = newTokenCheck(cfg.Tokens, token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime})
+		s.tokens = newTokenCheck(cfg.Tokens, tcfg)
+		s.ticketKey, s.ticketProto, s.tickets = cfg.Tokens.Key, cfg.Tokens.ProtocolID, s.tokens
+	} else {
+		s.ticketKey, s.ticketProto = token.NewKey(), token.DefaultProtocolID
+		s.tickets = newTokenCheck(&Tokens{Key: s.ticketKey, ProtocolID: s.ticketProto}, tcfg)
 	}
 	if !cfg.NoDelta {
 		s.codec = cfg.Codec
@@ -486,6 +509,24 @@ func (s *Server) Handle(event string, h RequestHandler) {
 	s.mu.Lock()
 	s.requests[event] = h
 	s.mu.Unlock()
+}
+
+// OnAway adds a callback run when a connection's transport died and the
+// connection waits, in its rooms, for its client to resume it (within
+// Config.ResumeWindow): a game may freeze the player's avatar. OnBack or,
+// past the window, OnDisconnect follows.
+func (s *Server) OnAway(f func(*Conn)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onAway = append(s.onAway, f)
+}
+
+// OnBack adds a callback run when an away connection was resumed on a new
+// transport: same id, same rooms, nothing lost.
+func (s *Server) OnBack(f func(*Conn)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onBack = append(s.onBack, f)
 }
 
 // OnConnect adds a callback run for each connection after its handshake,

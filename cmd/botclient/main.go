@@ -21,6 +21,7 @@ import (
 	"github.com/roomwire/roomwire/loadtest"
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 )
 
 func main() {
@@ -51,6 +52,9 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	flat := fs.Float64("flat", 0.10, "with -sample, fail unless goroutines and live heap stay within this `fraction` of their mean after warm-up")
 	var copies netcode.CopyMode
 	fs.Var(&copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
+	var blackout impair.Blackout
+	fs.Var(&blackout, "blackout", "make each bot's network go dark: `LENGTH@START` (3s@10s: dark for 3 s from 10 s after the bot connected) or LENGTH@START/EVERY (2s@5s/5s: dark 2 s at 5 s, then again every 5 s); UDP packets are lost both ways, WebSocket's TCP stalls. The bots dial over impaired sockets and turn -history on; the report counts resumes and expired sessions")
+	history := fs.Bool("history", false, "check reliable delivery end to end: each bot emits a counter every 100 ms as the event hist, which the server echoes back; the report counts echoes lost, duplicated or reordered")
 	idle := fs.Bool("idle", false, "connect and stay idle for -duration: no room, no inputs, no pings (what an idle connection costs the server)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
 	fs.Usage = func() {
@@ -85,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		Client:         netcode.ClientConfig{ReliableCopies: copies},
 		Churn:          *churn,
 		Idle:           *idle,
+		Blackout:       blackout,
+		History:        *history,
 	}
 	var sampler *loadtest.Sampler
 	if *sample != "" {
@@ -150,6 +156,13 @@ func printTable(w io.Writer, r loadtest.Report) {
 	fmt.Fprintf(tw, "interp delay (ms)\tmean %.2f  p50 %.2f  p99 %.2f\n", r.InterpDelayMean, r.InterpDelay.P50, r.InterpDelay.P99)
 	fmt.Fprintf(tw, "inputs\t%d sent\n", r.InputsSent)
 	fmt.Fprintf(tw, "kbit/s per bot\t%.1f down, %.1f up\n", r.KbpsDown, r.KbpsUp)
+	if r.Resumed > 0 || r.Expired > 0 {
+		fmt.Fprintf(tw, "sessions\t%d resumed, %d expired\n", r.Resumed, r.Expired)
+	}
+	if r.HistoryChecked > 0 || r.HistoryViolations > 0 {
+		fmt.Fprintf(tw, "history\t%d echoes checked, %d violations (%d lost, %d duplicated, %d reordered)\n",
+			r.HistoryChecked, r.HistoryViolations, r.HistoryLost, r.HistoryDuplicated, r.HistoryReordered)
+	}
 	if s := r.Soak; s != nil {
 		f := s.Flatness
 		fmt.Fprintf(tw, "soak\t%d samples after %.0f s warm-up: goroutines %.0f ±%.1f %%, live heap %.1f MB ±%.1f %%\n",

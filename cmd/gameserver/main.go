@@ -291,7 +291,8 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 
 // newServer builds the server serve runs, not yet serving: the transports
 // (WebSocket, when on, for the HTTP side port httpLn), the arena rooms and
-// the ping and chat handlers. It returns the TLS configuration it used.
+// the ping, chat and history-echo handlers. It returns the TLS
+// configuration it used.
 func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Server, *rooms.Hub, *websocket.Listener, *tls.Config, error) {
 	tlsConf, err := loadTLS(o, log)
 	if err != nil {
@@ -335,6 +336,7 @@ func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Serve
 	}
 	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
 	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
+	arena.EchoHistory(srv) // the bots' history check (botclient -history, -blackout), with its own budget
 	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
 		_ = srv.Close()
 		return nil, nil, nil, nil, err

@@ -453,7 +453,11 @@ func Impaired(tr Transport, cfg impair.Config) Transport {
 				if err != nil {
 					return nil, err
 				}
-				return kcp.DialConn(ctx, pc, remote, tok, kc)
+				t := netcode.DialToken(ctx) // a resume ticket, or the client's token
+				if t == nil {
+					t = tok
+				}
+				return kcp.DialConn(ctx, pc, remote, t, kc)
 			}
 		}
 	default:

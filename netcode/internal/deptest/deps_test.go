@@ -78,12 +78,21 @@ func TestRoomsUseNetcodeOnly(t *testing.T) {
 	}
 }
 
-// No shipped binary or library package links a test helper.
+// No shipped binary or library package links a test helper. The load-test
+// tools (loadtest, cmd/botclient) may link the impairment package, which
+// darkens their bots' networks (-blackout), but no other helper.
 func TestNoTestHelpersInProduction(t *testing.T) {
 	helpers := []string{mod + "netcode/netcodetest", mod + "netcode/transport/impair", mod + "netcode/transport/mem"}
-	for _, pkg := range []string{mod + "cmd/gameserver", mod + "cmd/botclient", mod + "rooms", mod + "loadtest", mod + "promexport"} {
+	loadTools := []string{mod + "netcode/netcodetest", mod + "netcode/transport/mem"}
+	for pkg, forbidden := range map[string][]string{
+		mod + "cmd/gameserver": helpers,
+		mod + "rooms":          helpers,
+		mod + "promexport":     helpers,
+		mod + "cmd/botclient":  loadTools,
+		mod + "loadtest":       loadTools,
+	} {
 		deps := golist(t, "-deps", "-f", "{{.ImportPath}}", pkg)
-		for _, h := range helpers {
+		for _, h := range forbidden {
 			require.NotContains(t, deps, h, "%s links %s", pkg, h)
 		}
 	}

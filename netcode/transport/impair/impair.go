@@ -4,7 +4,9 @@
 // machines' kernels lack.
 //
 // A Conn impairs only what it sends; reads pass straight through to the
-// wrapped socket. Wrap both ends to impair both directions. WriteTo copies the
+// wrapped socket. Wrap both ends to impair both directions. The exception is
+// a blackout (Config.Network): while the host's network is dark, packets are
+// lost both ways, those the Conn reads as well as those it sends. WriteTo copies the
 // packet, so the caller may reuse its buffer at once, decides the packet's fate
 // with the Conn's random source, and queues it; one delivery goroutine owned
 // by the Conn writes each packet to the socket when it is due. Errors the
@@ -22,6 +24,12 @@
 // in front of a server, with a Conn on each direction, so a real client and
 // server (or a load test) run over a bad path. ParseProfile reads the
 // "rtt=150ms,jitter=10ms,loss=5%" syntax that tools and tests share.
+//
+// A Network is one host's network with its blackouts (Blackout, and
+// ParseBlackout for "3s@10s" or "2s@5s/5s"): windows in which it carries
+// nothing. Every Conn (Config.Network), StreamConn and TCPProxy
+// (TCPConfig.Network) given the same Network goes dark together, sockets
+// opened during a window included, as a reconnecting client's are.
 package impair
 
 import (
@@ -76,6 +84,12 @@ type Config struct {
 	// Duplicate is the probability, from 0 to 1, that a packet is sent twice.
 	// The copy gets its own random delay.
 	Duplicate float64
+	// Network, if set, is the network of the host the Conn belongs to:
+	// while it is dark (a Blackout), every packet is lost, sent or received,
+	// and so is a delayed packet that falls due then. Share one Network
+	// between the sockets of a host, so that a socket opened during a
+	// blackout is dark too.
+	Network *Network
 }
 
 // normalize clamps probabilities to [0, 1] (NaN to 0) and durations to
@@ -111,9 +125,14 @@ type Stats struct {
 	Duplicated uint64
 	// Reordered counts packets held back by Config.Reorder.
 	Reordered uint64
+	// Blacked counts packets lost to a blackout (Config.Network), either
+	// way: sent, falling due, or received while the network was dark.
+	// Those sent are counted in Sent too.
+	Blacked uint64
 	// Delivered counts packets, copies included, that the wrapped socket
-	// accepted. Packets still waiting, discarded by Close or refused by the
-	// socket make up the difference from Sent-Dropped+Duplicated.
+	// accepted. Packets lost to a blackout on their way, still waiting,
+	// discarded by Close or refused by the socket make up the difference
+	// from Sent-Dropped+Duplicated.
 	Delivered uint64
 }
 
@@ -123,10 +142,12 @@ type Conn struct {
 
 	// passthrough mirrors !cfg.impairs() so the zero-Config path takes no lock.
 	passthrough atomic.Bool
+	// network mirrors cfg.Network, for the same reason and for reads.
+	network atomic.Pointer[Network]
 	// writeDeadline is the write deadline in Unix nanoseconds, 0 for none.
 	writeDeadline atomic.Int64
 
-	sent, dropped, duplicated, reordered, delivered atomic.Uint64
+	sent, dropped, duplicated, reordered, delivered, blacked atomic.Uint64
 
 	mu      sync.Mutex // guards the fields below
 	cfg     Config
@@ -162,6 +183,7 @@ func New(c *net.UDPConn, cfg Config) *Conn {
 		exited: make(chan struct{}),
 	}
 	conn.passthrough.Store(!cfg.impairs())
+	conn.network.Store(cfg.Network)
 	conn.closeOnce = sync.OnceValue(conn.close)
 	go conn.run()
 	return conn
@@ -179,6 +201,7 @@ func (c *Conn) SetConfig(cfg Config) {
 	}
 	c.cfg = cfg
 	c.passthrough.Store(!cfg.impairs())
+	c.network.Store(cfg.Network)
 }
 
 // Stats returns the counters so far.
@@ -188,18 +211,40 @@ func (c *Conn) Stats() Stats {
 		Dropped:    c.dropped.Load(),
 		Duplicated: c.duplicated.Load(),
 		Reordered:  c.reordered.Load(),
+		Blacked:    c.blacked.Load(),
 		Delivered:  c.delivered.Load(),
 	}
 }
 
-// ReadFrom reads from the wrapped socket.
+// ReadFrom reads from the wrapped socket, skipping the packets that arrive
+// while the network is dark.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	return c.udp.ReadFrom(b)
+	for {
+		n, addr, err := c.udp.ReadFrom(b)
+		if err != nil || !c.blackedOut() {
+			return n, addr, err
+		}
+	}
 }
 
-// ReadFromUDPAddrPort reads from the wrapped socket.
+// ReadFromUDPAddrPort reads from the wrapped socket, like ReadFrom.
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.udp.ReadFromUDPAddrPort(b)
+	for {
+		n, addr, err := c.udp.ReadFromUDPAddrPort(b)
+		if err != nil || !c.blackedOut() {
+			return n, addr, err
+		}
+	}
+}
+
+// blackedOut reports whether the network is dark now, and if so counts the
+// packet in hand as lost to it.
+func (c *Conn) blackedOut() bool {
+	if !c.network.Load().Dark(time.Now()) {
+		return false
+	}
+	c.blacked.Add(1)
+	return true
 }
 
 // WriteTo sends b to addr, which must be a *net.UDPAddr, through the
@@ -208,6 +253,10 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if c.passthrough.Load() {
 		if c.deadlinePassed() {
 			return 0, c.writeError(addr, netip.AddrPort{}, os.ErrDeadlineExceeded)
+		}
+		if c.blackedOut() {
+			c.sent.Add(1)
+			return len(b), nil
 		}
 		return c.deliverNow(c.udp.WriteTo(b, addr))
 	}
@@ -223,6 +272,10 @@ func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	if c.passthrough.Load() {
 		if c.deadlinePassed() {
 			return 0, c.writeError(nil, addr, os.ErrDeadlineExceeded)
+		}
+		if c.blackedOut() {
+			c.sent.Add(1)
+			return len(b), nil
 		}
 		return c.deliverNow(c.udp.WriteToUDPAddrPort(b, addr))
 	}
@@ -261,6 +314,12 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 	}
 	c.sent.Add(1)
 	cfg := &c.cfg
+	if c.blackedOut() {
+		c.mu.Unlock()
+		<-c.slots
+		putPacket(p)
+		return len(b), nil
+	}
 	if cfg.Loss > 0 && c.rng.Float64() < cfg.Loss {
 		c.dropped.Add(1)
 		c.mu.Unlock()
@@ -367,8 +426,10 @@ func (c *Conn) run() {
 					return
 				default:
 				}
-				if _, err := c.udp.WriteToUDPAddrPort(p.data, p.addr); err == nil {
-					c.delivered.Add(1)
+				if !c.blackedOut() { // else lost in the dark on its way
+					if _, err := c.udp.WriteToUDPAddrPort(p.data, p.addr); err == nil {
+						c.delivered.Add(1)
+					}
 				}
 				c.release(p)
 				batch[i] = nil
@@ -424,6 +485,13 @@ func (c *Conn) close() error {
 	c.mu.Unlock()
 	return err
 }
+
+// SetReadBuffer sets the wrapped socket's receive buffer size, as
+// net.UDPConn's does (quic-go asks for a large one).
+func (c *Conn) SetReadBuffer(bytes int) error { return c.udp.SetReadBuffer(bytes) }
+
+// SetWriteBuffer sets the wrapped socket's send buffer size.
+func (c *Conn) SetWriteBuffer(bytes int) error { return c.udp.SetWriteBuffer(bytes) }
 
 // LocalAddr returns the wrapped socket's local address.
 func (c *Conn) LocalAddr() net.Addr { return c.udp.LocalAddr() }

@@ -31,11 +31,18 @@ type TCPConfig struct {
 	// loopback's 64 KiB ones. Zero means 1400; negative leaves the
 	// system's.
 	MSS int
+	// Network, if set, darkens every connection in its blackouts: the
+	// proxy forwards nothing either way while it is dark (what it has read
+	// waits, then the sockets' buffers fill), so the connections stall as
+	// over a dead path and go on, with nothing lost, once it lights. Nil
+	// means never dark.
+	Network *Network
 }
 
 // TCPProxy forwards TCP connections to Upstream at a capped rate each way,
 // with a small buffer, as a slow access link does: tests use it to see how
-// a stream transport behaves when the path is slower than its traffic.
+// a stream transport behaves when the path is slower than its traffic. With
+// a Network it also stalls in blackouts.
 // Each connection costs three goroutines, one per direction and one that
 // closes both sockets once both directions ended (or the proxy closed).
 type TCPProxy struct {
@@ -45,6 +52,7 @@ type TCPProxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: ends the waits in the dark
 	wg     sync.WaitGroup
 }
 
@@ -67,7 +75,7 @@ func NewTCPProxy(cfg TCPConfig) (*TCPProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &TCPProxy{cfg: cfg, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &TCPProxy{cfg: cfg, ln: ln, conns: make(map[net.Conn]struct{}), done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -98,6 +106,7 @@ func (p *TCPProxy) Close() error {
 		return ErrProxyClosed
 	}
 	p.closed = true
+	close(p.done)
 	err := p.ln.Close()
 	for c := range p.conns {
 		_ = c.Close()
@@ -156,7 +165,8 @@ func (p *TCPProxy) accept() {
 	}
 }
 
-// pipe forwards src to dst at the configured rate. At src's end it ends
+// pipe forwards src to dst at the configured rate, holding each chunk
+// while the network is dark. At src's end it ends
 // dst's sending side and returns, leaving the other direction running; on
 // an error it closes both.
 func (p *TCPProxy) pipe(dst, src net.Conn, open *sync.WaitGroup) {
@@ -179,6 +189,11 @@ func (p *TCPProxy) pipe(dst, src net.Conn, open *sync.WaitGroup) {
 				}
 				next = next.Add(time.Duration(n) * time.Second / time.Duration(p.cfg.Rate))
 				time.Sleep(time.Until(next))
+			}
+			if waitLight(p.cfg.Network, p.done, nil) != nil { // the proxy closed
+				_ = src.Close()
+				_ = dst.Close()
+				return
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				_ = src.Close()

@@ -31,7 +31,11 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("websocket: dial %s: the scheme must be ws or wss", rawURL)
 	}
 	d := &net.Dialer{}
-	if cfg.LocalAddr != "" {
+	netDial := cfg.NetDial
+	if netDial == nil {
+		netDial = d.DialContext
+	}
+	if cfg.LocalAddr != "" && cfg.NetDial == nil {
 		la, err := net.ResolveTCPAddr("tcp", cfg.LocalAddr)
 		if err != nil {
 			return nil, fmt.Errorf("websocket: local address: %w", err)
@@ -48,7 +52,7 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Session, error) {
 	)
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
+			c, err := netDial(ctx, network, addr)
 			if err == nil {
 				c = withEOR(c)
 				mu.Lock()

@@ -37,6 +37,7 @@
 package websocket
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -140,6 +141,13 @@ type Config struct {
 	// machine spread their bots over loopback addresses with it, so that
 	// per-address limits see them apart.
 	LocalAddr string
+	// NetDial, if set, makes the connection Dial runs over (TLS then goes
+	// over it for wss://), in place of a net.Dialer from LocalAddr, which
+	// it then ignores: load tests and tests use it to dial through an
+	// impaired connection. A connection it returns that is not a
+	// *net.TCPConn gets no MSG_EOR writes, nor TCP_NOTSENT_LOWAT unless it
+	// is a syscall.Conn. Dial only.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives a Listener's refusals (the browser sees only "the
 	// opening handshake failed", so the cause is logged here) and its
 	// warning about plain ws://. Nil discards.

@@ -272,3 +272,33 @@ func TestReceiveAllocs(t *testing.T) {
 		_, _ = io.ReadFull(s, got)
 	}))
 }
+
+// Config.NetDial makes the connection Dial runs over, in place of its own
+// dialer.
+func TestNetDial(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var dialled []string
+	var d net.Dialer
+	c, err := Dial(ctx, url, Config{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialled = append(dialled, network+" "+addr)
+		return d.DialContext(ctx, network, addr)
+	}})
+	require.NoError(t, err)
+	s, err := l.Accept(ctx)
+	require.NoError(t, err)
+	defer func() {
+		_ = c.Close(0, "test over")
+		_ = s.Close(0, "test over")
+		c.Wait()
+		s.(*Session).Wait()
+	}()
+	require.Equal(t, []string{"tcp " + l.Addr().String()}, dialled)
+	_, err = c.Write(frame(3))
+	require.NoError(t, err)
+	got := make([]byte, len(frame(3)))
+	_, err = io.ReadFull(s, got)
+	require.NoError(t, err)
+	require.Equal(t, frame(3), got)
+}

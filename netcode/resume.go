@@ -1,0 +1,276 @@
+package netcode
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// Session resume (PROTOCOL.md 14). Both sides keep the frames they sent
+// until the peer says, in an ACKED frame, that it handled them; after a
+// transport dies, the client dials again and sends RESUME with the number
+// of the next frame it will handle, the server answers RESUMED with its
+// own, and each side replays what the other has not handled. The frames
+// keep their numbers, and receivers handle each number once (frameSeq),
+// so every frame is handled exactly once and in order.
+
+// The tuning of resume (PROTOCOL.md 14).
+const (
+	// DefaultResumeWindow is how long an away session waits for its
+	// client when Config.ResumeWindow is zero.
+	DefaultResumeWindow = 10 * time.Second
+	// ackEvery and ackBytes: an ACKED goes out once this many frames or
+	// bytes were handled since the last, else ackDelay after the first.
+	ackEvery = 16
+	ackBytes = 16 << 10
+	ackDelay = 250 * time.Millisecond
+	// ticketLife is how long a resume ticket can be used; a new one goes
+	// out every ticketRefresh.
+	ticketLife    = 4 * time.Minute
+	ticketRefresh = 2 * time.Minute
+	// A client declares its transport dead after deadAfter without
+	// receiving anything; it probes with a PING after probeAfter without
+	// receiving, and keeps alive with one after keepAliveAfter without
+	// sending. The server declares a resumable connection away after
+	// silentAfter without receiving.
+	probeAfter     = 500 * time.Millisecond
+	keepAliveAfter = time.Second
+	deadAfter      = 2 * time.Second
+	silentAfter    = 3 * time.Second
+	// The client's redial backoff: from backoffMin, doubling, to backoffMax.
+	backoffMin = 100 * time.Millisecond
+	backoffMax = time.Second
+)
+
+// resumeName is the reserved event a client asks for resume with, and the
+// server's grant: the window and a ticket.
+const resumeName = "$resume"
+
+// errResumeRefused and the other reasons a RESUME is refused with.
+const (
+	reasonUnknownSession = "resume refused: unknown session"
+	reasonBadTicket      = "resume refused: bad resume ticket"
+	reasonStaleTicket    = "resume refused: stale resume ticket"
+	reasonBeingResumed   = "resume refused: session is being resumed"
+	reasonNotHeld        = "resume refused: frames no longer held"
+)
+
+// IsExpired reports whether err says the server let the session expire:
+// it was away longer than its resume window, or more was queued for it
+// meanwhile than the server keeps.
+func IsExpired(err error) bool {
+	var ce *CloseError
+	return errors.As(err, &ce) && ce.Code == CloseExpired
+}
+
+// resumeState is one side's replay log and acknowledgements. A nil
+// *resumeState is off: every method is a no-op.
+type resumeState struct {
+	p       *peer
+	enabled atomic.Bool
+
+	mu     sync.Mutex
+	base   uint32 // the number of the first frame kept
+	buf    []byte // the kept frames, back to back
+	ends   []int  // where each ends in buf
+	limit  int
+	over   bool
+	logged bool // logging started: base is set
+
+	// Acknowledging the peer's frames: handled since the last ACKED.
+	ackMu    sync.Mutex
+	frames   int
+	bytes    int
+	armed    bool
+	ackTimer *time.Timer
+}
+
+func newResumeState(p *peer, limit int) *resumeState {
+	r := &resumeState{p: p, limit: limit}
+	r.ackTimer = time.AfterFunc(time.Hour, r.sendAck)
+	r.ackTimer.Stop()
+	return r
+}
+
+func (r *resumeState) on() bool { return r != nil && r.enabled.Load() }
+
+// start begins keeping frames from number first on (under the outbox's
+// lock, so that no frame slips between).
+func (r *resumeState) start(first uint32) {
+	r.mu.Lock()
+	if !r.logged {
+		r.base, r.logged = first, true
+	}
+	r.mu.Unlock()
+	r.enabled.Store(true)
+}
+
+// keep logs frame num (under the outbox's lock). Past the limit the
+// connection closes: a peer that never acknowledges holds no more.
+func (r *resumeState) keep(num uint32, frame []byte) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	if !r.logged || num != r.base+uint32(len(r.ends)) {
+		r.mu.Unlock()
+		return
+	}
+	if len(r.buf)+len(frame) > r.limit {
+		first := !r.over
+		r.over = true
+		r.mu.Unlock()
+		if first { // not under the outbox's lock: close takes it
+			time.AfterFunc(0, func() { r.p.close(r.p.queuedTooMuch(r.limit)) })
+		}
+		return
+	}
+	r.buf = append(r.buf, frame...)
+	r.ends = append(r.ends, len(r.buf))
+	r.mu.Unlock()
+}
+
+// acked forgets the frames numbered before received.
+func (r *resumeState) acked(received uint32) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := received - r.base
+	if n >= 1<<31 || n == 0 {
+		return
+	}
+	if int(n) > len(r.ends) {
+		n = uint32(len(r.ends)) // acknowledges what we never sent: forget all
+	}
+	cut := r.ends[n-1]
+	rest := copy(r.buf, r.buf[cut:])
+	r.buf = r.buf[:rest]
+	k := copy(r.ends, r.ends[n:])
+	r.ends = r.ends[:k]
+	for i := range r.ends {
+		r.ends[i] -= cut
+	}
+	r.base += n
+	if cap(r.buf) > 64<<10 && len(r.buf) < cap(r.buf)/4 { // let a burst's memory go
+		r.buf = append([]byte(nil), r.buf...)
+	}
+}
+
+// from returns a copy of the kept frames from number first on, or ok false
+// when some of them are no longer (or were never) kept.
+func (r *resumeState) from(first uint32) (frames []byte, next uint32, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	end := r.base + uint32(len(r.ends))
+	skip := first - r.base
+	if skip >= 1<<31 || skip > uint32(len(r.ends)) {
+		return nil, end, false
+	}
+	at := 0
+	if skip > 0 {
+		at = r.ends[skip-1]
+	}
+	return append([]byte(nil), r.buf[at:]...), end, true
+}
+
+// queued is how many bytes are kept.
+func (r *resumeState) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.buf)
+}
+
+// handled counts a frame of the peer's that was handled, and sends an
+// ACKED now or soon.
+func (r *resumeState) handled(size int) {
+	if !r.on() {
+		return
+	}
+	r.ackMu.Lock()
+	r.frames++
+	r.bytes += size
+	switch {
+	case r.frames >= ackEvery || r.bytes >= ackBytes:
+		r.armed = true
+		r.ackTimer.Reset(0) // not here: the sequencer's lock is held
+	case !r.armed:
+		r.armed = true
+		r.ackTimer.Reset(ackDelay)
+	}
+	r.ackMu.Unlock()
+}
+
+// sendAck sends an ACKED for what was handled (the ack timer).
+func (r *resumeState) sendAck() {
+	r.ackMu.Lock()
+	r.frames, r.bytes, r.armed = 0, 0, false
+	r.ackMu.Unlock()
+	r.p.out.control(reliable.AppendAcked(nil, r.p.seq.nextNum()))
+}
+
+func (r *resumeState) stop() {
+	if r != nil {
+		r.ackTimer.Stop()
+	}
+}
+
+// queuedTooMuch is the reason a connection closes whose replay log is full:
+// it expires if it is away, and is a slow consumer otherwise.
+func (p *peer) queuedTooMuch(limit int) *CloseError {
+	if p.isAway.Load() {
+		return &CloseError{Code: CloseExpired, Reason: fmt.Sprintf("session expired: more than %d bytes queued while away", limit)}
+	}
+	return &CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("more than %d reliable bytes not acknowledged", limit)}
+}
+
+// resumable reports whether a read that failed with err leaves the session
+// away rather than ended: resume was agreed, the connection is not
+// closing, and the peer did not close the stream on purpose.
+func (p *peer) resumable(err error) bool {
+	if !p.res.on() || p.closeErr.Load() != nil {
+		return false
+	}
+	if p.dropping.Swap(false) {
+		return true // we closed the transport ourselves, to resume
+	}
+	if _, closed := transport.AsCloseError(err); closed || errors.Is(err, io.EOF) {
+		return false // the peer closed on purpose
+	}
+	return true
+}
+
+// dropTransport closes the transport, not the connection: the reader then
+// waits for a resume.
+func (p *peer) dropTransport(code CloseCode, reason string) {
+	p.dropping.Store(true)
+	_ = p.session().Close(uint16(code), reason)
+}
+
+// switchTo moves the connection to sess, a resumed transport, whose peer
+// handles our frames from peerNext on: first (RESUMED, on the server) and
+// the replay go out ahead of anything new. The old transport is closed.
+func (p *peer) switchTo(sess transport.Session, first []byte, peerNext uint32) error {
+	replay, _, ok := p.res.from(peerNext)
+	if !ok {
+		return errors.New(reasonNotHeld)
+	}
+	old := p.session()
+	_ = old.Close(uint16(CloseNormal), "resumed on another transport")
+	p.out.reattach(first, replay, func() {
+		p.cur.Store(&sessBox{sess})
+	})
+	p.dq.attach(sess)
+	p.receiveOn(sess)
+	if w, ok := old.(interface{ Wait() }); ok {
+		w.Wait()
+	}
+	return nil
+}
