@@ -122,6 +122,13 @@ func (r *resumeState) keep(num uint32, frame []byte) {
 		r.mu.Unlock()
 		return
 	}
+	if len(r.buf)+len(frame) > r.limit && !r.enabled.Load() {
+		// Not granted (a server without resume never acknowledges): stop
+		// keeping frames rather than close.
+		r.logged, r.buf, r.ends = false, nil, nil
+		r.mu.Unlock()
+		return
+	}
 	if len(r.buf)+len(frame) > r.limit {
 		first := !r.over
 		r.over = true
@@ -241,8 +248,14 @@ func (p *peer) resumable(err error) bool {
 	if p.dropping.Swap(false) {
 		return true // we closed the transport ourselves, to resume
 	}
-	if _, closed := transport.AsCloseError(err); closed || errors.Is(err, io.EOF) {
-		return false // the peer closed on purpose
+	if errors.Is(err, io.EOF) {
+		return false // the peer ended the stream on purpose
+	}
+	// A peer that closed its transport on purpose ends the session, except
+	// with code 10: a client dropping a transport it found dead, whose
+	// close may arrive once the path is back (a held TCP stream).
+	if ce, closed := transport.AsCloseError(err); closed && ce.Code != uint16(CloseTimeout) {
+		return false
 	}
 	return true
 }
