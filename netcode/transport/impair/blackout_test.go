@@ -2,7 +2,6 @@ package impair
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -337,19 +336,9 @@ func TestStreamConnBlackout(t *testing.T) {
 // A TCP proxy with a Network forwards nothing in the dark, and everything
 // once it lights.
 func TestTCPProxyBlackout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c)
-	}()
+	up := echoServer(t)
 	n, light := darkNow()
-	p, err := NewTCPProxy(TCPConfig{Upstream: ln.Addr().String(), Network: n})
+	p, err := NewTCPProxy(TCPConfig{Upstream: up, Network: n})
 	require.NoError(t, err)
 	defer p.Close()
 	c, err := net.Dial("tcp", p.Addr().String())

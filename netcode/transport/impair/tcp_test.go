@@ -12,18 +12,7 @@ import (
 // The proxy forwards both ways at its rate, and passes an end of stream
 // on.
 func TestTCPProxyRate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c) // echo until the end
-	}()
-	p, err := NewTCPProxy(TCPConfig{Upstream: ln.Addr().String(), Rate: 100 << 10})
+	p, err := NewTCPProxy(TCPConfig{Upstream: echoServer(t), Rate: 100 << 10})
 	require.NoError(t, err)
 	defer p.Close()
 	c, err := net.Dial("tcp", p.Addr().String())
@@ -45,4 +34,22 @@ func TestTCPProxyRate(t *testing.T) {
 	require.Less(t, took, 3*time.Second)
 	require.NoError(t, p.Close())
 	require.ErrorIs(t, p.Close(), net.ErrClosed)
+}
+
+// echoServer accepts one TCP connection on loopback and echoes it until
+// its end; it returns the address. The listener closes with the test.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	return ln.Addr().String()
 }
