@@ -196,12 +196,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	if s.closing.Load() {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}
-	s.mu.RLock()
-	hooks := s.onConnect
-	s.mu.RUnlock()
-	for _, f := range hooks {
-		c.callHook(f)
-	}
+	c.callHooks(&s.onConnect)
 	c.out.uncork()
 
 	ce := c.readLoop(r)
@@ -368,6 +363,17 @@ func (c *Conn) callRequest(h RequestHandler, p []byte) (reply []byte, err error)
 		}
 	}()
 	return h(c, p)
+}
+
+// callHooks runs the server's callbacks of one kind (onConnect, onAway,
+// onBack), read under its lock, one after another.
+func (c *Conn) callHooks(list *[]func(*Conn)) {
+	c.srv.mu.RLock()
+	hooks := *list
+	c.srv.mu.RUnlock()
+	for _, f := range hooks {
+		c.callHook(f)
+	}
 }
 
 func (c *Conn) callHook(f func(*Conn)) {

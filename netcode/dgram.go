@@ -103,7 +103,7 @@ func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil || (q.try == nil && q.bound == 0) {
+	if q.shut || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.putSnapshot(s)
@@ -125,7 +125,7 @@ func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil || (q.try == nil && q.bound == 0) {
+	if q.shut || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.put(kind, body, tag)

@@ -52,7 +52,7 @@ const (
 // server's grant: the window and a ticket.
 const resumeName = "$resume"
 
-// errResumeRefused and the other reasons a RESUME is refused with.
+// The reasons a RESUME is refused with (code 6).
 const (
 	reasonUnknownSession = "resume refused: unknown session"
 	reasonBadTicket      = "resume refused: bad resume ticket"
@@ -173,26 +173,18 @@ func (r *resumeState) acked(received uint32) {
 
 // from returns a copy of the kept frames from number first on, or ok false
 // when some of them are no longer (or were never) kept.
-func (r *resumeState) from(first uint32) (frames []byte, next uint32, ok bool) {
+func (r *resumeState) from(first uint32) (frames []byte, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	end := r.base + uint32(len(r.ends))
 	skip := first - r.base
 	if skip >= 1<<31 || skip > uint32(len(r.ends)) {
-		return nil, end, false
+		return nil, false
 	}
 	at := 0
 	if skip > 0 {
 		at = r.ends[skip-1]
 	}
-	return append([]byte(nil), r.buf[at:]...), end, true
-}
-
-// queued is how many bytes are kept.
-func (r *resumeState) queued() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.buf)
+	return append([]byte(nil), r.buf[at:]...), true
 }
 
 // handled counts a frame of the peer's that was handled, and sends an
@@ -271,7 +263,7 @@ func (p *peer) dropTransport(code CloseCode, reason string) {
 // handles our frames from peerNext on: first (RESUMED, on the server) and
 // the replay go out ahead of anything new. The old transport is closed.
 func (p *peer) switchTo(sess transport.Session, first []byte, peerNext uint32) error {
-	replay, _, ok := p.res.from(peerNext)
+	replay, ok := p.res.from(peerNext)
 	if !ok {
 		return errors.New(reasonNotHeld)
 	}

@@ -3,6 +3,7 @@ package netcode
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/roomwire/roomwire/netcode/token"
@@ -14,7 +15,7 @@ import (
 // ticket and the hand-over of a resumed transport to the connection's
 // owner goroutine.
 type serverResume struct {
-	mu       chanMutex
+	mu       sync.Mutex
 	tag      [16]byte // the current ticket's tag; zero: none to use
 	resuming bool     // a RESUME won and is being taken over
 	offers   chan resumeOffer
@@ -23,13 +24,6 @@ type serverResume struct {
 	lastIn   uint64    // watchSilence's own
 	inAt     time.Time // watchSilence's own
 }
-
-// chanMutex is a mutex made of a channel, so that holding it across a
-// select is plain.
-type chanMutex chan struct{}
-
-func (m chanMutex) Lock()   { m <- struct{}{} }
-func (m chanMutex) Unlock() { <-m }
 
 // resumeOffer is a new transport whose RESUME passed the checks.
 type resumeOffer struct {
@@ -50,7 +44,7 @@ func (c *Conn) grantResume() {
 		return
 	}
 	c.res = newResumeState(&c.peer, s.cfg.MaxQueued)
-	c.sres = &serverResume{mu: make(chanMutex, 1), offers: make(chan resumeOffer, 1), inAt: time.Now()}
+	c.sres = &serverResume{offers: make(chan resumeOffer, 1), inAt: time.Now()}
 	c.away = c.awaitResume
 	c.sendTicket(true)
 }
@@ -185,12 +179,7 @@ func (c *Conn) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 	if !c.isAway.Swap(true) {
 		c.out.loseTransport()
 		c.log.Debug("connection away", "id", c.id, "err", cause)
-		s.mu.RLock()
-		hooks := s.onAway
-		s.mu.RUnlock()
-		for _, f := range hooks {
-			c.callHook(f)
-		}
+		c.callHooks(&s.onAway)
 	}
 	window := time.NewTimer(s.cfg.ResumeWindow)
 	defer window.Stop()
@@ -216,12 +205,7 @@ func (c *Conn) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 			c.isAway.Store(false)
 			s.transports[c.transport].handshakes.Add("resumed", 1)
 			c.sendTicket(false)
-			s.mu.RLock()
-			hooks := s.onBack
-			s.mu.RUnlock()
-			for _, f := range hooks {
-				c.callHook(f)
-			}
+			c.callHooks(&s.onBack)
 			r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 			r.Partial = c.partial
 			return r, first, true
