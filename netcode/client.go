@@ -96,7 +96,7 @@ type Client struct {
 	peer
 	cfg       ClientConfig
 	id        ID
-	transport string // the scheme of the URL connected to
+	transport atomic.Pointer[string] // the scheme of the URL connected to (a resume may change it)
 
 	mu           sync.RWMutex
 	events       map[string]func(payload []byte)
@@ -291,7 +291,7 @@ func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session
 		sess, err := c.dial(dctx, u, raw)
 		cancel()
 		if err == nil {
-			c.transport = u.Scheme
+			c.transport.Store(&u.Scheme)
 			return sess, nil
 		}
 		if len(urls) == 1 {
@@ -445,8 +445,14 @@ func (c *Client) ID() ID { return c.id }
 
 // Transport is the scheme of the URL the client connected with: "quic",
 // "kcp", "ws" or "wss" (or a custom Dial's), the one it ended on when Dial
-// had several; empty before it connected.
-func (c *Client) Transport() string { return c.transport }
+// had several, or the one its last resume went over; empty before it
+// connected.
+func (c *Client) Transport() string {
+	if t := c.transport.Load(); t != nil {
+		return *t
+	}
+	return ""
+}
 
 // Emit sends a reliable event to the server.
 func (c *Client) Emit(event string, payload []byte) error { return c.emit(event, payload) }
