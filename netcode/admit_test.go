@@ -218,6 +218,9 @@ func TestKCPLongTokenSilentPeerTimesOut(t *testing.T) {
 	remote := srv.Addrs()[0].(*net.UDPAddr).AddrPort()
 	cl, err := netcode.Dial(context.Background(), "kcp://"+remote.String(), netcode.ClientConfig{
 		Token: tok,
+		// Without resume: the subject is when the transport gives up, not
+		// the resume window after it (TestResumeExpires).
+		NoResume: true,
 		Dial: func(ctx context.Context, _ string) (transport.Session, error) {
 			pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {

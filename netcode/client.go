@@ -240,6 +240,10 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 		return err
 	}
 	c.init(sess, c.cfg.MaxFrame, c.cfg.MaxQueued, c.cfg.ReliableCopies, c.cfg.Logger)
+	if !c.cfg.NoResume {
+		c.res = newResumeState(&c.peer, c.cfg.MaxQueued)
+		c.away = c.awaitResume
+	}
 	c.dispatch = c.dispatchFrame
 	// The server copies only for a client that copies; ours does, from its
 	// first frames until the path proves fast and clean.
@@ -391,7 +395,7 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 	c.maxDatagram = min(int(f.MaxDatagram), c.session().MaxDatagram(), unreliable.MaxDatagram)
 	c.startReceiving(false, c.parseDatagram, c.handleDatagram)
 	c.pong = c.onPong
-	if !c.cfg.NoResume {
+	if c.res != nil {
 		c.askResume()
 	}
 	c.mu.RLock()

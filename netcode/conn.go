@@ -33,8 +33,10 @@ type Conn struct {
 	lastInput uint32
 	haveInput bool
 	data      atomic.Pointer[any]
-	// sres is the server's side of resume, once granted.
+	// sres is the server's side of resume; nil where resume is off.
 	sres *serverResume
+	// granted: the client asked for resume and got it.
+	granted atomic.Bool
 	// handedOver: this handshaking connection's transport resumed another
 	// connection, which now owns it.
 	handedOver bool
@@ -127,6 +129,7 @@ func (s *Server) serveConn(sess transport.Session) {
 	defer leave()
 	c := &Conn{srv: s, id: newID(), budget: s.newBudget(), transport: sessionKind(sess)}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
+	c.prepareResume()
 	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
 	s.connsMu.Lock()
@@ -201,7 +204,7 @@ func (s *Server) serveConn(sess transport.Session) {
 
 	ce := c.readLoop(r)
 	c.finish()
-	if c.sres != nil && c.sres.refresh != nil {
+	if c.sres != nil {
 		c.sres.refresh.Stop()
 		c.sres.watch.Stop()
 	}

@@ -82,16 +82,18 @@ type peer struct {
 	recvHandle func(unreliable.Header, []byte)
 	slow       *slowDatagrams
 
-	// res is the session-resume state (resume.go); nil until the two sides
-	// agreed to resume.
+	// res is the session-resume state (resume.go), set up before the
+	// connection's goroutines start; nil where resume is off, and off
+	// (res.on false) until the server grants it.
 	res *resumeState
 	// detached: the session was handed to another connection (a resume);
 	// this one must not close it.
 	detached atomic.Bool
 	// partial is the reader hook bound sets, for each reader of a resume.
 	partial func(waiting bool)
-	// dropping: the transport was closed on purpose to resume.
-	dropping atomic.Bool
+	// dropping is the transport closed on purpose to resume, if any: its
+	// read error then leaves the connection away.
+	dropping atomic.Pointer[sessBox]
 	// isAway is set while the transport is gone and a resume awaited.
 	isAway atomic.Bool
 	// away, set by the owner, waits for a resume after the transport

@@ -101,14 +101,14 @@ func newResumeState(p *peer, limit int) *resumeState {
 func (r *resumeState) on() bool { return r != nil && r.enabled.Load() }
 
 // start begins keeping frames from number first on (under the outbox's
-// lock, so that no frame slips between).
+// lock, so that no frame slips between). Resume is on only once enabled:
+// the server's grant, on both sides.
 func (r *resumeState) start(first uint32) {
 	r.mu.Lock()
 	if !r.logged {
 		r.base, r.logged = first, true
 	}
 	r.mu.Unlock()
-	r.enabled.Store(true)
 }
 
 // keep logs frame num (under the outbox's lock). Past the limit the
@@ -156,6 +156,9 @@ func (r *resumeState) acked(received uint32) {
 	}
 	if int(n) > len(r.ends) {
 		n = uint32(len(r.ends)) // acknowledges what we never sent: forget all
+		if n == 0 {
+			return
+		}
 	}
 	cut := r.ends[n-1]
 	rest := copy(r.buf, r.buf[cut:])
@@ -177,7 +180,7 @@ func (r *resumeState) from(first uint32) (frames []byte, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	skip := first - r.base
-	if skip >= 1<<31 || skip > uint32(len(r.ends)) {
+	if !r.logged || skip >= 1<<31 || skip > uint32(len(r.ends)) {
 		return nil, false
 	}
 	at := 0
@@ -237,8 +240,8 @@ func (p *peer) resumable(err error) bool {
 	if !p.res.on() || p.closeErr.Load() != nil {
 		return false
 	}
-	if p.dropping.Swap(false) {
-		return true // we closed the transport ourselves, to resume
+	if box := p.cur.Load(); p.dropping.CompareAndSwap(box, nil) {
+		return true // we closed this transport ourselves, to resume
 	}
 	if errors.Is(err, io.EOF) {
 		return false // the peer ended the stream on purpose
@@ -255,8 +258,9 @@ func (p *peer) resumable(err error) bool {
 // dropTransport closes the transport, not the connection: the reader then
 // waits for a resume.
 func (p *peer) dropTransport(code CloseCode, reason string) {
-	p.dropping.Store(true)
-	_ = p.session().Close(uint16(code), reason)
+	box := p.cur.Load()
+	p.dropping.Store(box)
+	_ = box.Close(uint16(code), reason)
 }
 
 // switchTo moves the connection to sess, a resumed transport, whose peer

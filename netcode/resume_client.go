@@ -38,7 +38,6 @@ func (c *Client) dialToken() *token.ConnectToken {
 // askResume asks the server for resume, keeping every frame from the
 // request on until the server acknowledges it (the grant enables that).
 func (c *Client) askResume() {
-	c.res = newResumeState(&c.peer, c.cfg.MaxQueued)
 	b, ok := c.out.begin()
 	if !ok {
 		return
@@ -50,7 +49,6 @@ func (c *Client) askResume() {
 		return
 	}
 	_ = c.enqueued(c.out.end(b))
-	c.away = c.awaitResume
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

@@ -35,17 +35,29 @@ type resumeOffer struct {
 // waits for its client to resume it.
 func (c *Conn) Away() bool { return c.isAway.Load() }
 
+// prepareResume sets up what a grant of resume needs, before any of the
+// connection's goroutines start (unless resume is off), so that the grant
+// later only switches it on.
+func (c *Conn) prepareResume() {
+	if c.srv.cfg.ResumeWindow < 0 {
+		return
+	}
+	c.res = newResumeState(&c.peer, c.srv.cfg.MaxQueued)
+	c.sres = &serverResume{offers: make(chan resumeOffer, 1)}
+	c.sres.refresh = time.AfterFunc(time.Hour, c.refreshTicket)
+	c.sres.refresh.Stop()
+	c.sres.watch = time.AfterFunc(time.Hour, c.watchSilence)
+	c.sres.watch.Stop()
+	c.away = c.awaitResume
+}
+
 // grantResume answers a client's $resume request: from now on both sides
 // keep what they send until it is acknowledged, and the client gets the
 // window and its first ticket.
 func (c *Conn) grantResume() {
-	s := c.srv
-	if s.cfg.ResumeWindow < 0 || c.sres != nil {
+	if c.res == nil || c.granted.Swap(true) {
 		return
 	}
-	c.res = newResumeState(&c.peer, s.cfg.MaxQueued)
-	c.sres = &serverResume{offers: make(chan resumeOffer, 1), inAt: time.Now()}
-	c.away = c.awaitResume
 	c.sendTicket(true)
 }
 
@@ -85,9 +97,10 @@ func (c *Conn) sendTicket(start bool) {
 	}
 	_ = c.enqueued(c.out.end(b))
 	if start {
+		c.sres.inAt = time.Now() // before the watch runs
 		c.res.enabled.Store(true)
-		c.sres.refresh = time.AfterFunc(ticketRefresh, c.refreshTicket)
-		c.sres.watch = time.AfterFunc(time.Second, c.watchSilence)
+		c.sres.refresh.Reset(ticketRefresh)
+		c.sres.watch.Reset(time.Second)
 	}
 }
 
@@ -134,7 +147,7 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 	s.connsMu.Lock()
 	t := s.conns[ID(f.ConnID)]
 	s.connsMu.Unlock()
-	if t == nil || t.sres == nil {
+	if t == nil || !t.res.on() {
 		return refuse("resume_unknown", reasonUnknownSession)
 	}
 	sess := tmp.session()
@@ -160,14 +173,15 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 	}
 	t.sres.tag, t.sres.resuming = [16]byte{}, true // the ticket is spent
 	t.sres.mu.Unlock()
+	// If the server still takes the old transport for alive, closing it
+	// wakes the connection's reader, which then takes the offer. It is
+	// closed first: once offered, the current transport may be the new one.
+	t.dropTransport(CloseNormal, "resumed on another transport")
 	select {
 	case t.sres.offers <- resumeOffer{sess, f.Received}:
 	default: // cannot happen: one offer at a time
 		return refuse("resume_busy", reasonBeingResumed)
 	}
-	// If the server still takes the old transport for alive, closing it
-	// wakes the connection's reader, which takes the offer.
-	t.dropTransport(CloseNormal, "resumed on another transport")
 	return nil
 }
 

@@ -228,3 +228,36 @@ func TestResumeStolenIDRefused(t *testing.T) {
 	netcodetest.Eventually(t, func() bool { return g.atCl.len() == int(n) }, "echoes")
 	require.NoError(t, g.cl.Err())
 }
+
+// Against a server with resume off, a client (resume on by default) gets
+// no grant and no ACKED: it must not hold its frames, nor close when they
+// pass its MaxQueued, nor take its transport's end for a pause.
+func TestResumeOffServer(t *testing.T) {
+	tr := netcodetest.Find("kcp")
+	got := &history{}
+	srv := netcodetest.Server(t, tr, &netcode.Config{ResumeWindow: -1}, func(s *netcode.Server) {
+		s.On("hist", func(_ *netcode.Conn, p []byte) { got.add(p) })
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := netcode.Dial(ctx, tr.URL(srv), netcode.ClientConfig{InsecureSkipVerify: true, Token: netcodetest.Token(), MaxQueued: 4 << 10})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	const n = 200 // 200 × 108 bytes: five times the client's MaxQueued
+	pad := make([]byte, 100)
+	for i := uint64(1); i <= n; i++ {
+		require.NoError(t, cl.Emit("hist", append(binary.BigEndian.AppendUint64(nil, i), pad...)))
+		if i%20 == 0 {
+			netcodetest.Eventually(t, func() bool { return got.len() == int(i) }, "events up to %d", i)
+		}
+	}
+	got.check(t, n, "server")
+	require.NoError(t, cl.Err())
+	require.NoError(t, srv.Close())
+	select {
+	case <-cl.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client waits to resume on a server that never granted it")
+	}
+	require.False(t, netcode.IsExpired(cl.Err()), "client error %v", cl.Err())
+}
