@@ -13,6 +13,7 @@ import (
 
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/netcode/transport/mem"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -26,6 +27,22 @@ type recorder struct {
 	members int
 	size    int                             // extra snapshot bytes
 	sleep   func(tick uint32) time.Duration // slow ticks
+	aways   []string                        // "away id" and "back id", in order
+}
+
+func (g *recorder) Away(c *netcode.Conn) { g.note("away " + c.ID().String()) }
+func (g *recorder) Back(c *netcode.Conn) { g.note("back " + c.ID().String()) }
+
+func (g *recorder) note(s string) {
+	g.mu.Lock()
+	g.aways = append(g.aways, s)
+	g.mu.Unlock()
+}
+
+func (g *recorder) awayLog() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.aways...)
 }
 
 func (g *recorder) Join(*netcode.Conn) error {
@@ -471,4 +488,65 @@ func TestInterpolationAndClock(t *testing.T) {
 		require.EqualValues(t, frames, st.InterpFrames)
 		require.Greater(t, st.RTT, time.Duration(0), "datagram acks measured a round trip")
 	})
+}
+
+// A member whose network drops for 5 s stays in its room: the game is told
+// it is away and then back, the room counts it away meanwhile (the server
+// takes it for away after 3 s of silence), the other member sees no
+// member_left or member_joined, and snapshots reach it again after the
+// resume, as the same connection.
+func TestAwayMemberStaysInRoom(t *testing.T) {
+	for _, name := range []string{"quic", "kcp"} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, nt.Find(name), rooms.Options{})
+			a := f.player(t)
+			a.join(t, "test", "r")
+			dark := impair.NewNetwork(impair.Blackout{Start: 100 * time.Millisecond, Length: 5 * time.Second})
+			f.tr = nt.Impaired(nt.Find(name), impair.Config{Network: dark})
+			b := f.player(t)
+			b.join(t, "test", "r")
+			require.Equal(t, b.ID().String(), nt.Recv(t, a.joined, "member_joined"))
+			id := b.ID().String()
+			nt.Recv(t, b.snaps, "a snapshot before the drop")
+
+			dark.Start(time.Now())
+			room := f.hub.Room("r")
+			nt.Eventually(t, func() bool { return room.Info().Away == 1 }, "b counted away")
+			require.Equal(t, []string{"away " + id}, f.game.awayLog())
+			nt.Eventually(t, func() bool { return room.Info().Away == 0 }, "b back")
+			require.Equal(t, []string{"away " + id, "back " + id}, f.game.awayLog())
+			require.Equal(t, id, b.ID().String(), "the same connection")
+			require.Equal(t, 2, room.Info().Members)
+			for len(b.snaps) > 0 { // drain what came before the drop
+				<-b.snaps
+			}
+			nt.Recv(t, b.snaps, "a snapshot after the resume")
+			nt.Never(t, a.left, 200*time.Millisecond, "a member_left for a resume")
+			require.Empty(t, a.joined, "a member_joined for a resume")
+		})
+	}
+}
+
+// A member away past the resume window leaves its room once: the other
+// member sees one member_left, and the game a Leave after the Away.
+func TestAwayMemberExpiresLeavesOnce(t *testing.T) {
+	f := newFixtureCfg(t, nt.Find("kcp"), rooms.Options{}, &netcode.Config{ResumeWindow: time.Second})
+	a := f.player(t)
+	a.join(t, "test", "r")
+	dark := impair.NewNetwork(impair.Blackout{Length: time.Minute})
+	f.tr = nt.Impaired(nt.Find("kcp"), impair.Config{Network: dark})
+	b := f.player(t)
+	b.join(t, "test", "r")
+	id := b.ID().String()
+	require.Equal(t, id, nt.Recv(t, a.joined, "member_joined"))
+	dark.Start(time.Now())
+	require.Equal(t, id, nt.Recv(t, a.left, "member_left"))
+	nt.Never(t, a.left, 300*time.Millisecond, "a second member_left")
+	require.Equal(t, []string{"away " + id}, f.game.awayLog())
+	room := f.hub.Room("r")
+	require.Equal(t, 1, room.Info().Members)
+	require.Zero(t, room.Info().Away)
+	f.game.mu.Lock()
+	require.Equal(t, 1, f.game.members, "the game saw b leave")
+	f.game.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package rooms
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,17 @@ type Game interface {
 	// Tick steps the game by dt and appends the snapshot every member is
 	// sent to snap, returning it.
 	Tick(tick uint32, dt time.Duration, snap []byte) []byte
+}
+
+// AwayAware is a Game that wants to know when a member's network drops
+// and its session waits to be resumed (netcode.Conn.Away), for example to
+// freeze its avatar rather than let it run on its last input, and when it
+// is back. No member_left or member_joined is emitted for either: the
+// member stays in the room. One whose session expires leaves (Leave).
+// The room calls these like the Game's other methods, one at a time.
+type AwayAware interface {
+	Away(p *netcode.Conn)
+	Back(p *netcode.Conn)
 }
 
 // Options configure a kind of game room.
@@ -130,6 +142,9 @@ type RoomInfo struct {
 	// InputsDropped counts inputs over MaxInputsPerTick or
 	// MaxInputsPerMember.
 	InputsDropped uint64 `json:"inputs_dropped"`
+	// Away counts the members whose network dropped and whose session
+	// waits to be resumed.
+	Away int `json:"away"`
 }
 
 // Rooms lists the game rooms, sorted by name.
@@ -297,6 +312,13 @@ func (h *Hub) GameOf(c *netcode.Conn) *GameRoom {
 	return g
 }
 
+// setAway tells c's game room, if any, that c is away or back.
+func (h *Hub) setAway(c *netcode.Conn, away bool) {
+	if g := h.GameOf(c); g != nil {
+		g.setAway(c, away)
+	}
+}
+
 func (h *Hub) input(c *netcode.Conn, data []byte) {
 	if g := h.GameOf(c); g != nil {
 		g.pushInput(c, data)
@@ -376,6 +398,9 @@ type GameRoom struct {
 
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	awayOnes map[*netcode.Conn]struct{} // members away (under mu)
+	away     int
 }
 
 type queuedInput struct {
@@ -429,6 +454,7 @@ func (g *GameRoom) Info() RoomInfo {
 		TickP50Micros: g.tickDur.ValueAtQuantile(50),
 		TickP99Micros: g.tickDur.ValueAtQuantile(99),
 		InputsDropped: dropped,
+		Away:          g.away,
 	}
 }
 
@@ -460,9 +486,42 @@ func (g *GameRoom) leave(c *netcode.Conn) {
 	for i, m := range g.members {
 		if m == c {
 			g.members = append(g.members[:i], g.members[i+1:]...)
+			if _, was := g.awayOnes[c]; was {
+				delete(g.awayOnes, c)
+				g.away--
+			}
 			g.game.Leave(c)
 			return
 		}
+	}
+}
+
+// setAway records that member c is away or back, and tells the game.
+func (g *GameRoom) setAway(c *netcode.Conn, away bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !slices.Contains(g.members, c) {
+		return
+	}
+	if _, was := g.awayOnes[c]; was == away {
+		return
+	}
+	aa, _ := g.game.(AwayAware)
+	if away {
+		if g.awayOnes == nil {
+			g.awayOnes = make(map[*netcode.Conn]struct{})
+		}
+		g.awayOnes[c] = struct{}{}
+		g.away++
+		if aa != nil {
+			aa.Away(c)
+		}
+		return
+	}
+	delete(g.awayOnes, c)
+	g.away--
+	if aa != nil {
+		aa.Back(c)
 	}
 }
 

@@ -136,6 +136,8 @@ func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
 	}
 	srv.OnConnect(func(c *netcode.Conn) { h.join(c, c.ID().String(), false) })
 	srv.OnDisconnect(func(c *netcode.Conn, _ *netcode.CloseError) { h.drop(c) })
+	srv.OnAway(func(c *netcode.Conn) { h.setAway(c, true) })
+	srv.OnBack(func(c *netcode.Conn) { h.setAway(c, false) })
 	srv.OnInput(h.input)
 	srv.Handle(EventJoin, h.handleJoin)
 	srv.Handle(EventLeave, h.handleLeave)

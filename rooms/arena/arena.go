@@ -35,6 +35,7 @@ type player struct {
 	id     netcode.ID
 	x, y   float32
 	dx, dy int8
+	away   bool
 }
 
 // Game is one arena. It is driven by its room and is not safe for concurrent
@@ -97,10 +98,26 @@ func (g *Game) Leave(c *netcode.Conn) {
 	}
 }
 
-// Input sets the player's direction; malformed inputs are ignored.
+// Away freezes the player where it is while its network is down, rather
+// than let it run on its last input (rooms.AwayAware).
+func (g *Game) Away(c *netcode.Conn) {
+	if p := g.byConn[c]; p != nil {
+		p.dx, p.dy, p.away = 0, 0, true
+	}
+}
+
+// Back lets the player move again on its next input.
+func (g *Game) Back(c *netcode.Conn) {
+	if p := g.byConn[c]; p != nil {
+		p.away = false
+	}
+}
+
+// Input sets the player's direction; malformed inputs are ignored, and so
+// are inputs of a player away (late ones, from before its network dropped).
 func (g *Game) Input(c *netcode.Conn, data []byte) {
 	p := g.byConn[c]
-	if p == nil || len(data) != 2 {
+	if p == nil || len(data) != 2 || p.away {
 		return
 	}
 	p.dx, p.dy = max(int8(data[0]), -127), max(int8(data[1]), -127)

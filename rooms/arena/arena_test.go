@@ -1,0 +1,39 @@
+package arena
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/roomwire/roomwire/netcode"
+)
+
+// A player away (its network dropped, its session waiting to be resumed)
+// stands still, whatever its last input was and whatever late input comes,
+// and moves again once back.
+func TestAwayFreezes(t *testing.T) {
+	g := New()
+	c := &netcode.Conn{}
+	require.NoError(t, g.Join(c))
+	pos := func() Player {
+		ps, err := Decode(nil, g.Tick(1, 100*time.Millisecond, nil))
+		require.NoError(t, err)
+		require.Len(t, ps, 1)
+		return ps[0]
+	}
+	g.Input(c, EncodeInput(nil, 127, 0))
+	start := pos()
+	moved := pos()
+	require.Greater(t, moved.X, start.X, "moving on its input")
+
+	g.Away(c)
+	frozen := pos()
+	g.Input(c, EncodeInput(nil, 127, 127)) // a late input, from before the drop
+	require.Equal(t, frozen, pos(), "an away player stands still")
+
+	g.Back(c)
+	require.Equal(t, frozen, pos(), "back, but no new input yet")
+	g.Input(c, EncodeInput(nil, 0, 127))
+	require.Greater(t, pos().Y, frozen.Y, "moving again")
+}
