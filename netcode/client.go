@@ -110,7 +110,9 @@ type Client struct {
 	ticket *token.ConnectToken // the newest resume ticket (under mu)
 	window time.Duration       // the server's resume window (under mu)
 
-	maxDatagram int
+	// maxDatagram is the largest datagram both ends of the current
+	// transport take: a resume on another transport changes it.
+	maxDatagram atomic.Int32
 	reasm       unreliable.Reassembler // datagram goroutine only
 	snaps       snapshotReceiver
 	clock       clockSync
@@ -392,7 +394,7 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 		return
 	}
 	c.id = f.ConnID
-	c.maxDatagram = min(int(f.MaxDatagram), c.session().MaxDatagram(), unreliable.MaxDatagram)
+	c.setMaxDatagram(f.MaxDatagram)
 	c.startReceiving(false, c.parseDatagram, c.handleDatagram)
 	c.pong = c.onPong
 	if c.res != nil {
@@ -419,6 +421,12 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 	if h != nil {
 		c.call(func() { h(ce) })
 	}
+}
+
+// setMaxDatagram takes the server's largest datagram, from its WELCOME or
+// RESUMED, for the current transport.
+func (c *Client) setMaxDatagram(server uint16) {
+	c.maxDatagram.Store(int32(min(int(server), c.session().MaxDatagram(), unreliable.MaxDatagram)))
 }
 
 // hello queues the HELLO: the token's wire form and a proof bound to the
@@ -604,13 +612,13 @@ func (c *Client) onSnapshotFragment(body []byte) {
 // receives it like a reliable event, on the connection's datagram
 // goroutine.
 func (c *Client) EmitUnreliable(event string, payload []byte) error {
-	return c.emitDatagram(event, payload, false, c.maxDatagram)
+	return c.emitDatagram(event, payload, false, int(c.maxDatagram.Load()))
 }
 
 // EmitLatest sends an event as a sequenced datagram: the server drops one
 // older than the newest of the same name it received.
 func (c *Client) EmitLatest(event string, payload []byte) error {
-	return c.emitDatagram(event, payload, true, c.maxDatagram)
+	return c.emitDatagram(event, payload, true, int(c.maxDatagram.Load()))
 }
 
 func (c *Client) callSnapshot(h func(uint32, []byte), tick uint32, data []byte) {

@@ -80,7 +80,11 @@ type peer struct {
 	recvInline bool
 	recvAdmit  func([]byte) (unreliable.Header, []byte, bool)
 	recvHandle func(unreliable.Header, []byte)
-	slow       *slowDatagrams
+	// recvMu orders the receipt of datagrams across transports: after a
+	// resume, the old transport's receiver may not have finished its last
+	// one when the new transport's first comes. Never contended otherwise.
+	recvMu sync.Mutex
+	slow   *slowDatagrams
 
 	// res is the session-resume state (resume.go), set up before the
 	// connection's goroutines start; nil where resume is off, and off
@@ -227,9 +231,11 @@ func (p *peer) receiveOn(sess transport.Session) {
 					return // closed: this connection, or this transport after a resume
 				}
 				p.received(len(d))
+				p.recvMu.Lock()
 				if h, body, ok := admit(d); ok {
 					handle(h, body)
 				}
+				p.recvMu.Unlock()
 			}
 		})
 		return
@@ -245,12 +251,14 @@ func (p *peer) receiveOn(sess transport.Session) {
 			return
 		}
 		p.received(len(d))
+		p.recvMu.Lock()
 		h, body, ok := admit(d)
-		if !ok {
-			return
-		}
-		if h.Kind != unreliable.KindEvent && h.Kind != unreliable.KindReliable {
+		if ok && h.Kind != unreliable.KindEvent && h.Kind != unreliable.KindReliable {
 			handle(h, body)
+			ok = false
+		}
+		p.recvMu.Unlock()
+		if !ok {
 			return
 		}
 		if !slow.push(slowDatagram{h, append([]byte(nil), body...)}, p.spawn) {

@@ -227,6 +227,7 @@ func (c *Client) tryResume(limit time.Duration) (*reliable.Reader, uint32, error
 	if err := c.switchTo(sess, nil, f.Received); err != nil {
 		return fail(&CloseError{Code: CloseProtocolError, Reason: "server asks for frames no longer held"})
 	}
+	c.setMaxDatagram(f.MaxDatagram)
 	// The frames already read with r stay in its buffer: it is the
 	// connection's reader from now on.
 	return r, received, nil

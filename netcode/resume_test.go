@@ -1,9 +1,11 @@
 package netcode_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -19,7 +21,9 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
 	"github.com/roomwire/roomwire/netcode/transport/quic"
+	"github.com/roomwire/roomwire/netcode/transport/websocket"
 	"github.com/roomwire/roomwire/reliable"
+	"github.com/roomwire/roomwire/unreliable"
 )
 
 // darkNet is a client's network that a test can switch off: every socket
@@ -123,7 +127,7 @@ type resumeRig struct {
 	ended            chan *netcode.CloseError
 }
 
-func newResumeRig(t *testing.T, name string, window time.Duration) *resumeRig {
+func newResumeRig(t *testing.T, name string, window time.Duration, tune ...func(*netcode.ClientConfig)) *resumeRig {
 	g := &resumeRig{net: &darkNet{}, atServer: &history{}, atCl: &history{}, ended: make(chan *netcode.CloseError, 1)}
 	tr := netcodetest.Find(name)
 	g.srv = netcodetest.Server(t, tr, &netcode.Config{ResumeWindow: window}, func(s *netcode.Server) {
@@ -136,6 +140,9 @@ func newResumeRig(t *testing.T, name string, window time.Duration) *resumeRig {
 		s.OnDisconnect(func(_ *netcode.Conn, ce *netcode.CloseError) { g.ended <- ce })
 	})
 	cfg := netcode.ClientConfig{InsecureSkipVerify: true, Token: netcodetest.Token(), Dial: g.net.dial(t, name, g.srv)}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	g.cl = netcode.NewClient(cfg)
 	g.cl.On("hist", g.atCl.add)
 	g.cl.OnAway(func(error) { g.away.Add(1) })
@@ -260,4 +267,205 @@ func TestResumeOffServer(t *testing.T) {
 		t.Fatal("the client waits to resume on a server that never granted it")
 	}
 	require.False(t, netcode.IsExpired(cl.Err()), "client error %v", cl.Err())
+}
+
+// A client whose QUIC path dies, and whose UDP stays blocked, resumes on
+// the next transport of its URL list (WebSocket, or KCP when only QUIC's
+// port is blocked): the same session, every reliable event of both ways
+// delivered once and in order, and datagrams sized for the new transport.
+func TestResumeOnAnotherTransport(t *testing.T) {
+	for _, next := range []string{"ws", "kcp"} {
+		t.Run("quic-to-"+next, func(t *testing.T) {
+			tc, err := netcode.DevTLSConfig()
+			require.NoError(t, err)
+			atServer, atCl := &history{}, &history{}
+			srv := netcodetest.Server(t, netcodetest.Find("quic"), &netcode.Config{
+				TLS: tc, KCPAddr: "127.0.0.1:0", WebSocket: netcodetest.ServeWebSocket(t, websocket.Config{}),
+				Tokens: &netcode.Tokens{Key: token.DevKey, ProtocolID: netcodetest.ProtocolID},
+			}, func(s *netcode.Server) {
+				s.On("hist", func(c *netcode.Conn, p []byte) {
+					atServer.add(p)
+					_ = c.Emit("hist", p)
+				})
+			})
+			addrs := srv.Addrs()
+			quicAddr, kcpAddr := addrs[0].(*net.UDPAddr), addrs[1].(*net.UDPAddr)
+			wsURL := netcodetest.WebSocketURL(srv)
+			urls := "quic://" + quicAddr.String() + ","
+			if next == "ws" {
+				urls += wsURL
+			} else {
+				urls += "kcp://" + kcpAddr.String()
+			}
+			udp := &darkNet{} // the QUIC path; dark from the drop on
+			cl := netcode.NewClient(netcode.ClientConfig{
+				Token: netcodetest.Token(), FallbackAfter: 300 * time.Millisecond,
+				Dial: func(ctx context.Context, host string) (transport.Session, error) {
+					switch host {
+					case quicAddr.String():
+						pc := udp.open(t)
+						s, err := quic.DialConn(ctx, pc, quicAddr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
+						if err != nil {
+							_ = pc.Close()
+							return nil, err
+						}
+						return &closing{s, pc}, nil
+					case kcpAddr.String():
+						return kcp.Dial(ctx, host, netcode.DialToken(ctx), kcp.Config{})
+					}
+					return websocket.Dial(ctx, wsURL, websocket.Config{})
+				},
+			})
+			cl.On("hist", atCl.add)
+			back := make(chan struct{}, 1)
+			cl.OnBack(func() { back <- struct{}{} })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, cl.Connect(ctx, urls))
+			t.Cleanup(func() { _ = cl.Close() })
+			require.Equal(t, "quic", cl.Transport())
+			_, err = cl.Request(ctx, "nothing", nil) // a round trip: resume granted
+			require.Error(t, err)
+			id := cl.ID()
+			// The largest unreliable event QUIC and WebSocket take; KCP's
+			// datagrams are smaller (sealing).
+			big := make([]byte, unreliable.MaxDatagram-unreliable.HeaderLen-unreliable.EventOverhead-len("big"))
+			require.NoError(t, cl.EmitUnreliable("big", big))
+			g := &resumeRig{cl: cl}
+			var n uint64
+			g.emit(t, &n, 300*time.Millisecond)
+			udp.set(true)
+			g.emit(t, &n, 2500*time.Millisecond)
+			netcodetest.Recv(t, back, "the resume")
+			require.Equal(t, next, cl.Transport())
+			g.emit(t, &n, 300*time.Millisecond)
+			netcodetest.Eventually(t, func() bool { return atCl.len() >= int(n) }, "all echoes")
+			time.Sleep(200 * time.Millisecond)
+			atServer.check(t, n, "server")
+			atCl.check(t, n, "client")
+			require.Equal(t, id, cl.ID())
+			require.NoError(t, cl.Err())
+			if next == "ws" {
+				require.NoError(t, cl.EmitUnreliable("big", big))
+			} else {
+				require.ErrorIs(t, cl.EmitUnreliable("big", big), unreliable.ErrTooLarge, "sized for KCP now")
+			}
+		})
+	}
+}
+
+// twinned is a resume's transport whose RESUME also goes out, at the same
+// moment, on a twin QUIC transport to the same server with the same ticket
+// and its own proof (PROTOCOL.md 7.7): two resumes of one session at once.
+type twinned struct {
+	*closing
+	twin   *closing
+	ticket *token.ConnectToken
+	once   sync.Once
+	got    chan twinAnswer
+}
+
+// twinAnswer is the first frame the twin got, or the error its read ended
+// with (a refusal's transport close may overtake its CLOSE frame).
+type twinAnswer struct {
+	f   reliable.Frame
+	err error
+}
+
+func (s *twinned) Write(b []byte) (int, error) {
+	s.once.Do(func() {
+		resume, err := s.twinResume(b)
+		if err != nil {
+			s.got <- twinAnswer{err: err}
+			return
+		}
+		go func() {
+			defer func() { _ = s.twin.Close(0, "") }()
+			if _, err := s.twin.Write(resume); err != nil {
+				s.got <- twinAnswer{err: err}
+				return
+			}
+			f, err := reliable.NewReader(s.twin, reliable.DefaultMaxFrame).Next()
+			f.Payload = append([]byte(nil), f.Payload...)
+			s.got <- twinAnswer{f, err}
+		}()
+	})
+	return s.closing.Write(b)
+}
+
+// twinResume is the client's RESUME b with the twin's own proof.
+func (s *twinned) twinResume(b []byte) ([]byte, error) {
+	f, err := reliable.NewReader(bytes.NewReader(b), reliable.DefaultMaxFrame).Next()
+	if err != nil {
+		return nil, err
+	}
+	if f.Type != reliable.FrameResume {
+		return nil, fmt.Errorf("the client's first frame is %v", f.Type)
+	}
+	binding, err := s.twin.ExportKeyingMaterial("EXPORTER-roomwire-token", nil, 32)
+	if err != nil {
+		return nil, err
+	}
+	proof := token.Proof(s.ticket.ClientToServer, binding)
+	return reliable.AppendResume(nil, reliable.Version, f.ConnID, f.Received, append(s.ticket.AppendWire(nil), proof[:]...))
+}
+
+// Two resumes of one session at once, each with the session's ticket and a
+// valid proof: exactly one wins; the other is refused with a reason.
+func TestResumeConcurrentOneWinner(t *testing.T) {
+	var twinOn atomic.Bool
+	got := make(chan twinAnswer, 1)
+	g := newResumeRig(t, "quic", 10*time.Second, func(cfg *netcode.ClientConfig) {
+		dial := cfg.Dial
+		cfg.Dial = func(ctx context.Context, host string) (transport.Session, error) {
+			s, err := dial(ctx, host)
+			if err != nil || !twinOn.Load() {
+				return s, err
+			}
+			twin, err := dial(ctx, host)
+			if err != nil {
+				t.Logf("twin dial: %v", err)
+				return s, nil
+			}
+			twinOn.Store(false)
+			return &twinned{closing: s.(*closing), twin: twin.(*closing), ticket: netcode.DialToken(ctx), got: got}, nil
+		}
+	})
+	twinOn.Store(true)
+	g.net.set(true)
+	netcodetest.Eventually(t, func() bool { return g.away.Load() == 1 }, "the client away")
+	g.net.set(false)
+	twin := netcodetest.Recv(t, got, "the twin's answer")
+
+	clientWon := false
+	select {
+	case <-g.cl.Done():
+	case <-time.After(3 * time.Second):
+		clientWon = g.back.Load() == 1
+	}
+	twinWon := twin.err == nil && twin.f.Type == reliable.FrameResumed
+	require.True(t, clientWon != twinWon, "exactly one winner: client %v, twin %v (twin's answer %v, %v)", clientWon, twinWon, twin.f.Type, twin.err)
+	var code uint16
+	var reason string
+	switch {
+	case twinWon:
+		var ce *netcode.CloseError
+		require.ErrorAs(t, g.cl.Err(), &ce)
+		code, reason = uint16(ce.Code), ce.Reason
+	case twin.err != nil:
+		ce, ok := transport.AsCloseError(twin.err)
+		require.True(t, ok, "the twin's read ended with %v", twin.err)
+		code, reason = ce.Code, ce.Reason
+	default:
+		require.Equal(t, reliable.FrameClose, twin.f.Type)
+		code, reason = uint16(twin.f.Code), string(twin.f.Payload)
+	}
+	if !twinWon {
+		require.NoError(t, g.cl.Err())
+	}
+	require.EqualValues(t, netcode.CloseRefused, code)
+	require.Contains(t, []string{"resume refused: session is being resumed", "resume refused: stale resume ticket"}, reason)
+	drops := g.srv.Metrics().Drops
+	require.EqualValues(t, 1, drops["resume_busy"]+drops["resume_stale"])
+	require.EqualValues(t, 1, g.srvBack.Load())
 }
