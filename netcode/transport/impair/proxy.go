@@ -260,6 +260,21 @@ func (p *Proxy) close() error {
 	return err
 }
 
+// Rebind drops every client's mapping at once, as a NAT that reboots or
+// rebinds does: the next packet from each client goes out from a new
+// upstream port, and what the server still sends to the old one is lost.
+// It returns how many mappings it dropped.
+func (p *Proxy) Rebind() int {
+	p.mu.Lock()
+	clients := p.clients
+	p.clients = make(map[netip.AddrPort]*proxyClient)
+	p.mu.Unlock()
+	for _, pc := range clients {
+		p.retire(pc)
+	}
+	return len(clients)
+}
+
 // retire closes a client's upstream socket and keeps its counters.
 func (p *Proxy) retire(pc *proxyClient) {
 	_ = pc.up.Close()

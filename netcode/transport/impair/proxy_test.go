@@ -303,3 +303,21 @@ func TestProxyConfigErrors(t *testing.T) {
 		require.Nil(t, p)
 	}
 }
+
+// Rebind sends each client's next packet from a new upstream port, as a
+// rebinding NAT does, and the client's traffic goes on through it.
+func TestProxyRebind(t *testing.T) {
+	e := newEcho(t)
+	p := newProxy(t, impair.ProxyConfig{Upstream: e.conn.LocalAddr().String()})
+	c := listen(t)
+	_, ok := roundTrip(t, c, p.Addr(), "before", 5*time.Second)
+	require.True(t, ok)
+	require.Equal(t, 1, p.Rebind())
+	_, ok = roundTrip(t, c, p.Addr(), "after", 5*time.Second)
+	require.True(t, ok)
+	before, after := e.sourceOf("before"), e.sourceOf("after")
+	require.Equal(t, before.Addr(), after.Addr())
+	require.NotEqual(t, before.Port(), after.Port(), "a new source port")
+	require.Equal(t, uint64(2), p.Stats().ClientsOpened)
+	require.Equal(t, 1, p.Stats().Clients)
+}

@@ -116,6 +116,24 @@ func (p *TCPProxy) Close() error {
 	return err
 }
 
+// Reset aborts every connection through the proxy with a TCP reset, both
+// ways, as a NAT that rebinds does to a TCP flow: its mapping is gone, so
+// the next segment meets a reset. New connections go on. It returns how
+// many sockets it reset (two per connection).
+func (p *TCPProxy) Reset() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns { // all first: a pipe that sees one end go closes the other
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a close sends RST, not FIN
+		}
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	return len(p.conns)
+}
+
 // track registers c, or closes it once the proxy is closed.
 func (p *TCPProxy) track(c net.Conn) bool {
 	p.mu.Lock()

@@ -3,6 +3,7 @@ package impair
 import (
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,4 +53,24 @@ func echoServer(t *testing.T) string {
 		_, _ = io.Copy(c, c)
 	}()
 	return ln.Addr().String()
+}
+
+// Reset aborts the connections through the proxy with a reset, as a
+// rebinding NAT does to a TCP flow, and a new connection goes through.
+func TestTCPProxyReset(t *testing.T) {
+	p, err := NewTCPProxy(TCPConfig{Upstream: echoServer(t)})
+	require.NoError(t, err)
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	require.Equal(t, 2, p.Reset())
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(buf)
+	require.ErrorIs(t, err, syscall.ECONNRESET, "a reset, not an end of stream")
 }
