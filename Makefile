@@ -13,14 +13,15 @@ run:
 # browser test, cmd/gameserver's TestBrowser: chromium and playwright-core),
 # then the loss × latency goals on their own, since they time bots against
 # a 30 Hz server and other packages' tests running beside them would starve
-# those bots of CPU, then the allocation guards, which need a build without
-# the race detector (it makes sync.Pool drop items on purpose).
+# those bots of CPU, then the allocation guards and the memory test of 500
+# away sessions, which need a build without the race detector (it makes
+# sync.Pool drop items on purpose, and changes what the heap holds).
 test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
 	node --test web/client/test/
 	$(GO) test -race -count=1 -skip '^TestMatrixGoals$$' ./...
 	$(GO) test -race -count=1 -run '^TestMatrixGoals$$' ./loadtest/
-	$(GO) test -count=1 -run 'Allocs' ./...
+	$(GO) test -count=1 -run 'Allocs|^TestAwaySessionsMemory$$' ./...
 
 # The browser test's only npm dependency, pinned in package-lock.json.
 node_modules/playwright-core/package.json: package.json package-lock.json

@@ -290,6 +290,15 @@ func (c *frameCopies) finish(e *copyEntry) {
 	c.bytes -= len(e.frame)
 }
 
+// drop forgets every frame held for copying, and the ring they were in:
+// the transport they were copied on is gone, and the replay of a resume
+// sends them again.
+func (c *frameCopies) drop() {
+	c.mu.Lock()
+	c.ring, c.head, c.n, c.bytes = nil, 0, 0, 0
+	c.mu.Unlock()
+}
+
 // pop drops finished entries from the head of the ring.
 func (c *frameCopies) pop() {
 	for c.n > 0 && c.ring[c.head].done {

@@ -132,7 +132,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.dq.spawn = p.spawn
 	p.out.onFrame = func(num uint32, frame []byte) {
 		p.res.keep(num, frame)
-		if p.copies.add(num, frame) {
+		if !p.isAway.Load() && p.copies.add(num, frame) {
 			p.dq.signal()
 		}
 	}

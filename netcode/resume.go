@@ -218,10 +218,16 @@ func (r *resumeState) sendAck() {
 	r.p.out.control(reliable.AppendAcked(nil, r.p.seq.nextNum()))
 }
 
+// stop ends resume for a connection that ended, and lets the kept frames
+// go, though the application may hold on to the connection.
 func (r *resumeState) stop() {
-	if r != nil {
-		r.ackTimer.Stop()
+	if r == nil {
+		return
 	}
+	r.ackTimer.Stop()
+	r.mu.Lock()
+	r.buf, r.ends, r.logged = nil, nil, false
+	r.mu.Unlock()
 }
 
 // queuedTooMuch is the reason a connection closes whose replay log is full:
@@ -246,13 +252,30 @@ func (p *peer) resumable(err error) bool {
 	if errors.Is(err, io.EOF) {
 		return false // the peer ended the stream on purpose
 	}
-	// A peer that closed its transport on purpose ends the session, except
-	// with code 10: a client dropping a transport it found dead, whose
-	// close may arrive once the path is back (a held TCP stream).
-	if ce, closed := transport.AsCloseError(err); closed && ce.Code != uint16(CloseTimeout) {
-		return false
+	ce, closed := transport.AsCloseError(err)
+	switch {
+	case !closed:
+		return true
+	case ce.Code == uint16(CloseTimeout):
+		// A dead path, found by this side's transport, or by a client that
+		// dropped it and whose close arrives once the path is back (a held
+		// TCP stream).
+		return true
+	case ce.Remote:
+		return false // the peer closed its transport on purpose
+	default:
+		// This side's transport: a broken path (a reset, a lost
+		// connection) leaves the session away; a peer that broke the
+		// transport's rules ends it.
+		return ce.Code == uint16(CloseInternal)
 	}
-	return true
+}
+
+// goAway stops sending on a transport that failed: the session is away
+// until a resume, and only the replay log keeps what is sent meanwhile.
+func (p *peer) goAway() {
+	p.out.loseTransport()
+	p.copies.drop()
 }
 
 // dropTransport closes the transport, not the connection: the reader then

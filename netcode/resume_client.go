@@ -119,7 +119,7 @@ func (c *Client) watchLoop() {
 // window passes.
 func (c *Client) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 	c.isAway.Store(true)
-	c.out.loseTransport()
+	c.goAway()
 	c.mu.RLock()
 	h, window := c.onAway, c.window
 	c.mu.RUnlock()

@@ -191,7 +191,7 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 func (c *Conn) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 	s := c.srv
 	if !c.isAway.Swap(true) {
-		c.out.loseTransport()
+		c.goAway()
 		c.log.Debug("connection away", "id", c.id, "err", cause)
 		c.callHooks(&s.onAway)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -468,4 +469,81 @@ func TestResumeConcurrentOneWinner(t *testing.T) {
 	drops := g.srv.Metrics().Drops
 	require.EqualValues(t, 1, drops["resume_busy"]+drops["resume_stale"])
 	require.EqualValues(t, 1, g.srvBack.Load())
+}
+
+// A NAT in front of the client rebinds mid-session: its UDP mapping moves
+// to a new source port, or its TCP flow is reset. The session goes on as
+// the same connection with every reliable event of both ways delivered
+// once and in order, either kept alive by the transport itself or resumed.
+func TestResumeAfterNATRebinding(t *testing.T) {
+	for _, name := range []string{"quic", "kcp", "ws"} {
+		t.Run(name, func(t *testing.T) {
+			atServer, atCl := &history{}, &history{}
+			cfg := &netcode.Config{}
+			if name == "ws" {
+				cfg.WebSocket = netcodetest.ServeWebSocket(t, websocket.Config{})
+			}
+			tr := netcodetest.Find(name)
+			if name == "ws" {
+				tr = netcodetest.Find("quic")
+			}
+			srv := netcodetest.Server(t, tr, cfg, func(s *netcode.Server) {
+				s.On("hist", func(c *netcode.Conn, p []byte) {
+					atServer.add(p)
+					_ = c.Emit("hist", p)
+				})
+			})
+			var rebind func() int
+			var dial func(ctx context.Context, _ string) (transport.Session, error)
+			switch name {
+			case "ws":
+				upstream := strings.TrimSuffix(strings.TrimPrefix(netcodetest.WebSocketURL(srv), "ws://"), "/ws")
+				p, err := impair.NewTCPProxy(impair.TCPConfig{Upstream: upstream})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = p.Close() })
+				rebind = p.Reset
+				dial = func(ctx context.Context, _ string) (transport.Session, error) {
+					return websocket.Dial(ctx, "ws://"+p.Addr().String()+"/ws", websocket.Config{})
+				}
+			default:
+				p, err := impair.NewProxy(impair.ProxyConfig{Upstream: srv.Addrs()[0].String()})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = p.Close() })
+				rebind = p.Rebind
+				addr := p.Addr().String()
+				dial = func(ctx context.Context, _ string) (transport.Session, error) {
+					if name == "kcp" {
+						return kcp.Dial(ctx, addr, netcode.DialToken(ctx), kcp.Config{})
+					}
+					return quic.Dial(ctx, addr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
+				}
+			}
+			cl := netcode.NewClient(netcode.ClientConfig{Token: netcodetest.Token(), Dial: dial})
+			cl.On("hist", atCl.add)
+			var back atomic.Int32
+			cl.OnBack(func() { back.Add(1) })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, cl.Connect(ctx, tr.URL(srv)))
+			t.Cleanup(func() { _ = cl.Close() })
+			_, err := cl.Request(ctx, "nothing", nil) // a round trip: resume granted
+			require.Error(t, err)
+			id := cl.ID()
+			g := &resumeRig{cl: cl}
+			var n uint64
+			g.emit(t, &n, 300*time.Millisecond)
+			require.Equal(t, map[string]int{"quic": 1, "kcp": 1, "ws": 2}[name], rebind())
+			g.emit(t, &n, 3*time.Second)
+			netcodetest.Eventually(t, func() bool { return atCl.len() >= int(n) }, "all echoes")
+			time.Sleep(200 * time.Millisecond)
+			atServer.check(t, n, "server")
+			atCl.check(t, n, "client")
+			require.Equal(t, id, cl.ID())
+			require.NoError(t, cl.Err())
+			t.Logf("%s after a NAT rebinding: %d resumes", name, back.Load())
+			if name != "quic" { // QUIC may follow the new address by itself
+				require.EqualValues(t, 1, back.Load(), "resumed")
+			}
+		})
+	}
 }
