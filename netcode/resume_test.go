@@ -136,6 +136,11 @@ func newResumeRig(t *testing.T, name string, window time.Duration, tune ...func(
 			g.atServer.add(p)
 			_ = c.Emit("hist", p)
 		})
+		s.Handle("echo", func(_ *netcode.Conn, p []byte) ([]byte, error) { return p, nil })
+		s.Handle("slow", func(_ *netcode.Conn, p []byte) ([]byte, error) {
+			time.Sleep(time.Second)
+			return p, nil
+		})
 		s.OnAway(func(*netcode.Conn) { g.srvAway.Add(1) })
 		s.OnBack(func(*netcode.Conn) { g.srvBack.Add(1) })
 		s.OnDisconnect(func(_ *netcode.Conn, ce *netcode.CloseError) { g.ended <- ce })
@@ -546,4 +551,49 @@ func TestResumeAfterNATRebinding(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A request in flight when the network drops, and one made while away,
+// complete after the resume with their replies; one pending when the
+// session expires fails with the expiry, a typed error. None hangs.
+func TestResumeRequests(t *testing.T) {
+	type answer struct {
+		reply []byte
+		err   error
+	}
+	ask := func(cl *netcode.Client, name, payload string) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			r, err := cl.Request(ctx, name, []byte(payload))
+			ch <- answer{r, err}
+		}()
+		return ch
+	}
+	t.Run("resumed", func(t *testing.T) {
+		g := newResumeRig(t, "kcp", 10*time.Second)
+		inFlight := ask(g.cl, "slow", "in flight") // answered while away
+		time.Sleep(100 * time.Millisecond)
+		g.net.set(true)
+		netcodetest.Eventually(t, func() bool { return g.away.Load() == 1 }, "the client away")
+		whileAway := ask(g.cl, "echo", "while away")
+		time.Sleep(time.Second)
+		g.net.set(false)
+		a := netcodetest.Recv(t, inFlight, "the reply to the request in flight")
+		require.NoError(t, a.err)
+		require.Equal(t, "in flight", string(a.reply))
+		a = netcodetest.Recv(t, whileAway, "the reply to the request made while away")
+		require.NoError(t, a.err)
+		require.Equal(t, "while away", string(a.reply))
+		require.EqualValues(t, 1, g.back.Load())
+	})
+	t.Run("expired", func(t *testing.T) {
+		g := newResumeRig(t, "kcp", 1500*time.Millisecond)
+		g.net.set(true)
+		pending := ask(g.cl, "echo", "never answered")
+		a := netcodetest.Recv(t, pending, "the pending request's end")
+		require.Error(t, a.err)
+		require.True(t, netcode.IsExpired(a.err), "a typed expiry, got %v", a.err)
+	})
 }
