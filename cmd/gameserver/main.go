@@ -76,6 +76,7 @@ type options struct {
 	eventRate, datagramRate, chatRate   float64
 	maxRooms, roomCreates, roomsPerConn int
 	frameTimeout, writeTimeout          time.Duration
+	resume                              time.Duration
 	maxConns, maxConnsPerIP, maxPending int
 	tokenLifetime, sessionTimeout       time.Duration
 }
@@ -116,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.roomsPerConn, "rooms-per-conn", 64, "rooms one client may be in at once, its private room included")
 	fs.DurationVar(&o.frameTimeout, "frame-timeout", 10*time.Second, "`time` a client has to complete a reliable frame it began")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Second, "`time` a client's stream may take to accept a write before the client is closed as not reading")
+	fs.DurationVar(&o.resume, "resume", netcode.DefaultResumeWindow, "`time` a client whose network dropped has to resume its session (same id, rooms, every reliable event once); 0 turns resume off")
 	fs.IntVar(&o.maxConns, "max-conns", 1024, "connections in `all`, on each of QUIC and KCP")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 64, "connections from one IP `address`, on each of QUIC and KCP")
 	fs.IntVar(&o.maxPending, "max-pending-handshakes", 512, "connections without an accepted HELLO yet, in `all`")
@@ -329,6 +331,7 @@ func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Serve
 		MaxTokenLifetime:     o.tokenLifetime,
 		KCP:                  kcp.Config{MaxSessionTimeout: o.sessionTimeout},
 		WriteTimeout:         o.writeTimeout,
+		ResumeWindow:         resumeWindow(o.resume),
 		Budgets:              netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
 	})
 	if err != nil {
@@ -525,4 +528,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// resumeWindow is Config.ResumeWindow for the -resume flag, where 0 means
+// off (and the Config's zero means the default).
+func resumeWindow(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -37,6 +37,12 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	require.Equal(t, "", o.kcpAddr, "an empty variable disables KCP")
 	require.True(t, o.dev)
 	require.True(t, o.webtransport, "WebTransport is on by default")
+	require.Equal(t, netcode.DefaultResumeWindow, o.resume, "resume is on by default")
+	require.Equal(t, netcode.DefaultResumeWindow, resumeWindow(o.resume))
+
+	o, err = parseFlags([]string{"-resume", "0"}, io.Discard)
+	require.NoError(t, err)
+	require.Negative(t, resumeWindow(o.resume), "-resume 0 turns resume off")
 
 	o, err = parseFlags([]string{"-webtransport=false", "-origins", "https://a.example, https://b.example:8443"}, io.Discard)
 	require.NoError(t, err)
@@ -57,7 +63,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "-resume", "ROOMWIRE_QUIC"} {
 		require.Contains(t, help.String(), name)
 	}
 }
