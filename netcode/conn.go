@@ -257,6 +257,11 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 	h := Hello{Version: f.Version, Auth: append([]byte(nil), f.Payload...), RemoteAddr: c.session().RemoteAddr()}
 	if ts, ok := c.session().(interface{ TokenClaims() *token.Claims }); ok {
 		h.Token = ts.TokenClaims() // the transport checked it in its own handshake
+		if h.Token.Ticket {
+			c.srv.Drop("ticket_as_token")
+			c.close(&CloseError{Code: CloseRefused, Reason: reasonTicketAsToken})
+			return false
+		}
 	} else if c.srv.tokens != nil {
 		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.session(), c.challenge, time.Now())
 		if err != nil {

@@ -59,6 +59,8 @@ const (
 	reasonStaleTicket    = "resume refused: stale resume ticket"
 	reasonBeingResumed   = "resume refused: session is being resumed"
 	reasonNotHeld        = "resume refused: frames no longer held"
+	// A HELLO on KCP whose handshake presented a resume ticket.
+	reasonTicketAsToken = "a resume ticket is not a connect token"
 )
 
 // IsExpired reports whether err says the server let the session expire:

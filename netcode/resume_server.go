@@ -153,7 +153,9 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 	sess := tmp.session()
 	var tag [16]byte
 	if ts, ok := sess.(interface{ TokenClaims() *token.Claims }); ok {
-		tag = ts.TokenClaims().Tag // the KCP handshake checked it
+		if cl := ts.TokenClaims(); cl.Ticket { // the KCP handshake checked it
+			tag = cl.Tag
+		} // else a connect token: no ticket's tag, refused as stale
 	} else {
 		cl, _, err := s.tickets.check(f.Payload, sess, tmp.challenge, time.Now())
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -131,7 +132,8 @@ type resumeRig struct {
 func newResumeRig(t *testing.T, name string, window time.Duration, tune ...func(*netcode.ClientConfig)) *resumeRig {
 	g := &resumeRig{net: &darkNet{}, atServer: &history{}, atCl: &history{}, ended: make(chan *netcode.CloseError, 1)}
 	tr := netcodetest.Find(name)
-	g.srv = netcodetest.Server(t, tr, &netcode.Config{ResumeWindow: window}, func(s *netcode.Server) {
+	tokens := &netcode.Tokens{Key: token.DevKey, ProtocolID: netcodetest.ProtocolID}
+	g.srv = netcodetest.Server(t, tr, &netcode.Config{ResumeWindow: window, Tokens: tokens}, func(s *netcode.Server) {
 		s.On("hist", func(c *netcode.Conn, p []byte) {
 			g.atServer.add(p)
 			_ = c.Emit("hist", p)
@@ -143,7 +145,12 @@ func newResumeRig(t *testing.T, name string, window time.Duration, tune ...func(
 		})
 		s.OnAway(func(*netcode.Conn) { g.srvAway.Add(1) })
 		s.OnBack(func(*netcode.Conn) { g.srvBack.Add(1) })
-		s.OnDisconnect(func(_ *netcode.Conn, ce *netcode.CloseError) { g.ended <- ce })
+		s.OnDisconnect(func(_ *netcode.Conn, ce *netcode.CloseError) {
+			select {
+			case g.ended <- ce:
+			default: // only the first end is looked at
+			}
+		})
 	})
 	cfg := netcode.ClientConfig{InsecureSkipVerify: true, Token: netcodetest.Token(), Dial: g.net.dial(t, name, g.srv)}
 	for _, f := range tune {
@@ -596,4 +603,42 @@ func TestResumeRequests(t *testing.T) {
 		require.Error(t, a.err)
 		require.True(t, netcode.IsExpired(a.err), "a typed expiry, got %v", a.err)
 	})
+}
+
+// A resume ticket resumes and does nothing else: as the connect token of a
+// new connection it is refused, so a player cannot turn its tickets into
+// admissions its matchmaker never granted.
+func TestResumeTicketIsNoConnectToken(t *testing.T) {
+	for _, name := range []string{"quic", "kcp"} {
+		t.Run(name, func(t *testing.T) {
+			var ticket atomic.Pointer[token.ConnectToken]
+			orig := netcodetest.Token()
+			g := newResumeRig(t, name, 10*time.Second, func(cfg *netcode.ClientConfig) {
+				cfg.Token = orig
+				dial := cfg.Dial
+				cfg.Dial = func(ctx context.Context, host string) (transport.Session, error) {
+					if tok := netcode.DialToken(ctx); tok != orig {
+						ticket.Store(tok) // and unspent: this redial goes nowhere
+						return nil, errors.New("held back by the test")
+					}
+					return dial(ctx, host)
+				}
+			})
+			g.net.set(true)
+			netcodetest.Eventually(t, func() bool { return ticket.Load() != nil }, "a redial with the ticket")
+			g.net.set(false)
+
+			tr := netcodetest.Find(name)
+			_, err := netcodetest.TryClient(tr, g.srv, netcode.ClientConfig{Token: ticket.Load(), NoResume: true}, nil)
+			var ce *netcode.CloseError
+			require.ErrorAs(t, err, &ce, "a ticket as a connect token")
+			require.Equal(t, netcode.CloseRefused, ce.Code)
+			if name == "kcp" { // the KCP handshake takes it, for a resume
+				require.Equal(t, "a resume ticket is not a connect token", ce.Reason)
+				require.EqualValues(t, 1, g.srv.Metrics().Drops["ticket_as_token"])
+			} else {
+				require.Contains(t, ce.Reason, "connect token")
+			}
+		})
+	}
 }

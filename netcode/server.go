@@ -412,11 +412,11 @@ func NewServer(cfg Config) (*Server, error) {
 	tcfg := token.TableConfig{MaxTokens: cfg.MaxTokens, MaxPerIP: cfg.MaxTokensPerIP, MaxLifetime: cfg.MaxTokenLifetime}
 	if cfg.Tokens != nil {
 		s.tokens = newTokenCheck(cfg.Tokens, tcfg)
-		s.ticketKey, s.ticketProto, s.tickets = cfg.Tokens.Key, cfg.Tokens.ProtocolID, s.tokens
+		s.ticketKey, s.ticketProto = token.TicketKey(cfg.Tokens.Key), cfg.Tokens.ProtocolID
 	} else {
 		s.ticketKey, s.ticketProto = token.NewKey(), token.DefaultProtocolID
-		s.tickets = newTokenCheck(&Tokens{Key: s.ticketKey, ProtocolID: s.ticketProto}, tcfg)
 	}
+	s.tickets = newTokenCheck(&Tokens{Key: s.ticketKey, ProtocolID: s.ticketProto}, tcfg)
 	if !cfg.NoDelta {
 		s.codec = cfg.Codec
 		if s.codec == nil {

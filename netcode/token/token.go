@@ -153,6 +153,10 @@ type Claims struct {
 	Servers                        []string
 	// Tag identifies this token (its authentication tag) for reuse checks.
 	Tag [16]byte
+	// Ticket is set on a token opened with a ticket key (TicketKey): a
+	// resume ticket, which a server takes for a resume and nothing else.
+	// The KCP listener, which opens both kinds, sets it; Open does not.
+	Ticket bool
 }
 
 // Issue mints a connect token under key.
@@ -306,6 +310,18 @@ func (c *Claims) parse(p []byte) error {
 		rest = rest[1+int(rest[0]):]
 	}
 	return nil
+}
+
+// TicketKey derives from a server's token key the key it mints its resume
+// tickets with (PROTOCOL.md 14.2). A ticket then opens only as a ticket,
+// never as a connect token: a connected player cannot turn its tickets
+// into admissions its matchmaker never granted.
+func TicketKey(key Key) Key {
+	m := hmac.New(sha256.New, key[:])
+	m.Write([]byte("roomwire resume ticket key"))
+	var k Key
+	copy(k[:], m.Sum(nil))
+	return k
 }
 
 // ProofSize is the size of a proof of possession.

@@ -126,3 +126,19 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// A ticket key is the token key's, derived: the same for the same key,
+// another for another, never the key itself; what one seals the other does
+// not open.
+func TestTicketKey(t *testing.T) {
+	k := TicketKey(DevKey)
+	require.Equal(t, k, TicketKey(DevKey))
+	require.NotEqual(t, DevKey, k)
+	require.NotEqual(t, k, TicketKey(NewKey()))
+	tok, err := Issue(k, Params{ProtocolID: DefaultProtocolID}, time.Now())
+	require.NoError(t, err)
+	_, err = NewOpener(DevKey, DefaultProtocolID).Open(tok.Wire(), time.Now())
+	require.ErrorIs(t, err, ErrForged)
+	_, err = NewOpener(k, DefaultProtocolID).Open(tok.Wire(), time.Now())
+	require.NoError(t, err)
+}

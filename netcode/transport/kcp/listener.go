@@ -61,6 +61,7 @@ type Listener struct {
 	cfg        Config
 	conn       PacketConn
 	opener     *token.Opener
+	tickets    *token.Opener // resume tickets, under token.TicketKey(cfg.Key)
 	challenger *secure.Challenger
 
 	// used remembers the token of every admitted session and the address
@@ -123,6 +124,7 @@ func ListenConn(conn PacketConn, cfg Config) *Listener {
 		cfg:        cfg,
 		conn:       conn,
 		opener:     token.NewOpener(cfg.Key, cfg.ProtocolID),
+		tickets:    token.NewOpener(token.TicketKey(cfg.Key), cfg.ProtocolID),
 		challenger: secure.NewChallenger(),
 		sessions:   make(map[netip.AddrPort]*Session),
 		perIP:      make(map[netip.Addr]int),
@@ -285,6 +287,11 @@ func (l *Listener) request(p []byte, from netip.AddrPort) {
 	}
 	now := time.Now()
 	claims, err := l.opener.Open(p[1:], now)
+	if errors.Is(err, token.ErrForged) {
+		if claims, err = l.tickets.Open(p[1:], now); err == nil {
+			claims.Ticket = true // a resume: the server takes it for nothing else
+		}
+	}
 	if err != nil {
 		l.stats.badToken.Add(1)
 		return

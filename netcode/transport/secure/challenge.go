@@ -58,7 +58,11 @@ func (c *Challenger) AppendChallenge(dst []byte, cl *token.Claims, addr netip.Ad
 	var plain [challengePlain]byte
 	p := plain[:0]
 	p = binary.BigEndian.AppendUint64(p, cl.ClientID)
-	p = binary.BigEndian.AppendUint64(p, uint64(cl.Expires.Unix()))
+	exp := uint64(cl.Expires.Unix()) // < 1<<62: the top bit marks a ticket
+	if cl.Ticket {
+		exp |= 1 << 63
+	}
+	p = binary.BigEndian.AppendUint64(p, exp)
 	p = binary.BigEndian.AppendUint32(p, uint32(cl.Timeout/time.Second))
 	p = append(p, cl.ClientToServer[:]...)
 	p = append(p, cl.ServerToClient[:]...)
@@ -100,6 +104,7 @@ func (c *Challenger) Verify(ch []byte, addr netip.AddrPort, now time.Time) (Admi
 	cl := &token.Claims{
 		ClientID: binary.BigEndian.Uint64(p),
 		Expires:  time.Unix(int64(binary.BigEndian.Uint64(p[8:])&(1<<62-1)), 0),
+		Ticket:   binary.BigEndian.Uint64(p[8:])&(1<<63) != 0,
 		Timeout:  time.Duration(binary.BigEndian.Uint32(p[16:])) * time.Second,
 	}
 	o := 20

@@ -137,6 +137,15 @@ func TestChallengeBindsTheAddress(t *testing.T) {
 	require.Equal(t, cl.ClientToServer, adm.Claims.ClientToServer)
 	require.Equal(t, cl.Tag, adm.Claims.Tag)
 	require.Equal(t, "u", string(adm.Claims.UserData))
+	require.False(t, adm.Claims.Ticket)
+	require.Equal(t, cl.Expires.Unix(), adm.Claims.Expires.Unix())
+
+	cl.Ticket = true // a resume ticket's handshake stays one through the challenge
+	adm, err = c.Verify(c.AppendChallenge(nil, cl, addr), addr, time.Now())
+	require.NoError(t, err)
+	require.True(t, adm.Claims.Ticket)
+	require.Equal(t, cl.Expires.Unix(), adm.Claims.Expires.Unix())
+	cl.Ticket = false
 
 	_, err = c.Verify(ch, netip.MustParseAddrPort("127.0.0.1:5001"), time.Now())
 	require.Error(t, err, "a challenge echoed from another address")
