@@ -76,3 +76,43 @@ func TestSnapshotSentFromTheTickWhileTheQueueCannotBeFull(t *testing.T) {
 		t.Fatalf("after the acks: %d sends when sendSnapshotNow returned; want 34", got)
 	}
 }
+
+// A resume moves the datagram queue to a new transport with a fresh
+// baseline: the next snapshot is whole, whatever the client acknowledged
+// before, and deltas follow once it acknowledges one on the new transport.
+func TestSnapshotWholeAfterResume(t *testing.T) {
+	var stats connStats
+	var acks ackState
+	q := newDgramQueue(&stats, &acks, &boundedSession{})
+	q.snaps = &snapshotSender{codec: unreliable.XORCodec{}}
+	q.spawn = func(f func()) bool { go f(); return true }
+	done := make(chan struct{})
+	q.done = done
+	defer close(done)
+	send := func(tick uint32) {
+		s := NewSnapshot(tick)
+		s.Stream = 1
+		s.Data = append(s.Data, make([]byte, 300)...)
+		q.sendSnapshotNow(s, nil)
+		s.Release()
+	}
+	ack := func(tick uint32) {
+		q.snaps.ack(unreliable.SnapshotAck{Epoch: uint8(q.snaps.current.Load()), Tick: tick})
+	}
+	send(1)
+	ack(1)
+	send(2)
+	if d := stats.snapshotsDelta.Load(); d != 1 {
+		t.Fatalf("%d deltas after an acknowledged baseline; want 1", d)
+	}
+	q.attach(&boundedSession{})
+	send(3)
+	if d := stats.snapshotsDelta.Load(); d != 1 {
+		t.Fatalf("the first snapshot after a resume was a delta")
+	}
+	ack(3)
+	send(4)
+	if d := stats.snapshotsDelta.Load(); d != 2 {
+		t.Fatalf("%d deltas once the new transport acknowledged one; want 2", d)
+	}
+}

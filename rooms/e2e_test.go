@@ -513,6 +513,7 @@ func TestAwayMemberStaysInRoom(t *testing.T) {
 			room := f.hub.Room("r")
 			nt.Eventually(t, func() bool { return room.Info().Away == 1 }, "b counted away")
 			require.Equal(t, []string{"away " + id}, f.game.awayLog())
+
 			nt.Eventually(t, func() bool { return room.Info().Away == 0 }, "b back")
 			require.Equal(t, []string{"away " + id, "back " + id}, f.game.awayLog())
 			require.Equal(t, id, b.ID().String(), "the same connection")
