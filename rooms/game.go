@@ -183,10 +183,25 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 	if old := h.GameOf(c); old != nil && old.name == name && old.kind == kindName {
 		return old, nil // already there
 	}
+	if dir := h.opts.Directory; dir != nil && name != "" && h.Room(name) == nil {
+		switch r, err := dir.Claim(c, kindName, name); {
+		case err != nil:
+			return nil, err
+		case r != nil:
+			return nil, &RedirectError{Room: name, Redirect: *r}
+		}
+	}
 	for attempt := 0; attempt < 8; attempt++ {
-		g, err := h.pick(c, kindName, name)
+		g, created, err := h.pick(c, kindName, name)
 		if err != nil {
 			return nil, err
+		}
+		if created && name == "" && h.opts.Directory != nil {
+			// A room of a join-any, named uniquely for the cluster: the
+			// claim only makes it known.
+			if r, err := h.opts.Directory.Claim(c, kindName, g.name); err != nil || r != nil {
+				h.log.Warn("room not in the cluster's directory", "room", g.name, "err", err)
+			}
 		}
 		if g == h.GameOf(c) {
 			return g, nil // join-or-create picked the room c is in
@@ -213,23 +228,24 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 	return nil, fmt.Errorf("rooms: could not join a %q room: rooms keep closing", kindName)
 }
 
-// pick finds or creates the room to join for c, within the room caps.
-func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
+// pick finds or creates the room to join for c, within the room caps; it
+// reports whether it created it.
+func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, ErrHubClosed
+		return nil, false, ErrHubClosed
 	}
 	k, ok := h.kinds[kindName]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kindName)
+		return nil, false, fmt.Errorf("%w: %q", ErrUnknownKind, kindName)
 	}
 	if name != "" {
 		if g := h.games[name]; g != nil {
 			if g.kind != kindName {
-				return nil, fmt.Errorf("%w: %q is a %q room", ErrKindClash, name, g.kind)
+				return nil, false, fmt.Errorf("%w: %q is a %q room", ErrKindClash, name, g.kind)
 			}
-			return g, nil
+			return g, false, nil
 		}
 	} else {
 		var best *GameRoom
@@ -239,18 +255,22 @@ func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
 			}
 		}
 		if best != nil {
-			return best, nil
+			return best, false, nil
 		}
+		u, _ := h.opts.Directory.(interface{ Unique(string) string })
 		for {
 			h.nextNum[kindName]++
 			name = fmt.Sprintf("%s-%d", kindName, h.nextNum[kindName])
+			if u != nil {
+				name = u.Unique(name)
+			}
 			if h.games[name] == nil {
 				break
 			}
 		}
 	}
 	if err := h.mayCreate(c, kindName, k.opts); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	g := newGameRoom(h, name, kindName, k)
 	h.games[name] = g
@@ -258,7 +278,7 @@ func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
 	h.wg.Add(1)
 	go g.run()
 	h.log.Info("room created", "room", name, "kind", kindName, "tick_rate", k.opts.TickRate)
-	return g, nil
+	return g, true, nil
 }
 
 // mayCreate checks the caps a new room of kindName, for c, must stay within
@@ -339,6 +359,9 @@ func (h *Hub) dispose(g *GameRoom) bool {
 	if h.games[g.name] == g {
 		delete(h.games, g.name)
 		h.perKind[g.kind]--
+		if dir := h.opts.Directory; dir != nil {
+			dir.Release(g.name) // must not block: h.mu is held
+		}
 	}
 	h.log.Info("room disposed", "room", g.name)
 	return true

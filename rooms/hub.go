@@ -67,6 +67,22 @@ type HubOptions struct {
 	// connection (Server.LimitEvent). Zero means 5 a second in bursts of
 	// 10.
 	JoinRate netcode.Rate
+	// Directory, if set, places named game rooms across the nodes of a
+	// cluster (package cluster): a name is claimed before its room is
+	// created here, and a join of a room another node owns is answered
+	// with a redirect there. Nil: every room is local.
+	Directory Directory
+}
+
+// Directory places game rooms across the nodes of a cluster.
+type Directory interface {
+	// Claim makes this node the owner of room, of kind, and returns nil;
+	// or, when another node owns it, returns where c should join it. It
+	// may wait on the network, briefly.
+	Claim(c *netcode.Conn, kind, room string) (*Redirect, error)
+	// Release gives up this node's ownership of a room it disposed of. It
+	// must not block: the hub's lock is held.
+	Release(room string)
 }
 
 func (o *HubOptions) populate() {

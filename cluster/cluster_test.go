@@ -1,0 +1,266 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/roomwire/roomwire/cluster"
+	"github.com/roomwire/roomwire/netcode"
+	nt "github.com/roomwire/roomwire/netcode/netcodetest"
+	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/rooms"
+	"github.com/roomwire/roomwire/rooms/arena"
+)
+
+func TestMain(m *testing.M) {
+	opts := append(nt.GoleakOptions(),
+		// nats-server's own package-level workers, which outlive a server.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"))
+	goleak.VerifyTestMain(m, opts...)
+}
+
+// node is one game server node of a test cluster.
+type node struct {
+	srv  *netcode.Server
+	hub  *rooms.Hub
+	cl   *cluster.Node
+	done chan struct{}
+}
+
+var tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: nt.ProtocolID}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startCluster starts n nodes on loopback, each a game server with an
+// embedded NATS server routed to the others.
+func startCluster(t *testing.T, n int, ttl time.Duration) []*node {
+	t.Helper()
+	routes := make([]string, n)
+	listen := make([]string, n)
+	for i := range routes {
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+		listen[i] = routes[i][len("nats://"):]
+	}
+	nodes := make([]*node, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = startNode(t, i, listen[i], routes, ttl)
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	t.Logf("%d nodes up in %v", n, time.Since(start).Round(10*time.Millisecond))
+	return nodes
+}
+
+func startNode(t *testing.T, i int, routeAddr string, routes []string, ttl time.Duration) (*node, error) {
+	tc, err := netcode.DevTLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", TLS: tc, Tokens: tokens})
+	if err != nil {
+		return nil, err
+	}
+	var peers []string
+	for _, r := range routes {
+		if r != "nats://"+routeAddr {
+			peers = append(peers, r)
+		}
+	}
+	cn, err := cluster.Start(context.Background(), cluster.Config{
+		Name: "test", NodeID: fmt.Sprintf("node%d", i+1),
+		Addrs:         []string{"quic://" + srv.Addrs()[0].String()},
+		ClusterListen: routeAddr, Routes: peers, NodeTTL: ttl, Tokens: tokens,
+	}, nil)
+	if err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	ad, err := cn.Adapter()
+	if err != nil {
+		cn.Close()
+		_ = srv.Close()
+		return nil, err
+	}
+	hub := rooms.NewHub(srv, rooms.HubOptions{Adapter: ad, Directory: cn.Directory()})
+	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{EmptyGrace: time.Minute, MaxMembers: 32}); err != nil {
+		return nil, err
+	}
+	srv.On("sub", func(c *netcode.Conn, room []byte) { _ = hub.Join(c, string(room)) })
+	srv.On("say", func(c *netcode.Conn, p []byte) { _ = hub.To("lobby").Except(c).Emit("said", p) })
+	nd := &node{srv: srv, hub: hub, cl: cn, done: make(chan struct{})}
+	go func() {
+		defer close(nd.done)
+		_ = srv.Serve(context.Background())
+	}()
+	t.Cleanup(nd.stop)
+	return nd, nil
+}
+
+func (nd *node) stop() {
+	_ = nd.srv.Close()
+	<-nd.done
+	nd.hub.Close()
+	_ = nd.cl.Close()
+}
+
+func (nd *node) url() string { return "quic://" + nd.srv.Addrs()[0].String() }
+
+func clientConfig() netcode.ClientConfig {
+	return netcode.ClientConfig{InsecureSkipVerify: true, Token: nt.Token()}
+}
+
+func dial(t *testing.T, nd *node, setup func(*netcode.Client)) *netcode.Client {
+	t.Helper()
+	cl := netcode.NewClient(clientConfig())
+	if setup != nil {
+		setup(cl)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, cl.Connect(ctx, nd.url()))
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// Concurrent joins of one new room name through all three nodes make one
+// room: every client ends in it, on the node that won the name.
+func TestJoinOrCreateRaceMakesOneRoom(t *testing.T) {
+	nodes := startCluster(t, 3, 10*time.Second)
+	const perNode = 6
+	var mu sync.Mutex
+	var in []*netcode.Client
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*perNode)
+	for _, nd := range nodes {
+		for range perNode {
+			cl := dial(t, nd, nil)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				now, jr, err := rooms.JoinFollow(ctx, cl, clientConfig(), nil, arena.Kind, "race")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if jr.Room != "race" {
+					errs <- fmt.Errorf("joined %q", jr.Room)
+				}
+				mu.Lock()
+				in = append(in, now)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		for _, c := range in {
+			_ = c.Close()
+		}
+	})
+	owners := 0
+	for _, nd := range nodes {
+		if r := nd.hub.Room("race"); r != nil {
+			owners++
+			require.Equal(t, 3*perNode, r.Info().Members, "every client in the one room")
+		}
+	}
+	require.Equal(t, 1, owners, "exactly one room of the name in the cluster")
+	list, err := nodes[0].cl.Rooms(context.Background())
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, "race", list[0].Name)
+}
+
+// A broadcast from any node reaches the room's members on every node, and
+// not the excepted sender.
+func TestBroadcastAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3, 10*time.Second)
+	got := make([]chan string, 3)
+	clients := make([]*netcode.Client, 3)
+	for i, nd := range nodes {
+		got[i] = make(chan string, 8)
+		ch := got[i]
+		clients[i] = dial(t, nd, func(c *netcode.Client) { c.On("said", func(p []byte) { ch <- string(p) }) })
+		require.NoError(t, clients[i].Emit("sub", []byte("lobby")))
+	}
+	nt.Eventually(t, func() bool {
+		for _, nd := range nodes {
+			if nd.hub.Members("lobby") != 1 {
+				return false
+			}
+		}
+		return true
+	}, "one member of lobby on each node")
+	require.NoError(t, clients[1].Emit("say", []byte("hello from node2")))
+	require.Equal(t, "hello from node2", nt.Recv(t, got[0], "node1's member"))
+	require.Equal(t, "hello from node2", nt.Recv(t, got[2], "node3's member"))
+	nt.Never(t, got[1], 300*time.Millisecond, "the excepted sender")
+}
+
+// A node that dies without a word leaves the directory within its TTL,
+// and its rooms with it; a client of it that comes back through a live
+// node gets a room of the same name there.
+func TestNodeLossCleansTheDirectory(t *testing.T) {
+	const ttl = 8 * time.Second
+	nodes := startCluster(t, 3, ttl)
+	lost := nodes[2]
+	cl := dial(t, lost, nil)
+	_, _, err := rooms.JoinFollow(context.Background(), cl, clientConfig(), nil, arena.Kind, "on-node3")
+	require.NoError(t, err)
+	want := []cluster.RoomInfo{{Name: "on-node3", Kind: arena.Kind, Owner: "node3"}}
+	var list []cluster.RoomInfo
+	nt.Eventually(t, func() bool {
+		list, err = nodes[0].cl.Rooms(context.Background())
+		return err == nil && len(list) == 1
+	}, "the room listed on node1")
+	require.Equal(t, want, list)
+
+	killed := time.Now()
+	lost.cl.Kill()
+	_ = lost.srv.Close()
+	require.Eventually(t, func() bool {
+		for _, nd := range nodes[:2] {
+			if len(nd.cl.Nodes()) != 2 {
+				return false
+			}
+			if l, err := nd.cl.Rooms(context.Background()); err != nil || len(l) != 0 {
+				return false
+			}
+		}
+		return true
+	}, ttl+10*time.Second, 100*time.Millisecond, "the directory clean on both live nodes")
+	t.Logf("node3's entry and rooms gone %v after it died (TTL %v)", time.Since(killed).Round(100*time.Millisecond), ttl)
+
+	back := dial(t, nodes[0], nil)
+	_, jr, err := rooms.JoinFollow(context.Background(), back, clientConfig(), nil, arena.Kind, "on-node3")
+	require.NoError(t, err)
+	require.Equal(t, "on-node3", jr.Room)
+	require.NotNil(t, nodes[0].hub.Room("on-node3"), "the room again, on a live node")
+}
