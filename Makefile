@@ -4,7 +4,7 @@ BOTS ?= 50
 DURATION ?= 20s
 DEMO_ADDR ?= quic://127.0.0.1:7777
 
-.PHONY: run test bench demo fuzz build vet matrix soak perf perf-idle
+.PHONY: run test bench demo fuzz build vet matrix soak perf perf-idle cluster
 
 run:
 	$(GO) run ./cmd/gameserver
@@ -127,3 +127,18 @@ perf-idle:
 	$(GO) build -o bin/botclient ./cmd/botclient
 	$(GO) run ./cmd/perf -idle $(PERF_IDLE) -transports $(PERF_TRANSPORTS) \
 	  -gameserver bin/gameserver -botclient bin/botclient
+
+# Three game server nodes on loopback in one cluster, each with its own
+# embedded NATS routed to the others' (QUIC 7777/7787/7797, KCP +1, side
+# ports 8080-8082, NATS 4222-4224, routes 6222-6224); Ctrl-C stops all.
+cluster:
+	$(GO) build -o bin/gameserver ./cmd/gameserver
+	@pids=""; trap 'kill -INT $$pids 2>/dev/null; wait' INT TERM EXIT; \
+	for i in 0 1 2; do \
+	  routes=""; for j in 0 1 2; do [ $$j = $$i ] || routes="$$routes,nats://127.0.0.1:$$((6222+j))"; done; \
+	  ./bin/gameserver -cluster demo -node-id node$$((i+1)) -log warn \
+	    -quic 127.0.0.1:$$((7777+10*i)) -kcp 127.0.0.1:$$((7778+10*i)) -http 127.0.0.1:$$((8080+i)) \
+	    -nats-listen 127.0.0.1:$$((4222+i)) -nats-cluster 127.0.0.1:$$((6222+i)) -nats-routes $${routes#,} & \
+	  pids="$$pids $$!"; \
+	done; \
+	wait

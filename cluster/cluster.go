@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -86,8 +85,8 @@ type Config struct {
 	// below.
 	NATS string
 	// Listen is the embedded server's client address (host:port), for
-	// nodes that use it as their NATS. Empty means 127.0.0.1 on a free
-	// port.
+	// nodes that use it as their NATS. Empty, or port 0, means a free
+	// port (on 127.0.0.1 when empty).
 	Listen string
 	// ClusterListen is the embedded server's route address (host:port),
 	// where its peers connect. Empty means no cluster: a single node.
@@ -334,6 +333,9 @@ func splitHostPort(addr, defHost string, defPort int) (string, int, error) {
 	if err != nil {
 		return "", 0, fmt.Errorf("bad port in %q", addr)
 	}
+	if port == 0 {
+		port = -1 // any free port: nats-server takes 0 for its default
+	}
 	return h, port, nil
 }
 
@@ -405,12 +407,4 @@ func (n *Node) mintSeat(c *netcode.Conn) (*token.ConnectToken, error) {
 // unavailable wraps a NATS error as ErrUnavailable.
 func unavailable(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
-}
-
-// hostOf is the host of a URL, for logs.
-func hostOf(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Host
-	}
-	return raw
 }

@@ -90,7 +90,7 @@ func (n *Node) loop() {
 			return
 		case <-t.C:
 		}
-		if err := n.refresh(); err != nil {
+		if err := n.refresh(); err != nil && n.ctx.Err() == nil {
 			n.log.Warn("cluster: refreshing the node's entry", "err", err)
 		}
 		n.readNodes(n.ctx)

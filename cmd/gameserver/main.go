@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roomwire/roomwire/cluster"
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/netcode/transport/kcp"
@@ -79,6 +80,12 @@ type options struct {
 	resume                              time.Duration
 	maxConns, maxConnsPerIP, maxPending int
 	tokenLifetime, sessionTimeout       time.Duration
+
+	// The cluster (-cluster): empty clusterName runs a single node.
+	clusterName, nodeID       string
+	natsURL                   string
+	natsListen, natsCluster   string
+	natsRoutes, publicAddrs   []string
 }
 
 func main() {
@@ -126,6 +133,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cert, "cert", "", "TLS certificate `file` (PEM); empty uses a self-signed development certificate")
 	fs.StringVar(&o.key, "key", "", "TLS private key `file` (PEM), with -cert")
 	fs.StringVar(&o.logLevel, "log", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.clusterName, "cluster", "", "join the cluster of this `name` on NATS: a room directory shared by every node, join-or-create and broadcasts across nodes; empty runs a single node")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's `id` in the cluster; empty: the host name and a random suffix")
+	fs.StringVar(&o.natsURL, "nats", "", "`URL` of an external NATS cluster with JetStream (nats://host:4222); empty embeds a NATS server in this node")
+	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "the embedded NATS server's client `address`")
+	fs.StringVar(&o.natsCluster, "nats-cluster", "", "the embedded NATS server's route `address`, where its peers connect; empty: no peers")
+	natsRoutes := fs.String("nats-routes", "", "comma-separated route `URLs` of the other nodes' embedded NATS servers (nats://host:port)")
+	publicAddrs := fs.String("public-addr", "", "comma-separated `URLs` clients should dial for this node (quic://host:port, kcp://…, ws://…/ws), where they differ from the listen addresses")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gameserver [flags]\n\nRuns a Roomwire game server with the arena demo game.\n\nFlags (each also read from the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -150,11 +164,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, envErr
 	}
 	o.noDelta = !*delta
-	for _, origin := range strings.Split(*origins, ",") {
-		if origin = strings.TrimSpace(origin); origin != "" {
-			o.origins = append(o.origins, origin)
-		}
-	}
+	o.natsRoutes, o.publicAddrs = splitList(*natsRoutes), splitList(*publicAddrs)
+	o.origins = splitList(*origins)
 	if o.webtransport && o.quicAddr == "" {
 		o.webtransport = false // it shares QUIC's port
 	}
@@ -184,6 +195,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return o, nil
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // perSecond is a budget of r a second in bursts of 2r; 0 is the default.
@@ -234,18 +256,19 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 			o.origins = append(webtransport.DevOrigins(httpAddr.String()), o.origins...)
 		}
 	}
-	srv, hub, ws, tlsConf, err := newServer(o, log, httpLn)
+	g, err := newServer(o, log, httpLn)
 	if err != nil {
 		if httpLn != nil {
 			_ = httpLn.Close()
 		}
 		return err
 	}
+	srv, hub, ws, tlsConf := g.srv, g.hub, g.ws, g.tls
 
 	var httpSrv *http.Server
 	httpDone := make(chan error, 1)
 	if httpLn != nil {
-		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, srv, sideHandler(srv, hub, ws, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, srv, sideHandler(g, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
 		ln := httpLn
 		if o.httpTLS {
 			hc := tlsConf.Clone()
@@ -283,6 +306,9 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	}
 	<-serveDone
 	hub.Close()
+	if g.node != nil {
+		_ = g.node.Close() // leaves the directory at once, rather than at its TTL
+	}
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 		<-httpDone
@@ -291,18 +317,27 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	return nil
 }
 
+// game is what newServer builds.
+type game struct {
+	srv  *netcode.Server
+	hub  *rooms.Hub
+	ws   *websocket.Listener // nil without WebSocket
+	tls  *tls.Config
+	node *cluster.Node // nil without -cluster
+}
+
 // newServer builds the server serve runs, not yet serving: the transports
-// (WebSocket, when on, for the HTTP side port httpLn), the arena rooms and
-// the ping, chat and history-echo handlers. It returns the TLS
-// configuration it used.
-func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Server, *rooms.Hub, *websocket.Listener, *tls.Config, error) {
+// (WebSocket, when on, for the HTTP side port httpLn), the cluster node
+// (with -cluster), the arena rooms and the ping, chat and history-echo
+// handlers, and the TLS configuration it used.
+func newServer(o options, log *slog.Logger, httpLn net.Listener) (*game, error) {
 	tlsConf, err := loadTLS(o, log)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	key, err := tokenKey(o, log)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
 	var ws *websocket.Listener
 	if o.ws && httpLn != nil {
@@ -335,14 +370,32 @@ func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Serve
 		Budgets:              netcode.Budgets{Events: perSecond(o.eventRate), Datagrams: perSecond(o.datagramRate)},
 	})
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
-	hub := rooms.NewHub(srv, rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn})
+	g := &game{srv: srv, ws: ws, tls: tlsConf}
+	hopts := rooms.HubOptions{Logger: log, MaxGameRooms: o.maxRooms, CreatesPerMinute: o.roomCreates, MaxRoomsPerConn: o.roomsPerConn}
+	if o.clusterName != "" {
+		if g.node, err = joinCluster(o, srv, httpLn, &netcode.Tokens{Key: key, ProtocolID: o.protocolID}, log); err != nil {
+			_ = srv.Close()
+			return nil, err
+		}
+		if hopts.Adapter, err = g.node.Adapter(); err != nil {
+			_ = g.node.Close()
+			_ = srv.Close()
+			return nil, err
+		}
+		hopts.Directory = g.node.Directory()
+	}
+	hub := rooms.NewHub(srv, hopts)
+	g.hub = hub
 	srv.LimitEvent("chat", perSecond(cmp.Or(o.chatRate, 10)))
 	arena.EchoHistory(srv) // the bots' history check (botclient -history, -blackout), with its own budget
 	if err := hub.Define(arena.Kind, func() rooms.Game { return arena.NewWithProps(o.props) }, rooms.Options{TickRate: o.tick, MaxMembers: o.maxMembers}); err != nil {
 		_ = srv.Close()
-		return nil, nil, nil, nil, err
+		if g.node != nil {
+			_ = g.node.Close()
+		}
+		return nil, err
 	}
 	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
 	srv.On("chat", func(c *netcode.Conn, msg []byte) {
@@ -350,7 +403,55 @@ func newServer(o options, log *slog.Logger, httpLn net.Listener) (*netcode.Serve
 			_ = hub.To(g.Name()).Except(c).Emit("chat", msg)
 		}
 	})
-	return srv, hub, ws, tlsConf, nil
+	return g, nil
+}
+
+// joinCluster starts this node's membership of the -cluster: its embedded
+// NATS server (or a connection to -nats) and its directory entry, with the
+// URLs clients dial for it: -public-addr, else its listen addresses.
+func joinCluster(o options, srv *netcode.Server, httpLn net.Listener, tokens *netcode.Tokens, log *slog.Logger) (*cluster.Node, error) {
+	addrs := o.publicAddrs
+	if len(addrs) == 0 {
+		list := srv.Addrs()
+		if o.quicAddr != "" {
+			addrs, list = append(addrs, "quic://"+dialable(list[0])), list[1:]
+		}
+		if o.kcpAddr != "" {
+			addrs = append(addrs, "kcp://"+dialable(list[0]))
+		}
+		if o.ws && httpLn != nil {
+			scheme := "ws://"
+			if o.httpTLS {
+				scheme = "wss://"
+			}
+			addrs = append(addrs, scheme+dialable(httpLn.Addr())+"/ws")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := cluster.Start(ctx, cluster.Config{
+		Name: o.clusterName, NodeID: o.nodeID, Addrs: addrs,
+		NATS: o.natsURL, Listen: o.natsListen, ClusterListen: o.natsCluster, Routes: o.natsRoutes,
+		Tokens: tokens, Logger: log,
+	}, func() int { return int(srv.Metrics().ConnsActive) })
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cluster joined", "cluster", o.clusterName, "node", n.ID(), "nats", n.NATSURL(), "addrs", addrs)
+	return n, nil
+}
+
+// dialable is a listen address as clients dial it: an unspecified host
+// (":7777", "0.0.0.0") becomes 127.0.0.1; give -public-addr elsewhere.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // newWebSocket is the WebSocket listener for the side port at addr: the
@@ -439,7 +540,8 @@ func pageOptions(o options, srv *netcode.Server, next http.Handler) web.Options 
 // sideHandler serves the HTTP side port: WebSocket clients at /ws (when ws
 // is not nil), health, the room list, metrics in the Prometheus text format
 // and as JSON, and the profiles with -pprof.
-func sideHandler(srv *netcode.Server, hub *rooms.Hub, ws *websocket.Listener, withPprof bool) http.Handler {
+func sideHandler(g *game, withPprof bool) http.Handler {
+	srv, hub, ws := g.srv, g.hub, g.ws
 	mux := http.NewServeMux()
 	if ws != nil {
 		mux.Handle("/ws", ws)
@@ -447,9 +549,18 @@ func sideHandler(srv *netcode.Server, hub *rooms.Hub, ws *websocket.Listener, wi
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /rooms", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, hub.Rooms())
+	mux.HandleFunc("GET /rooms", func(w http.ResponseWriter, r *http.Request) {
+		if g.node == nil {
+			writeJSON(w, hub.Rooms())
+			return
+		}
+		writeJSON(w, clusterRooms(r.Context(), g))
 	})
+	if g.node != nil {
+		mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, g.node.Nodes())
+		})
+	}
 	metricsJSON := func(w http.ResponseWriter, _ *http.Request) {
 		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds(), "runtime": runtimeFigures()}
 		if ks, ok := srv.KCPStats(); ok {
@@ -537,4 +648,36 @@ func resumeWindow(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// clusterRoom is a room of /rooms in a cluster: the directory's entry, with
+// the figures of a room this node owns.
+type clusterRoom struct {
+	rooms.RoomInfo
+	Owner string `json:"owner"`
+}
+
+// clusterRooms lists the cluster's rooms, each with its owner node; with
+// the directory unreachable, this node's own.
+func clusterRooms(ctx context.Context, g *game) []clusterRoom {
+	local := map[string]rooms.RoomInfo{}
+	for _, ri := range g.hub.Rooms() {
+		local[ri.Name] = ri
+	}
+	list, err := g.node.Rooms(ctx)
+	out := make([]clusterRoom, 0, len(list))
+	if err != nil {
+		for _, ri := range local {
+			out = append(out, clusterRoom{ri, g.node.ID()})
+		}
+		return out
+	}
+	for _, e := range list {
+		ri, ok := local[e.Name]
+		if !ok || e.Owner != g.node.ID() {
+			ri = rooms.RoomInfo{Name: e.Name, Kind: e.Kind}
+		}
+		out = append(out, clusterRoom{ri, e.Owner})
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -175,4 +176,85 @@ func TestWebSocketOverTLS(t *testing.T) {
 	jr, err := rooms.Join(dctx, cl, arena.Kind, "tls")
 	require.NoError(t, err)
 	require.Equal(t, "tls", jr.Room)
+}
+
+// Two game servers in one -cluster, each with its embedded NATS routed to
+// the other's: a room joined through either node is the one room, on the
+// node that made it; /rooms on both lists it with its owner, /nodes both
+// nodes.
+func TestClusterOfTwo(t *testing.T) {
+	freePort := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	routes := []string{fmt.Sprintf("127.0.0.1:%d", freePort()), fmt.Sprintf("127.0.0.1:%d", freePort())}
+	type addrs struct{ quic, http net.Addr }
+	nodes := make([]addrs, 2)
+	ready := []chan addrs{make(chan addrs, 1), make(chan addrs, 1)}
+	for i := range 2 { // at once: each waits for the other's NATS to form JetStream's cluster
+		o := options{quicAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID,
+			clusterName: "t", nodeID: fmt.Sprintf("n%d", i+1), natsListen: "127.0.0.1:0", natsCluster: routes[i], natsRoutes: []string{"nats://" + routes[1-i]}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, _, h net.Addr) { ready[i] <- addrs{q, h} })
+		}()
+		t.Cleanup(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	for i := range 2 {
+		select {
+		case nodes[i] = <-ready[i]:
+		case <-time.After(60 * time.Second):
+			t.Fatal("node not ready")
+		}
+	}
+	cfg := func() netcode.ClientConfig {
+		tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
+		require.NoError(t, err)
+		return netcode.ClientConfig{InsecureSkipVerify: true, Token: tok}
+	}
+	for _, n := range nodes {
+		c := cfg()
+		cl, err := netcode.Dial(context.Background(), "quic://"+n.quic.String(), c)
+		require.NoError(t, err)
+		cl, jr, err := rooms.JoinFollow(context.Background(), cl, c, nil, arena.Kind, "shared")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		require.Equal(t, "shared", jr.Room)
+	}
+	getJSON := func(url string, v any) {
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+	}
+	for i, n := range nodes {
+		var list []struct {
+			Name, Owner string
+			Members     int
+		}
+		getJSON("http://"+n.http.String()+"/rooms", &list)
+		require.Len(t, list, 1)
+		require.Equal(t, "shared", list[0].Name)
+		require.Equal(t, "n1", list[0].Owner)
+		if i == 0 {
+			require.Equal(t, 2, list[0].Members, "both clients in the room, on the node that made it")
+		}
+		var ns []struct {
+			ID    string
+			Addrs []string
+		}
+		nt.Eventually(t, func() bool {
+			getJSON("http://"+n.http.String()+"/nodes", &ns)
+			return len(ns) == 2
+		}, "both nodes listed")
+		require.Equal(t, "n1", ns[0].ID)
+		require.Contains(t, ns[0].Addrs, "quic://"+nodes[0].quic.String())
+	}
 }

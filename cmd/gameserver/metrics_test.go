@@ -122,14 +122,15 @@ func pollMetrics(t *testing.T, base, what string, cond func(scrape) bool) scrape
 func testServer(t *testing.T) (*netcode.Server, *rooms.Hub, string) {
 	t.Helper()
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
-	srv, hub, _, _, err := newServer(o, slog.New(slog.DiscardHandler), nil)
+	g, err := newServer(o, slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
+	srv, hub := g.srv, g.hub
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = srv.Serve(context.Background())
 	}()
-	side := httptest.NewServer(sideHandler(srv, hub, nil, false))
+	side := httptest.NewServer(sideHandler(g, false))
 	t.Cleanup(func() {
 		side.Close()
 		_ = srv.Close()
