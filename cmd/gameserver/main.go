@@ -82,10 +82,10 @@ type options struct {
 	tokenLifetime, sessionTimeout       time.Duration
 
 	// The cluster (-cluster): empty clusterName runs a single node.
-	clusterName, nodeID       string
-	natsURL                   string
-	natsListen, natsCluster   string
-	natsRoutes, publicAddrs   []string
+	clusterName, nodeID     string
+	natsURL                 string
+	natsListen, natsCluster string
+	natsRoutes, publicAddrs []string
 }
 
 func main() {
