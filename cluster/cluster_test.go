@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -263,4 +264,76 @@ func TestNodeLossCleansTheDirectory(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "on-node3", jr.Room)
 	require.NotNil(t, nodes[0].hub.Room("on-node3"), "the room again, on a live node")
+}
+
+// With its NATS down for 5 s, a node goes on: its rooms keep ticking for
+// their members; a new room's claim fails at once with the typed
+// ErrUnavailable; once NATS is back, claims succeed again.
+func TestNATSOutage(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	startNATS := func() *natsserver.Server {
+		ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+		require.NoError(t, err)
+		go ns.Start()
+		require.True(t, ns.ReadyForConnections(10*time.Second))
+		return ns
+	}
+	ns := startNATS()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+
+	tc, err := netcode.DevTLSConfig()
+	require.NoError(t, err)
+	srv, err := netcode.NewServer(netcode.Config{QUICAddr: "127.0.0.1:0", TLS: tc, Tokens: tokens})
+	require.NoError(t, err)
+	cn, err := cluster.Start(context.Background(), cluster.Config{Name: "outage", NodeID: "solo", NATS: ns.ClientURL(),
+		Addrs: []string{"quic://" + srv.Addrs()[0].String()}, Tokens: tokens}, nil)
+	require.NoError(t, err)
+	ad, err := cn.Adapter()
+	require.NoError(t, err)
+	hub := rooms.NewHub(srv, rooms.HubOptions{Adapter: ad, Directory: cn.Directory()})
+	require.NoError(t, hub.Define(arena.Kind, func() rooms.Game { return arena.New() }, rooms.Options{}))
+	nd := &node{srv: srv, hub: hub, cl: cn, done: make(chan struct{})}
+	go func() {
+		defer close(nd.done)
+		_ = srv.Serve(context.Background())
+	}()
+	t.Cleanup(nd.stop)
+
+	snaps := make(chan uint32, 4096)
+	player := dial(t, nd, func(c *netcode.Client) {
+		c.OnSnapshot(func(tick uint32, _ []byte) {
+			select {
+			case snaps <- tick:
+			default:
+			}
+		})
+	})
+	_, err = rooms.Join(context.Background(), player, arena.Kind, "before")
+	require.NoError(t, err)
+	nt.Recv(t, snaps, "a snapshot")
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	for len(snaps) > 0 {
+		<-snaps
+	}
+	other := dial(t, nd, nil)
+	start := time.Now()
+	_, err = rooms.Join(context.Background(), other, arena.Kind, "during")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), cluster.ErrUnavailable.Error(), "a typed refusal")
+	require.Less(t, time.Since(start), 2*time.Second, "at once, not at a timeout")
+	time.Sleep(5 * time.Second)
+	require.Greater(t, len(snaps), 100, "the room ticked on for its member: %d snapshots in 5 s", len(snaps))
+	_, err = player.Request(context.Background(), "nothing", nil)
+	var re *netcode.RemoteError
+	require.ErrorAs(t, err, &re, "the node still answers")
+
+	ns = startNATS()
+	require.Eventually(t, func() bool { // slowly: $join has a budget
+		_, err = rooms.Join(context.Background(), other, arena.Kind, "after")
+		return err == nil
+	}, 15*time.Second, 250*time.Millisecond, "claims succeed once NATS is back: %v", err)
+	require.NotNil(t, hub.Room("after"))
 }

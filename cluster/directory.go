@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/roomwire/roomwire/netcode"
@@ -282,6 +283,9 @@ func (d directory) Claim(c *netcode.Conn, kind, room string) (*rooms.Redirect, e
 	n.mu.Unlock()
 	if mine {
 		return nil, nil
+	}
+	if !n.nc.IsConnected() { // fail at once, not at the timeout
+		return nil, unavailable("claim room "+room, nats.ErrConnectionClosed)
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
