@@ -37,7 +37,7 @@ type node struct {
 
 var tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: nt.ProtocolID}
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()
@@ -46,7 +46,7 @@ func freePort(t *testing.T) int {
 
 // startCluster starts n nodes on loopback, each a game server with an
 // embedded NATS server routed to the others.
-func startCluster(t *testing.T, n int, ttl time.Duration) []*node {
+func startCluster(t testing.TB, n int, ttl time.Duration) []*node {
 	t.Helper()
 	routes := make([]string, n)
 	listen := make([]string, n)
@@ -73,7 +73,7 @@ func startCluster(t *testing.T, n int, ttl time.Duration) []*node {
 	return nodes
 }
 
-func startNode(t *testing.T, i int, routeAddr string, routes []string, ttl time.Duration) (*node, error) {
+func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.Duration) (*node, error) {
 	tc, err := netcode.DevTLSConfig()
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func clientConfig() netcode.ClientConfig {
 	return netcode.ClientConfig{InsecureSkipVerify: true, Token: nt.Token()}
 }
 
-func dial(t *testing.T, nd *node, setup func(*netcode.Client)) *netcode.Client {
+func dial(t testing.TB, nd *node, setup func(*netcode.Client)) *netcode.Client {
 	t.Helper()
 	cl := netcode.NewClient(clientConfig())
 	if setup != nil {
