@@ -195,9 +195,27 @@ type Report struct {
 	// Resumed counts the times a bot's client resumed its session on a new
 	// transport after losing one (netcode's Client.OnBack), over all bots.
 	Resumed int64 `json:"resumed"`
+	// Away counts the times a bot's client lost its transport and began to
+	// resume (Client.OnAway), over all bots: each is followed by a resume
+	// (Resumed) or the end of the connection.
+	Away int64 `json:"away"`
 	// Expired counts the bots whose connection ended because the server
 	// let their session expire while they were away (netcode.IsExpired).
 	Expired int64 `json:"expired"`
+	// Blackouts counts the bots' dark windows (Config.Blackout) that ended
+	// while the bot was in its room, over all bots.
+	Blackouts int64 `json:"blackouts"`
+	// SnapshotResume is, over those blackouts, the time from the end of
+	// the dark window (the bot's network lit again) to the first snapshot
+	// the bot received after it; SnapshotResumeCount how many blackouts
+	// were followed by one before the next ended or the bot stopped.
+	// ResumeAfter is the time from the end of the dark window to the
+	// client's resume (OnBack), ResumeCount how many blackouts ended in
+	// one: a transport that lived through a short blackout needs none.
+	SnapshotResume      Percentiles `json:"snapshot_resume_ms"`
+	SnapshotResumeCount int64       `json:"snapshot_resume_count"`
+	ResumeAfter         Percentiles `json:"resume_ms"`
+	ResumeCount         int64       `json:"resume_count"`
 	// HistoryChecked counts the history echoes the bots checked
 	// (Config.History); HistoryViolations those that broke exactly-once,
 	// in-order delivery, plus the counters never echoed: the sum of
@@ -267,7 +285,7 @@ type run struct {
 	eventsSent, eventsAckd atomic.Int64
 	snapshots              atomic.Int64
 	inputsSent             atomic.Int64
-	resumed, expired       atomic.Int64
+	resumed, expired, away atomic.Int64
 
 	mu        sync.Mutex
 	rtt       *hdrhistogram.Histogram // microseconds
@@ -284,6 +302,9 @@ type run struct {
 	underruns uint64
 	undecod   uint64
 	hist      historyResult
+	blackouts int64
+	snapBack  *hdrhistogram.Histogram // blackout end to first snapshot, microseconds
+	resBack   *hdrhistogram.Histogram // blackout end to OnBack, microseconds
 	errs      map[string]int
 }
 
@@ -296,13 +317,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var idb [4]byte
 	_, _ = rand.Read(idb[:])
 	r := &run{
-		cfg:   cfg,
-		addrs: strings.Split(cfg.Addr, ","),
-		runID: hex.EncodeToString(idb[:]),
-		rtt:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
-		gap:   hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
-		delay: newDelayHistogram(),
-		errs:  make(map[string]int),
+		cfg:      cfg,
+		addrs:    strings.Split(cfg.Addr, ","),
+		runID:    hex.EncodeToString(idb[:]),
+		rtt:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		gap:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		delay:    newDelayHistogram(),
+		snapBack: newDelayHistogram(),
+		resBack:  newDelayHistogram(),
+		errs:     make(map[string]int),
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -401,7 +424,13 @@ func (r *run) report(elapsed time.Duration) Report {
 
 		SnapshotsUndecodable: r.undecod,
 		Resumed:              r.resumed.Load(),
+		Away:                 r.away.Load(),
 		Expired:              r.expired.Load(),
+		Blackouts:            r.blackouts,
+		SnapshotResume:       percentiles(r.snapBack, true),
+		SnapshotResumeCount:  r.snapBack.TotalCount(),
+		ResumeAfter:          percentiles(r.resBack, true),
+		ResumeCount:          r.resBack.TotalCount(),
 		HistoryChecked:       r.hist.Checked,
 		HistoryViolations:    r.hist.violations(),
 		HistoryLost:          r.hist.Lost,
@@ -518,6 +547,10 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	if cfg.Blackout.Length > 0 {
 		network = impair.NewNetwork(cfg.Blackout)
 	}
+	var rec *recovery // nil without a blackout
+	if network != nil {
+		rec = newRecovery()
+	}
 	var hist *historyCheck
 	if cfg.History && !cfg.Idle {
 		hist = newHistoryCheck()
@@ -533,7 +566,9 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 			return
 		}
 		r.snapshots.Add(1)
-		now := time.Now().UnixNano()
+		at := time.Now()
+		rec.snapshot(at)
+		now := at.UnixNano()
 		if prev := lastSnap.Swap(now); prev != 0 {
 			localMu.Lock()
 			_ = local.RecordValue((now - prev) / int64(time.Microsecond))
@@ -571,7 +606,11 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		cl = netcode.NewClient(ccfg)
 		cl.OnSnapshot(onSnapshot)
 		cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
-		cl.OnBack(func() { r.resumed.Add(1) })
+		cl.OnAway(func(error) { r.away.Add(1) })
+		cl.OnBack(func() {
+			r.resumed.Add(1)
+			rec.backAt(time.Now())
+		})
 		if hist != nil {
 			cl.On(arena.HistoryEvent, hist.echo)
 		}
@@ -618,11 +657,15 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	}
 	r.eventsAckd.Add(1)
 	r.connected.Add(1)
-	joined.Store(true)
 	joinedAt := time.Now()
+	// The blackouts that can end while the bot plays, drains and waits for
+	// its last echoes.
+	rec.arm(cfg.Blackout, connectedAt, joinedAt, joinedAt.Sub(connectedAt)+playFor+cfg.Drain+historyTail+time.Second)
+	joined.Store(true)
 
 	t := &tally{delay: newDelayHistogram(), hist: hist}
 	r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
+	blackouts := rec.finish(time.Now())
 
 	inRoom := time.Since(joinedAt).Seconds()
 	st := cl.Stats()
@@ -640,6 +683,11 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	r.undecod += st.SnapshotsUndecodable
 	if hist != nil {
 		r.hist.add(hist.finish(t.histTail))
+	}
+	if rec != nil {
+		r.blackouts += blackouts
+		r.snapBack.Merge(rec.snap)
+		r.resBack.Merge(rec.back)
 	}
 	localMu.Lock()
 	r.gap.Merge(local)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -267,29 +269,175 @@ func TestRunBlackoutRefuses(t *testing.T) {
 	require.Contains(t, rep.Errors[0], "cannot darken wt://")
 }
 
-// A 3 s blackout outlasts the client's 2 s dead-transport detection: every
-// bot resumes its session, and the history check finds every reliable
-// event of both directions delivered once and in order.
-func TestRunBlackoutResumes(t *testing.T) {
-	srv, _ := startServer(t)
+// blackoutTransports are the transports a blackout darkens.
+var blackoutTransports = []string{"quic", "kcp", "ws"}
+
+// blackoutRun is one transport's run of runEachTransport.
+type blackoutRun struct {
+	srv  *netcode.Server
+	rep  loadtest.Report
+	err  error
+	took time.Duration
+}
+
+// runEachTransport runs cfg (its Addr set here) on each of quic, kcp and ws
+// at once, each against a server of its own started with startServer and
+// then given to prepare (if set), and returns the runs by transport name.
+// The runs go on goroutines of their own rather than as parallel subtests,
+// which -parallel (GOMAXPROCS by default: 2 on a 2-core machine) would run
+// two at a time.
+func runEachTransport(t *testing.T, cfg loadtest.Config, prepare func(*netcode.Server)) map[string]*blackoutRun {
+	t.Helper()
 	key := token.DevKey
-	addrs := srv.Addrs()
-	for _, addr := range []string{"quic://" + addrs[0].String(), "kcp://" + addrs[1].String(), nt.WebSocketURL(srv)} {
-		rep, err := loadtest.Run(context.Background(), loadtest.Config{
-			Addr:     addr,
-			Insecure: true,
-			TokenKey: &key,
-			Bots:     4,
-			PerRoom:  2,
-			Duration: 6 * time.Second,
-			Blackout: impair.Blackout{Start: time.Second, Length: 3 * time.Second},
-		})
-		require.NoError(t, err, addr)
-		require.Empty(t, rep.Errors, addr)
-		require.Equal(t, 4, rep.Connected, addr)
-		require.EqualValues(t, 4, rep.Resumed, "%s: every bot resumed", addr)
-		require.Zero(t, rep.Expired, addr)
-		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(4*40), addr)
-		require.Zero(t, rep.HistoryViolations, "%s: lost %d, duplicated %d, reordered %d", addr, rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+	cfg.Insecure, cfg.TokenKey = true, &key
+	runs := make(map[string]*blackoutRun)
+	var wg sync.WaitGroup
+	for _, name := range blackoutTransports {
+		srv, _ := startServer(t)
+		if prepare != nil {
+			prepare(srv)
+		}
+		addrs := srv.Addrs()
+		c := cfg
+		c.Addr = map[string]string{"quic": "quic://" + addrs[0].String(), "kcp": "kcp://" + addrs[1].String(), "ws": nt.WebSocketURL(srv)}[name]
+		run := &blackoutRun{srv: srv}
+		runs[name] = run
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			begin := time.Now()
+			run.rep, run.err = loadtest.Run(context.Background(), c)
+			run.took = time.Since(begin)
+		}()
 	}
+	wg.Wait()
+	return runs
+}
+
+// eachTransport runs check on each transport's run as a subtest.
+func eachTransport(t *testing.T, runs map[string]*blackoutRun, check func(t *testing.T, run *blackoutRun)) {
+	t.Helper()
+	for _, name := range blackoutTransports {
+		t.Run(name, func(t *testing.T) {
+			run := runs[name]
+			require.NoError(t, run.err)
+			check(t, run)
+		})
+	}
+}
+
+// A 3 s blackout outlasts the client's 2 s dead-transport detection: every
+// bot resumes its session, the history check finds every reliable event of
+// both directions delivered once and in order, and snapshots flow again
+// soon after the network returns.
+func TestRunBlackoutResumes(t *testing.T) {
+	t.Parallel()
+	runs := runEachTransport(t, loadtest.Config{
+		Bots:     4,
+		PerRoom:  2,
+		Duration: 6 * time.Second,
+		Blackout: impair.Blackout{Start: time.Second, Length: 3 * time.Second},
+	}, nil)
+	eachTransport(t, runs, func(t *testing.T, run *blackoutRun) {
+		rep := run.rep
+		require.Empty(t, rep.Errors)
+		require.Equal(t, 4, rep.Connected)
+		require.EqualValues(t, 4, rep.Resumed, "every bot resumed")
+		require.Zero(t, rep.Expired)
+		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(4*40))
+		require.Zero(t, rep.HistoryViolations, "lost %d, duplicated %d, reordered %d", rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+		// Each bot's one blackout ended in its room, and was followed by a
+		// resume and by snapshots again, soon.
+		t.Logf("resumed %.0f ms (p50) %.0f ms (max), snapshots back %.0f ms (p50) %.0f ms (max) after the network returned",
+			rep.ResumeAfter.P50, rep.ResumeAfter.Max, rep.SnapshotResume.P50, rep.SnapshotResume.Max)
+		require.EqualValues(t, 4, rep.Blackouts)
+		require.EqualValues(t, 4, rep.Away)
+		require.EqualValues(t, 4, rep.ResumeCount, "each resume after its blackout ended")
+		require.EqualValues(t, 4, rep.SnapshotResumeCount, "snapshots after every blackout")
+		require.Greater(t, rep.SnapshotResume.P50, 0.0)
+		require.GreaterOrEqual(t, rep.SnapshotResume.Max, rep.SnapshotResume.P99)
+		require.Less(t, rep.SnapshotResume.P99, 2000.0, "snapshots flow again within 2 s of the network's return")
+	})
+}
+
+// A 15 s blackout outlasts the server's default 10 s resume window: every
+// bot's session expires (the client gives up when the window the server
+// granted has passed, the server too), none resumes, and the history check
+// finds every echo of what was delivered before the blackout exactly once
+// and in order. The counters emitted in the dark and never echoed are not
+// lost: the connection ended, and nothing promised them (historyCheck's
+// finish without tail).
+func TestRunBlackoutExpires(t *testing.T) {
+	t.Parallel()
+	runs := runEachTransport(t, loadtest.Config{
+		Bots:     4,
+		PerRoom:  2,
+		Duration: 25 * time.Second,
+		Blackout: impair.Blackout{Start: 2 * time.Second, Length: 15 * time.Second},
+	}, nil)
+	eachTransport(t, runs, func(t *testing.T, run *blackoutRun) {
+		rep := run.rep
+		t.Logf("run took %v; %d echoes checked; errors %v", run.took.Round(time.Millisecond), rep.HistoryChecked, rep.Errors)
+		require.Equal(t, 4, rep.Connected)
+		require.EqualValues(t, 4, rep.Away, "every bot lost its transport")
+		require.EqualValues(t, 4, rep.Expired, "every bot's session expired")
+		require.Zero(t, rep.Resumed)
+		require.Zero(t, rep.Blackouts, "the sessions ended in the dark")
+		require.Zero(t, rep.SnapshotResumeCount)
+		// Dark at 2 s, dead after 2 s more, then the 10 s window: the
+		// bots end at about 14 s after connecting, not at their
+		// blackout's end (17 s) nor their duration's.
+		require.Less(t, run.took, 17*time.Second, "the bots ended when their sessions expired")
+		require.Greater(t, run.took, 12*time.Second, "the bots waited out the resume window")
+		var disconnects []string
+		for _, e := range rep.Errors {
+			if strings.HasPrefix(e, "disconnected: ") {
+				disconnects = append(disconnects, e)
+			}
+		}
+		require.Len(t, disconnects, 1, "the same disconnect for every bot: %v", rep.Errors)
+		require.Contains(t, disconnects[0], "session expired: not resumed within 10s (×4)")
+		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(4*15), "about 20 echoes a bot before the dark")
+		require.Zero(t, rep.HistoryViolations, "lost %d, duplicated %d, reordered %d", rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+		nt.Eventually(t, func() bool { return run.srv.Metrics().Closes["expired"] == 4 }, "the server let the four sessions expire too: %v", run.srv.Metrics().Closes)
+	})
+}
+
+// Blackouts of 2 s every 5 s for 30 s: each either outlasts the client's
+// 2 s dead-transport detection, and the session resumes, or the transport
+// lives through it; either way no session expires, no connection ends,
+// snapshots flow again after every blackout, and every reliable event of
+// both directions is delivered once and in order.
+func TestRunBlackoutRepeats(t *testing.T) {
+	t.Parallel()
+	const bots, windows = 4, 5 // dark at 5, 10, 15, 20 and 25 s
+	serverBack := make(map[*netcode.Server]*atomic.Int64)
+	runs := runEachTransport(t, loadtest.Config{
+		Bots:     bots,
+		PerRoom:  2,
+		Duration: 30 * time.Second,
+		Blackout: impair.Blackout{Start: 5 * time.Second, Length: 2 * time.Second, Every: 5 * time.Second, Until: 30 * time.Second},
+	}, func(srv *netcode.Server) {
+		n := new(atomic.Int64)
+		serverBack[srv] = n
+		srv.OnBack(func(*netcode.Conn) { n.Add(1) })
+	})
+	eachTransport(t, runs, func(t *testing.T, run *blackoutRun) {
+		rep := run.rep
+		t.Logf("%d blackouts: %d away, %d resumed (server %d); %d echoes checked; resumed %.0f/%.0f ms (p50/max), snapshots back %.0f/%.0f ms (p50/max)",
+			rep.Blackouts, rep.Away, rep.Resumed, serverBack[run.srv].Load(), rep.HistoryChecked,
+			rep.ResumeAfter.P50, rep.ResumeAfter.Max, rep.SnapshotResume.P50, rep.SnapshotResume.Max)
+		require.Empty(t, rep.Errors, "no connection ended")
+		require.Equal(t, bots, rep.Connected)
+		require.Zero(t, rep.Expired)
+		require.EqualValues(t, bots*windows, rep.Blackouts)
+		require.EqualValues(t, rep.Blackouts, rep.SnapshotResumeCount, "snapshots flowed again after every blackout")
+		require.Equal(t, rep.Away, rep.Resumed, "every transport lost was resumed")
+		require.Equal(t, rep.Resumed, rep.ResumeCount, "each resume came after a blackout's end, one for each")
+		require.LessOrEqual(t, rep.Resumed, rep.Blackouts)
+		require.GreaterOrEqual(t, serverBack[run.srv].Load(), rep.Resumed, "the server resumed each session the client resumed")
+		require.GreaterOrEqual(t, rep.HistoryChecked, uint64(bots*250), "about 300 echoes a bot")
+		require.Zero(t, rep.HistoryViolations, "lost %d, duplicated %d, reordered %d", rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
+		require.Zero(t, run.srv.Metrics().Closes["expired"])
+	})
 }

@@ -233,7 +233,10 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 		return errors.New("netcode: Connect called twice")
 	}
 	c.url = rawURL
-	sess, err := c.dialAny(ctx, rawURL)
+	sess, scheme, err := c.dialAny(ctx, rawURL)
+	if err == nil {
+		c.transport.Store(&scheme)
+	}
 	if err != nil {
 		close(c.done)
 		if _, ok := transport.AsCloseError(err); ok {
@@ -279,15 +282,15 @@ func (c *Client) Connect(ctx context.Context, rawURL string) error {
 }
 
 // dialAny dials the comma-separated URLs of rawURLs in turn until one
-// connects (see Dial); it records the transport it ended on.
-func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session, error) {
+// connects (see Dial); it returns the scheme of the one it ended on.
+func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session, string, error) {
 	urls := strings.Split(rawURLs, ",")
 	var errs []error
 	for i, raw := range urls {
 		raw = strings.TrimSpace(raw)
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("netcode: bad server URL %q: %w", raw, err)
+			return nil, "", fmt.Errorf("netcode: bad server URL %q: %w", raw, err)
 		}
 		dctx, cancel := ctx, context.CancelFunc(func() {})
 		last := i == len(urls)-1
@@ -297,19 +300,18 @@ func (c *Client) dialAny(ctx context.Context, rawURLs string) (transport.Session
 		sess, err := c.dial(dctx, u, raw)
 		cancel()
 		if err == nil {
-			c.transport.Store(&u.Scheme)
-			return sess, nil
+			return sess, u.Scheme, nil
 		}
 		if len(urls) == 1 {
-			return nil, err
+			return nil, "", err
 		}
 		if _, refused := transport.AsCloseError(err); refused || ctx.Err() != nil {
-			return nil, fmt.Errorf("netcode: connect %s: %w", raw, err)
+			return nil, "", fmt.Errorf("netcode: connect %s: %w", raw, err)
 		}
 		c.cfg.Logger.Info("transport failed; trying the next", "url", raw, "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", raw, err))
 	}
-	return nil, fmt.Errorf("netcode: no transport connected: %w", errors.Join(errs...))
+	return nil, "", fmt.Errorf("netcode: no transport connected: %w", errors.Join(errs...))
 }
 
 func (c *Client) dial(ctx context.Context, u *url.URL, rawURL string) (transport.Session, error) {

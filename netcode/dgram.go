@@ -39,13 +39,16 @@ type dgramQueue struct {
 	// transport sends without blocking (read without the turn).
 	direct atomic.Bool
 
-	mu     sync.Mutex
-	snap   *Snapshot
-	ring   [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
-	tags   [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
-	head   int
-	n      int
-	shut   bool
+	mu   sync.Mutex
+	snap *Snapshot
+	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
+	tags [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
+	head int
+	n    int
+	shut bool // the connection closed: for good
+	// gone: the session failed under the sender; until a resume attaches
+	// another (attach), nothing is queued or sent.
+	gone   bool
 	sender worker
 	done   <-chan struct{} // the connection's end
 
@@ -88,6 +91,9 @@ func (q *dgramQueue) attach(sess transport.Session) {
 	if q.snaps != nil {
 		q.snaps.acked.Store(0) // the next snapshot is whole
 	}
+	q.mu.Lock()
+	q.gone = false
+	q.mu.Unlock()
 	q.turn.Unlock()
 	q.signal()
 }
@@ -103,7 +109,7 @@ func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
+	if q.shut || q.gone || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.putSnapshot(s)
@@ -111,6 +117,9 @@ func (q *dgramQueue) sendSnapshotNow(s *Snapshot, b *transport.Batch) {
 	}
 	q.mu.Unlock()
 	sent, ok := q.sendSnapshot(s, b, false)
+	if !ok {
+		q.drop(false)
+	}
 	q.turn.Unlock()
 	if ok && !sent {
 		q.putSnapshot(s) // would block: the sender goroutine takes it
@@ -125,7 +134,7 @@ func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
 		return
 	}
 	q.mu.Lock()
-	if q.shut || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
+	if q.shut || q.gone || q.n > 0 || q.snap != nil || !q.direct.Load() { // moved to a transport that may block
 		q.mu.Unlock()
 		q.turn.Unlock()
 		q.put(kind, body, tag)
@@ -144,14 +153,14 @@ func (q *dgramQueue) putNow(kind unreliable.Kind, body []byte, tag uint64) {
 // signal wakes the sender goroutine, or starts it unless the queue is shut.
 func (q *dgramQueue) signal() {
 	q.mu.Lock()
-	q.sender.kick(&q.mu, !q.shut, q.spawn)
+	q.sender.kick(&q.mu, !q.shut && !q.gone, q.spawn)
 }
 
 // putSnapshot queues s, replacing an unsent older snapshot.
 func (q *dgramQueue) putSnapshot(s *Snapshot) {
 	s.retain()
 	q.mu.Lock()
-	if q.shut {
+	if q.shut || q.gone {
 		q.mu.Unlock()
 		s.Release()
 		return
@@ -171,7 +180,7 @@ func (q *dgramQueue) putSnapshot(s *Snapshot) {
 // the peer acknowledges the datagram.
 func (q *dgramQueue) put(kind unreliable.Kind, body []byte, tag uint64) {
 	q.mu.Lock()
-	if q.shut {
+	if q.shut || q.gone {
 		q.mu.Unlock()
 		return
 	}
@@ -188,10 +197,19 @@ func (q *dgramQueue) put(kind unreliable.Kind, body []byte, tag uint64) {
 	q.signal()
 }
 
-// close drops whatever is queued and refuses more.
-func (q *dgramQueue) close() {
+// close drops whatever is queued and refuses more, for good.
+func (q *dgramQueue) close() { q.drop(true) }
+
+// drop drops whatever is queued and refuses more: for good (shut), or
+// until a resume attaches another session (gone; the turn holder only,
+// so that an attach cannot come between the failure and this).
+func (q *dgramQueue) drop(shut bool) {
 	q.mu.Lock()
-	q.shut = true
+	if shut {
+		q.shut = true
+	} else {
+		q.gone = true
+	}
 	s := q.snap
 	q.snap = nil
 	q.n = 0
@@ -211,9 +229,14 @@ func (q *dgramQueue) sendLoop() {
 	for {
 		q.turn.Lock()
 		ok, copying := q.round()
+		if !ok { // the session is gone: until a resume, if the connection has one
+			q.drop(false)
+			q.mu.Lock()
+			q.sender.running = false // before the turn goes: an attach then starts a new loop
+			q.mu.Unlock()
+		}
 		q.turn.Unlock()
-		if !ok { // the session is gone
-			q.close()
+		if !ok {
 			return
 		}
 		q.mu.Lock()

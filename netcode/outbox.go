@@ -292,7 +292,7 @@ func (o *outbox) loseTransport() {
 // kept frames the peer has not handled) for a new transport, once no
 // write to the old one is under way, and lets the writer go on; attach
 // runs meanwhile, with the queue locked, to switch the transport.
-func (o *outbox) reattach(first, replay []byte, attach func()) {
+func (o *outbox) reattach(first []byte, replay func() []byte, attach func()) {
 	o.mu.Lock()
 	for o.writing { // a write to the old, closed transport is failing
 		o.mu.Unlock()
@@ -300,7 +300,9 @@ func (o *outbox) reattach(first, replay []byte, attach func()) {
 		o.mu.Lock()
 	}
 	attach()
-	o.buf = append(append(o.buf[:0], first...), replay...)
+	// The replay is taken here, under the queue's lock: a frame queued
+	// since the resume began is in it, and none can slip in after.
+	o.buf = append(append(o.buf[:0], first...), replay()...)
 	o.lost = false
 	o.mu.Unlock()
 	o.signal()

@@ -46,6 +46,10 @@ const (
 	// The client's redial backoff: from backoffMin, doubling, to backoffMax.
 	backoffMin = 100 * time.Millisecond
 	backoffMax = time.Second
+	// While a redial has not connected, another starts every raceEvery, up
+	// to raceDials at once (dialRace).
+	raceEvery = 150 * time.Millisecond
+	raceDials = 4
 )
 
 // resumeName is the reserved event a client asks for resume with, and the
@@ -292,13 +296,15 @@ func (p *peer) dropTransport(code CloseCode, reason string) {
 // handles our frames from peerNext on: first (RESUMED, on the server) and
 // the replay go out ahead of anything new. The old transport is closed.
 func (p *peer) switchTo(sess transport.Session, first []byte, peerNext uint32) error {
-	replay, ok := p.res.from(peerNext)
-	if !ok {
+	if _, ok := p.res.from(peerNext); !ok {
 		return errors.New(reasonNotHeld)
 	}
 	old := p.session()
 	_ = old.Close(uint16(CloseNormal), "resumed on another transport")
-	p.out.reattach(first, replay, func() {
+	p.out.reattach(first, func() []byte {
+		replay, _ := p.res.from(peerNext) // held still: only the peer's ACKED trims the log
+		return replay
+	}, func() {
 		p.cur.Store(&sessBox{sess})
 	})
 	p.dq.attach(sess)

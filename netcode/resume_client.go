@@ -172,7 +172,7 @@ func (c *Client) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 func (c *Client) tryResume(limit time.Duration) (*reliable.Reader, uint32, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, limit)
 	defer cancel()
-	sess, err := c.dialAny(ctx, c.url)
+	sess, scheme, err := c.dialRace(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -190,7 +190,7 @@ func (c *Client) tryResume(limit time.Duration) (*reliable.Reader, uint32, error
 	if _, ok := sess.(transport.Challenged); ok {
 		f, err := r.Next()
 		if err != nil {
-			return fail(err)
+			return fail(answerError(err))
 		}
 		if f.Type != reliable.FrameChallenge {
 			return fail(c.firstFrameError(f, "CHALLENGE"))
@@ -216,7 +216,7 @@ func (c *Client) tryResume(limit time.Duration) (*reliable.Reader, uint32, error
 	}
 	f, err := r.Next()
 	if err != nil {
-		return fail(err)
+		return fail(answerError(err))
 	}
 	if f.Type != reliable.FrameResumed {
 		return fail(c.firstFrameError(f, "RESUMED"))
@@ -228,9 +228,92 @@ func (c *Client) tryResume(limit time.Duration) (*reliable.Reader, uint32, error
 		return fail(&CloseError{Code: CloseProtocolError, Reason: "server asks for frames no longer held"})
 	}
 	c.setMaxDatagram(f.MaxDatagram)
+	c.transport.Store(&scheme)
 	// The frames already read with r stay in its buffer: it is the
 	// connection's reader from now on.
 	return r, received, nil
+}
+
+// dialed is the outcome of one of dialRace's dials.
+type dialed struct {
+	sess   transport.Session
+	scheme string
+	err    error
+}
+
+// dialRace dials the client's URLs for a resume, and while no dial has
+// connected, starts another on fresh sockets every raceEvery, up to
+// raceDials at once. A handshake that began in the dark retransmits on a
+// doubling timer (QUIC's Initial at 0.2, 0.6 and 1.4 s), so a lone dial
+// would connect up to 0.8 s after the network is back; a fresh one is at
+// most raceEvery away. The first to connect wins; the others are cancelled,
+// and closed should they connect too.
+func (c *Client) dialRace(ctx context.Context) (transport.Session, string, error) {
+	dctx, cancel := context.WithCancel(ctx)
+	results := make(chan dialed, raceDials)
+	running := 0
+	start := func() {
+		if c.spawn(func() {
+			s, scheme, err := c.dialAny(dctx, c.url)
+			results <- dialed{s, scheme, err}
+		}) {
+			running++
+		}
+	}
+	start()
+	tick := time.NewTicker(raceEvery)
+	defer tick.Stop()
+	var firstErr error
+	for running > 0 {
+		select {
+		case d := <-results:
+			running--
+			if d.err != nil {
+				if firstErr == nil {
+					firstErr = d.err
+				}
+				continue
+			}
+			cancel()
+			if running > 0 && !c.spawn(func() { closeLosers(results, running) }) {
+				closeLosers(results, running)
+			}
+			return d.sess, d.scheme, nil
+		case <-tick.C:
+			if running < raceDials {
+				start()
+			}
+		}
+	}
+	cancel()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return nil, "", firstErr
+}
+
+// closeLosers closes the sessions the n dials still running connect, once
+// they end (their context is cancelled).
+func closeLosers(results <-chan dialed, n int) {
+	for range n {
+		if d := <-results; d.err == nil {
+			_ = d.sess.Close(uint16(CloseNormal), "another dial won")
+			if w, ok := d.sess.(interface{ Wait() }); ok {
+				w.Wait()
+			}
+		}
+	}
+}
+
+// answerError is what a resume attempt learns from a failed read: a
+// transport the server closed with a code (its refusal's CLOSE frame
+// overtaken by the close itself) is the server's final answer, as the
+// frame would have been.
+func answerError(err error) error {
+	if ce, ok := transport.AsCloseError(err); ok && ce.Remote {
+		return &CloseError{Code: CloseCode(ce.Code), Reason: ce.Reason, Remote: true}
+	}
+	return err
 }
 
 // firstFrameError is what a resume attempt learns from an unexpected first

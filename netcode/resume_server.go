@@ -23,6 +23,7 @@ type serverResume struct {
 	watch    *time.Timer
 	lastIn   uint64    // watchSilence's own
 	inAt     time.Time // watchSilence's own
+	watched  *sessBox  // watchSilence's own: the transport inAt is about
 }
 
 // resumeOffer is a new transport whose RESUME passed the checks.
@@ -114,7 +115,8 @@ func (c *Conn) watchSilence() {
 	}
 	in := c.stats.bytesReceived.Load() + c.stats.datagramsReceived.Load()
 	now := time.Now()
-	if in != c.sres.lastIn || c.isAway.Load() {
+	if box := c.cur.Load(); in != c.sres.lastIn || c.isAway.Load() || box != c.sres.watched {
+		c.sres.watched = box // a new transport's silence starts now
 		c.sres.lastIn, c.sres.inAt = in, now
 	} else if now.Sub(c.sres.inAt) >= silentAfter {
 		c.sres.inAt = now

@@ -392,8 +392,7 @@ func (s *twinned) Write(b []byte) (int, error) {
 			s.got <- twinAnswer{err: err}
 			return
 		}
-		go func() {
-			defer func() { _ = s.twin.Close(0, "") }()
+		go func() { // the twin's session stays open: a winner holds the session
 			if _, err := s.twin.Write(resume); err != nil {
 				s.got <- twinAnswer{err: err}
 				return
@@ -441,6 +440,7 @@ func TestResumeConcurrentOneWinner(t *testing.T) {
 				return s, nil
 			}
 			twinOn.Store(false)
+			t.Cleanup(func() { _ = twin.Close(0, "") })
 			return &twinned{closing: s.(*closing), twin: twin.(*closing), ticket: netcode.DialToken(ctx), got: got}, nil
 		}
 	})

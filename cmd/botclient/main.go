@@ -156,8 +156,15 @@ func printTable(w io.Writer, r loadtest.Report) {
 	fmt.Fprintf(tw, "interp delay (ms)\tmean %.2f  p50 %.2f  p99 %.2f\n", r.InterpDelayMean, r.InterpDelay.P50, r.InterpDelay.P99)
 	fmt.Fprintf(tw, "inputs\t%d sent\n", r.InputsSent)
 	fmt.Fprintf(tw, "kbit/s per bot\t%.1f down, %.1f up\n", r.KbpsDown, r.KbpsUp)
-	if r.Resumed > 0 || r.Expired > 0 {
-		fmt.Fprintf(tw, "sessions\t%d resumed, %d expired\n", r.Resumed, r.Expired)
+	if r.Resumed > 0 || r.Expired > 0 || r.Away > 0 {
+		fmt.Fprintf(tw, "sessions\t%d away, %d resumed, %d expired\n", r.Away, r.Resumed, r.Expired)
+	}
+	if r.Blackouts > 0 {
+		fmt.Fprintf(tw, "blackouts\t%d ended while in a room\n", r.Blackouts)
+		fmt.Fprintf(tw, "snapshots back (ms)\tp50 %.2f  p99 %.2f  max %.2f  after %d of them\n",
+			r.SnapshotResume.P50, r.SnapshotResume.P99, r.SnapshotResume.Max, r.SnapshotResumeCount)
+		fmt.Fprintf(tw, "resumed after (ms)\tp50 %.2f  p99 %.2f  max %.2f  after %d of them\n",
+			r.ResumeAfter.P50, r.ResumeAfter.P99, r.ResumeAfter.Max, r.ResumeCount)
 	}
 	if r.HistoryChecked > 0 || r.HistoryViolations > 0 {
 		fmt.Fprintf(tw, "history\t%d echoes checked, %d violations (%d lost, %d duplicated, %d reordered)\n",

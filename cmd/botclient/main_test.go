@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/roomwire/roomwire/loadtest"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 )
 
@@ -34,8 +35,30 @@ func TestBlackoutFlag(t *testing.T) {
 		var rep map[string]any
 		require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), good)
 		require.EqualValues(t, 1, rep["failed"], good)
-		for _, k := range []string{"resumed", "expired", "history_checked", "history_violations"} {
+		for _, k := range []string{"resumed", "away", "expired", "history_checked", "history_violations",
+			"blackouts", "snapshot_resume_ms", "snapshot_resume_count", "resume_ms", "resume_count"} {
 			require.Contains(t, rep, k)
 		}
 	}
+}
+
+// The table shows the sessions and the recovery from blackouts when a run
+// had any, and leaves them out otherwise.
+func TestPrintTableRecovery(t *testing.T) {
+	var plain bytes.Buffer
+	printTable(&plain, loadtest.Report{Transport: "quic", Bots: 1})
+	require.NotContains(t, plain.String(), "sessions")
+	require.NotContains(t, plain.String(), "blackouts")
+
+	var out bytes.Buffer
+	printTable(&out, loadtest.Report{
+		Transport: "quic", Bots: 50, Away: 50, Resumed: 49, Expired: 1, Blackouts: 50,
+		SnapshotResume: loadtest.Percentiles{P50: 433.66, P99: 679.42, Max: 680.5}, SnapshotResumeCount: 49,
+		ResumeAfter: loadtest.Percentiles{P50: 412.42, P99: 663.04, Max: 663.04}, ResumeCount: 49,
+	})
+	s := out.String()
+	require.Contains(t, s, "50 away, 49 resumed, 1 expired")
+	require.Contains(t, s, "50 ended while in a room")
+	require.Regexp(t, `snapshots back \(ms\)\s+p50 433.66  p99 679.42  max 680.50  after 49 of them`, s)
+	require.Regexp(t, `resumed after \(ms\)\s+p50 412.42  p99 663.04  max 663.04  after 49 of them`, s)
 }
