@@ -30,6 +30,8 @@ import (
 // Redirect says where a room of a cluster lives: the URLs of its node's
 // transports, best first, and a connect token (its wire form, as
 // token.ConnectToken.MarshalBinary makes it) for a new connection there.
+// Node, the owner's id, is known on the server only: the wire form has
+// the URLs.
 type Redirect struct {
 	Node  string
 	Addrs []string
@@ -44,7 +46,7 @@ type RedirectError struct {
 }
 
 func (e *RedirectError) Error() string {
-	return fmt.Sprintf("rooms: room %q is on node %s (%s)", e.Room, e.Node, strings.Join(e.Addrs, ","))
+	return fmt.Sprintf("rooms: room %q is on another node (%s)", e.Room, strings.Join(e.Addrs, ","))
 }
 
 func appendRedirect(b []byte, r *Redirect) []byte {
@@ -175,7 +177,7 @@ func JoinFollow(ctx context.Context, c *netcode.Client, cfg netcode.ClientConfig
 			setup(next)
 		}
 		if err := next.Connect(ctx, strings.Join(re.Addrs, ",")); err != nil {
-			return c, JoinResult{}, fmt.Errorf("rooms: following the redirect to %s: %w", re.Node, err)
+			return c, JoinResult{}, fmt.Errorf("rooms: following the redirect to %s: %w", strings.Join(re.Addrs, ","), err)
 		}
 		_ = c.Close()
 		c = next
