@@ -4,7 +4,7 @@ BOTS ?= 50
 DURATION ?= 20s
 DEMO_ADDR ?= quic://127.0.0.1:7777
 
-.PHONY: run test bench demo fuzz build vet matrix soak perf perf-idle cluster
+.PHONY: run test bench demo fuzz build vet matrix soak perf perf-idle cluster cluster-demo
 
 run:
 	$(GO) run ./cmd/gameserver
@@ -142,3 +142,13 @@ cluster:
 	  pids="$$pids $$!"; \
 	done; \
 	wait
+
+# Bots against all three nodes of `make cluster` (run it first, in another
+# terminal): 10 per node, in the rooms demo-0 and demo-1 whichever node
+# made them; each run's bots whose room is elsewhere follow the redirect.
+cluster-demo:
+	$(GO) build -o bin/botclient ./cmd/botclient
+	@for i in 0 1 2; do \
+	  ./bin/botclient -addr quic://127.0.0.1:$$((7777+10*i)) -insecure -n 10 -per-room 5 -room-prefix demo -duration $(DURATION) & \
+	done; \
+	wait; curl -s http://127.0.0.1:8080/rooms

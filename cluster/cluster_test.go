@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/roomwire/roomwire/cluster"
+	"github.com/roomwire/roomwire/loadtest"
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
@@ -110,6 +111,7 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 		return nil, err
 	}
 	srv.On("sub", func(c *netcode.Conn, room []byte) { _ = hub.Join(c, string(room)) })
+	srv.Handle("ping", func(_ *netcode.Conn, p []byte) ([]byte, error) { return p, nil }) // the bots'
 	srv.On("say", func(c *netcode.Conn, p []byte) { _ = hub.To("lobby").Except(c).Emit("said", p) })
 	nd := &node{srv: srv, hub: hub, cl: cn, done: make(chan struct{})}
 	go func() {
@@ -338,4 +340,42 @@ func TestNATSOutage(t *testing.T) {
 		return err == nil
 	}, 15*time.Second, 250*time.Millisecond, "claims succeed once NATS is back: %v", err)
 	require.NotNil(t, hub.Room("after"))
+}
+
+// Bots of two runs, one against node 1 and one against node 2, with one
+// room prefix: they meet in the one room of that name (those of the node
+// that did not make it follow the redirect), and play there.
+func TestBotsOfTwoRunsMeet(t *testing.T) {
+	nodes := startCluster(t, 3, 10*time.Second)
+	key := token.DevKey
+	reps := make([]loadtest.Report, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reps[i], errs[i] = loadtest.Run(context.Background(), loadtest.Config{
+				Addr: nodes[i].url(), Insecure: true, TokenKey: &key, ProtocolID: nt.ProtocolID,
+				Bots: 4, PerRoom: 8, RoomPrefix: "meet", Duration: 3 * time.Second, LoopbackSpread: 1,
+			})
+		}()
+	}
+	wg.Wait()
+	for i := range 2 {
+		require.NoError(t, errs[i])
+		require.Empty(t, reps[i].Errors)
+		require.Equal(t, 4, reps[i].Connected)
+		require.Greater(t, reps[i].SnapshotsReceived, reps[i].SnapshotsExpected*9/10, "they played")
+	}
+	owners := 0
+	for _, nd := range nodes {
+		if nd.hub.Room("meet-0") != nil {
+			owners++
+		}
+	}
+	require.Equal(t, 1, owners, "one room of the name")
+	list, err := nodes[2].cl.Rooms(context.Background())
+	require.NoError(t, err)
+	require.Len(t, list, 1)
 }

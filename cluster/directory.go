@@ -290,7 +290,18 @@ func (d directory) Claim(c *netcode.Conn, kind, room string) (*rooms.Redirect, e
 	ctx, cancel := context.WithTimeout(n.ctx, opTimeout)
 	defer cancel()
 	b, _ := json.Marshal(roomEntry{Owner: n.id, Kind: kind})
-	for range 3 { // a claim races the owner's release, or the reconciler
+	// A claim races the owner's release, or the reconciler; and a read
+	// right after a failed create may come from a replica that has not
+	// applied the winner's yet (KV reads are direct gets): try again a
+	// few times, a moment apart.
+	for try := 0; try < 10; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, unavailable("claim room "+room, ctx.Err())
+			case <-time.After(time.Duration(try) * 10 * time.Millisecond):
+			}
+		}
 		if !draining {
 			rev, err := n.kvR.Create(ctx, roomKey(room), b)
 			if err == nil {

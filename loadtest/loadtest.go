@@ -52,6 +52,11 @@ type Config struct {
 	Bots int
 	// PerRoom is how many bots share a room. Zero means 10.
 	PerRoom int
+	// RoomPrefix names the bots' rooms: bot i joins RoomPrefix-<i/PerRoom>,
+	// so that bots of several runs (against several nodes of a cluster)
+	// meet in the same rooms; a bot whose room is on another node follows
+	// the redirect there. Empty means a prefix of this run's own.
+	RoomPrefix string
 	// Kind is the room kind to join. Empty means "arena".
 	Kind string
 	// Duration is how long each bot plays after joining. Zero means 10 s.
@@ -576,6 +581,23 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		}
 	}
 	disconnected := make(chan *netcode.CloseError, 1)
+	var current atomic.Pointer[netcode.Client] // the bot's client: a redirect replaces it
+	setup := func(c *netcode.Client) {
+		c.OnSnapshot(onSnapshot)
+		c.OnDisconnect(func(ce *netcode.CloseError) {
+			if current.Load() == c { // not the client a redirect left
+				disconnected <- ce
+			}
+		})
+		c.OnAway(func(error) { r.away.Add(1) })
+		c.OnBack(func() {
+			r.resumed.Add(1)
+			rec.backAt(time.Now())
+		})
+		if hist != nil {
+			c.On(arena.HistoryEvent, hist.echo)
+		}
+	}
 	// A server refusing for being busy (many bots connecting at once) is
 	// asked again after a short random wait, as a game client would.
 	var cl *netcode.Client
@@ -604,16 +626,8 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 			ccfg.Dial = dial
 		}
 		cl = netcode.NewClient(ccfg)
-		cl.OnSnapshot(onSnapshot)
-		cl.OnDisconnect(func(ce *netcode.CloseError) { disconnected <- ce })
-		cl.OnAway(func(error) { r.away.Add(1) })
-		cl.OnBack(func() {
-			r.resumed.Add(1)
-			rec.backAt(time.Now())
-		})
-		if hist != nil {
-			cl.On(arena.HistoryEvent, hist.echo)
-		}
+		current.Store(cl)
+		setup(cl)
 		err := cl.Connect(cctx, addr)
 		if err == nil {
 			break
@@ -630,7 +644,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	if network != nil {
 		network.Start(connectedAt)
 	}
-	defer func() { _ = cl.Close() }()
+	defer func() { _ = current.Load().Close() }()
 	if cfg.Idle {
 		r.connected.Add(1)
 		idle := time.NewTimer(playFor)
@@ -648,8 +662,25 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	}
 	r.eventsSent.Add(1)
 	nrooms := (cfg.Bots + cfg.PerRoom - 1) / cfg.PerRoom
-	room := fmt.Sprintf("bots-%s-%d", r.runID, (i/cfg.PerRoom+session)%nrooms)
-	jr, err := rooms.Join(cctx, cl, cfg.Kind, room)
+	prefix := "bots-" + r.runID
+	if cfg.RoomPrefix != "" {
+		prefix = cfg.RoomPrefix
+	}
+	room := fmt.Sprintf("%s-%d", prefix, (i/cfg.PerRoom+session)%nrooms)
+	// A room on another node of a cluster: follow the redirect there, on a
+	// new client (dialling the node's own URLs, so without the blackout's
+	// impaired sockets, which are bound to Addr).
+	fcfg := ccfg
+	fcfg.Dial, fcfg.Token = nil, nil
+	fcfg.QUIC.LocalAddr, fcfg.KCP.LocalAddr, fcfg.WebSocket.LocalAddr = "", "", ""
+	follow := func(c *netcode.Client) {
+		current.Store(c)
+		setup(c)
+	}
+	cl, jr, err := rooms.JoinFollow(cctx, cl, fcfg, follow, cfg.Kind, room)
+	if cl != current.Load() {
+		current.Store(cl) // the redirect failed after its new client was made
+	}
 	if err != nil {
 		r.failed.Add(1)
 		r.addError("join", err)

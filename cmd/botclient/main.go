@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	insecure := fs.Bool("insecure", false, "skip server certificate verification (development servers)")
 	n := fs.Int("n", 50, "number of bots")
 	perRoom := fs.Int("per-room", 10, "bots per room")
+	roomPrefix := fs.String("room-prefix", "", "bot i joins room `NAME`-<i / per-room>, so that bots of several runs (against several nodes of a cluster) meet in the same rooms; a room on another node is followed there. Empty: rooms of this run's own")
 	kind := fs.String("kind", "arena", "room `kind` to join")
 	duration := fs.Duration("duration", 20*time.Second, "how long each bot plays after joining")
 	ping := fs.Duration("ping", time.Second, "interval between a bot's reliable ping requests")
@@ -82,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		Insecure:       *insecure,
 		Bots:           *n,
 		PerRoom:        *perRoom,
+		RoomPrefix:     *roomPrefix,
 		Kind:           *kind,
 		Duration:       *duration,
 		PingInterval:   *ping,
