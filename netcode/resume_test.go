@@ -119,6 +119,19 @@ func (h *history) len() int {
 	return len(h.got)
 }
 
+// checkSession waits for the echoes of n events, then checks that both
+// sides got events 1..n once each and in order, and that cl is still the
+// connection id, open.
+func checkSession(t *testing.T, cl *netcode.Client, id netcode.ID, atServer, atCl *history, n uint64) {
+	t.Helper()
+	netcodetest.Eventually(t, func() bool { return atCl.len() >= int(n) }, "all echoes")
+	time.Sleep(200 * time.Millisecond) // no duplicate trails behind
+	atServer.check(t, n, "server")
+	atCl.check(t, n, "client")
+	require.Equal(t, id, cl.ID())
+	require.NoError(t, cl.Err())
+}
+
 type resumeRig struct {
 	srv              *netcode.Server
 	cl               *netcode.Client
@@ -352,12 +365,7 @@ func TestResumeOnAnotherTransport(t *testing.T) {
 			netcodetest.Recv(t, back, "the resume")
 			require.Equal(t, next, cl.Transport())
 			g.emit(t, &n, 300*time.Millisecond)
-			netcodetest.Eventually(t, func() bool { return atCl.len() >= int(n) }, "all echoes")
-			time.Sleep(200 * time.Millisecond)
-			atServer.check(t, n, "server")
-			atCl.check(t, n, "client")
-			require.Equal(t, id, cl.ID())
-			require.NoError(t, cl.Err())
+			checkSession(t, cl, id, atServer, atCl, n)
 			if next == "ws" {
 				require.NoError(t, cl.EmitUnreliable("big", big))
 			} else {
@@ -546,12 +554,7 @@ func TestResumeAfterNATRebinding(t *testing.T) {
 			g.emit(t, &n, 300*time.Millisecond)
 			require.Equal(t, map[string]int{"quic": 1, "kcp": 1, "ws": 2}[name], rebind())
 			g.emit(t, &n, 3*time.Second)
-			netcodetest.Eventually(t, func() bool { return atCl.len() >= int(n) }, "all echoes")
-			time.Sleep(200 * time.Millisecond)
-			atServer.check(t, n, "server")
-			atCl.check(t, n, "client")
-			require.Equal(t, id, cl.ID())
-			require.NoError(t, cl.Err())
+			checkSession(t, cl, id, atServer, atCl, n)
 			t.Logf("%s after a NAT rebinding: %d resumes", name, back.Load())
 			if name != "quic" { // QUIC may follow the new address by itself
 				require.EqualValues(t, 1, back.Load(), "resumed")
