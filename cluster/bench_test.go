@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"testing"
 	"time"
@@ -114,6 +115,9 @@ func BenchmarkJoinToSnapshot(b *testing.B) {
 						}
 					})
 				}
+				// A random phase against the room's 30 Hz tick: back to back,
+				// every join would start just after a tick and wait a whole one.
+				time.Sleep(time.Duration(rand.Int64N(int64(time.Second / 30))))
 				start := time.Now()
 				cl := netcode.NewClient(clientConfig())
 				setup(cl)
