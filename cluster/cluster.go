@@ -125,6 +125,8 @@ type Node struct {
 	kvN  jetstream.KeyValue
 	load func() int
 
+	refreshMu sync.Mutex // one refresh of the entry at a time (the loop's, Drain's)
+
 	mu       sync.Mutex
 	nodes    map[string]NodeInfo // the live nodes, as last read
 	owned    map[string]uint64   // rooms this node owns: their entries' revisions

@@ -379,3 +379,33 @@ func TestBotsOfTwoRunsMeet(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 }
+
+// A draining node places no new room on itself: a join of a new name
+// through it is redirected to a live node that is not draining, which
+// makes the room; its own rooms play on. The directory shows it draining.
+func TestDrainPlacesNewRoomsElsewhere(t *testing.T) {
+	nodes := startCluster(t, 3, 10*time.Second)
+	old := dial(t, nodes[0], nil)
+	_, err := rooms.Join(context.Background(), old, arena.Kind, "before-drain")
+	require.NoError(t, err)
+	require.NoError(t, nodes[0].cl.Drain())
+	nt.Eventually(t, func() bool {
+		for _, ni := range nodes[1].cl.Nodes() {
+			if ni.ID == "node1" {
+				return ni.Draining
+			}
+		}
+		return false
+	}, "node1 listed draining")
+
+	cl := dial(t, nodes[0], nil)
+	now, jr, err := rooms.JoinFollow(context.Background(), cl, clientConfig(), nil, arena.Kind, "after-drain")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = now.Close() })
+	require.Equal(t, "after-drain", jr.Room)
+	require.Nil(t, nodes[0].hub.Room("after-drain"), "not on the draining node")
+	require.True(t, nodes[1].hub.Room("after-drain") != nil || nodes[2].hub.Room("after-drain") != nil, "on another node")
+	require.NotNil(t, nodes[0].hub.Room("before-drain"), "its own room plays on")
+	_, err = rooms.Join(context.Background(), dial(t, nodes[0], nil), arena.Kind, "before-drain")
+	require.NoError(t, err, "and takes players still")
+}

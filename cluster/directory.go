@@ -103,6 +103,8 @@ func (n *Node) loop() {
 // last revision; an entry that expired meanwhile (a long NATS outage) is
 // created again.
 func (n *Node) refresh() error {
+	n.refreshMu.Lock()
+	defer n.refreshMu.Unlock()
 	b, err := json.Marshal(n.info())
 	if err != nil {
 		return err
@@ -317,7 +319,7 @@ func (d directory) Claim(c *netcode.Conn, kind, room string) (*rooms.Redirect, e
 		e, err := n.kvR.Get(ctx, roomKey(room))
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			if draining {
-				return nil, fmt.Errorf("cluster: node %s is draining: no new rooms", n.id)
+				return n.placeElsewhere(c, room)
 			}
 			continue // released meanwhile: claim again
 		}
@@ -345,17 +347,56 @@ func (d directory) Claim(c *netcode.Conn, kind, room string) (*rooms.Redirect, e
 		if !ok {
 			return nil, fmt.Errorf("%w: %q on %s", ErrNodeGone, room, re.Owner)
 		}
-		seat, err := n.mintSeat(c)
-		if err != nil {
-			return nil, err
-		}
-		wire, err := seat.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		return &rooms.Redirect{Node: owner.ID, Addrs: owner.Addrs, Token: wire}, nil
+		return n.redirect(c, owner)
 	}
 	return nil, unavailable("claim room "+room, errors.New("the entry keeps changing"))
+}
+
+// placeElsewhere sends c to make room on another node: this one is
+// draining. It takes the live node with the fewest connections that is not
+// draining itself.
+func (n *Node) placeElsewhere(c *netcode.Conn, room string) (*rooms.Redirect, error) {
+	var best *NodeInfo
+	for _, ni := range n.Nodes() {
+		if ni.ID != n.id && !ni.Draining && (best == nil || ni.Load < best.Load) {
+			best = &ni
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("cluster: node %s is draining and no other node takes room %q", n.id, room)
+	}
+	return n.redirect(c, *best)
+}
+
+// redirect is the redirect of c to node: its URLs and a seat token.
+func (n *Node) redirect(c *netcode.Conn, node NodeInfo) (*rooms.Redirect, error) {
+	seat, err := n.mintSeat(c)
+	if err != nil {
+		return nil, err
+	}
+	wire, err := seat.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	return &rooms.Redirect{Node: node.ID, Addrs: node.Addrs, Token: wire}, nil
+}
+
+// Drain marks this node draining: no new room is placed on it from now on
+// (a join of a new room name here is redirected to another node), and its
+// directory entry says so at once. Its rooms go on until their players
+// leave: handing them to another node is not built yet.
+func (n *Node) Drain() error {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
+	return n.refresh()
+}
+
+// Draining reports whether Drain was called.
+func (n *Node) Draining() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining
 }
 
 // Release gives up this node's entry of a room it disposed of. The entry

@@ -86,6 +86,7 @@ type options struct {
 	natsURL                 string
 	natsListen, natsCluster string
 	natsRoutes, publicAddrs []string
+	drainTimeout            time.Duration
 }
 
 func main() {
@@ -138,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.natsURL, "nats", "", "`URL` of an external NATS cluster with JetStream (nats://host:4222); empty embeds a NATS server in this node")
 	fs.StringVar(&o.natsListen, "nats-listen", "127.0.0.1:4222", "the embedded NATS server's client `address`")
 	fs.StringVar(&o.natsCluster, "nats-cluster", "", "the embedded NATS server's route `address`, where its peers connect; empty: no peers")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "in a cluster, `how long` a stopping node (SIGTERM, Ctrl-C) drains first: no new rooms here, and it waits for its players to leave; 0 stops at once")
 	natsRoutes := fs.String("nats-routes", "", "comma-separated route `URLs` of the other nodes' embedded NATS servers (nats://host:port)")
 	publicAddrs := fs.String("public-addr", "", "comma-separated `URLs` clients should dial for this node (quic://host:port, kcp://…, ws://…/ws), where they differ from the listen addresses")
 	fs.Usage = func() {
@@ -298,6 +300,9 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	}
 
 	<-ctx.Done()
+	if g.node != nil && o.drainTimeout > 0 {
+		drain(g, o.drainTimeout, log)
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
@@ -560,6 +565,13 @@ func sideHandler(g *game, withPprof bool) http.Handler {
 		mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, g.node.Nodes())
 		})
+		mux.HandleFunc("POST /drain", func(w http.ResponseWriter, _ *http.Request) {
+			if err := g.node.Drain(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "draining\n")
+		})
 	}
 	metricsJSON := func(w http.ResponseWriter, _ *http.Request) {
 		m := map[string]any{"server": srv.Metrics(), "transports": srv.TransportMetrics(), "kinds": hub.Kinds(), "runtime": runtimeFigures()}
@@ -680,4 +692,20 @@ func clusterRooms(ctx context.Context, g *game) []clusterRoom {
 		out = append(out, clusterRoom{ri, e.Owner})
 	}
 	return out
+}
+
+// drain marks the node draining and waits, up to timeout, for its players
+// to leave. (Handing its rooms to another node is not built yet: players
+// still here at the timeout are closed with the shutdown.)
+func drain(g *game, timeout time.Duration, log *slog.Logger) {
+	if !g.node.Draining() {
+		if err := g.node.Drain(); err != nil {
+			log.Warn("drain", "err", err)
+		}
+	}
+	log.Info("draining", "timeout", timeout, "connections", g.srv.Metrics().ConnsActive)
+	deadline := time.Now().Add(timeout)
+	for g.srv.Metrics().ConnsActive > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -257,4 +257,16 @@ func TestClusterOfTwo(t *testing.T) {
 		require.Equal(t, "n1", ns[0].ID)
 		require.Contains(t, ns[0].Addrs, "quic://"+nodes[0].quic.String())
 	}
+	resp, err := http.Post("http://"+nodes[1].http.String()+"/drain", "", nil)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var ns []struct {
+		ID       string
+		Draining bool
+	}
+	nt.Eventually(t, func() bool {
+		getJSON("http://"+nodes[0].http.String()+"/nodes", &ns)
+		return len(ns) == 2 && ns[1].ID == "n2" && ns[1].Draining && !ns[0].Draining
+	}, "n2 listed draining after POST /drain")
 }
