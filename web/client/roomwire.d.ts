@@ -160,6 +160,12 @@ export class ConnectError extends RoomwireError {
   errors: string[];
 }
 export class BadDatagram extends RoomwireError {}
+/** A room another node of a cluster owns (PROTOCOL.md 6.2): connect to one of urls with seat as the token, and join again. */
+export class RedirectError extends RoomwireError {
+  room: string;
+  urls: string[];
+  seat: Uint8Array;
+}
 
 export const CloseCode: Readonly<{
   NORMAL: 0; GOING_AWAY: 1; PROTOCOL_ERROR: 2; FRAME_TOO_LARGE: 3; VERSION_MISMATCH: 4;

@@ -122,6 +122,31 @@ export class ConnectError extends RoomwireError {
   }
 }
 
+/** A join of a room that another node of a cluster owns (PROTOCOL.md 6.2): urls are the owner's, best first, and seat the connect token (its wire form) for a connection there. This client does not follow it by itself; connect to one of urls with seat as the token and join again. */
+export class RedirectError extends RoomwireError {
+  constructor(room, urls, seat) {
+    super(`roomwire: room "${room}" is on another node (${urls.join(",")})`);
+    this.name = "RedirectError";
+    this.room = room;
+    this.urls = urls;
+    this.seat = seat;
+  }
+}
+
+// parseRedirect reads the redirect form of a $join reply (6.2).
+function parseRedirect(room, reply) {
+  const count = reply[1] ?? 0;
+  const urls = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const len = reply[at];
+    if (len === undefined || at + 1 + len > reply.length) throw new RoomwireError(`roomwire: malformed $join redirect of ${reply.length} bytes`);
+    urls.push(utf8dec.decode(reply.subarray(at + 1, at + 1 + len)));
+    at += 1 + len;
+  }
+  return new RedirectError(room, urls, reply.slice(at));
+}
+
 /** A malformed datagram (PROTOCOL.md 5.14): dropped and counted, never fatal. */
 export class BadDatagram extends RoomwireError {
   constructor(message) {
@@ -1515,6 +1540,7 @@ export class Client {
     const k = utf8enc.encode(kind), n = utf8enc.encode(name);
     if (k.length < 1 || k.length > 255 || n.length > 255) throw new RoomwireError("roomwire: room kind 1..255 bytes, name 0..255");
     const reply = await this.request("$join", concat([k.length], k, n));
+    if (reply.length > 0 && reply[0] === 0) throw parseRedirect(name, reply);
     const nl = reply[0];
     if (reply.length !== 1 + nl + 5) throw new RoomwireError(`roomwire: $join reply of ${reply.length} bytes`);
     const dv = view(reply);

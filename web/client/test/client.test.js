@@ -6,6 +6,7 @@ import * as rw from "../roomwire.js";
 
 const text = (s) => new TextEncoder().encode(s);
 const str = (b) => new TextDecoder().decode(b);
+const concat = (...parts) => Uint8Array.from(parts.flatMap((p) => [...p]));
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
 // A session whose far end is a scripted server: frames and datagrams the
@@ -170,6 +171,19 @@ test("join and leave: the $join payload and reply of 6.2, $leave of 6.3", async 
   assert.deepEqual(room, { kind: "arena", name: "arena-1", tickRate: 30, maxMembers: 16, members: 1 });
   assert.equal(client.stats().room, "arena-1");
   await client.leave();
+  assert.equal(client.room, null);
+});
+
+test("join: a cluster's redirect (6.2) rejects with a RedirectError carrying the owner's URLs and the seat", async () => {
+  const { client, server } = await connected();
+  server.onFrame = (f) => {
+    if (f.type === rw.Frame.REQUEST && f.name === "$join") {
+      // 0 | 2 URLs: "quic://a:1", "ws://a/ws" | seat bytes 01 02 03
+      server.send(rw.encodeReply(f.id, concat([0, 2, 10], text("quic://a:1"), [9], text("ws://a/ws"), [1, 2, 3])));
+    }
+  };
+  await assert.rejects(client.join("arena", "lobby"), (e) =>
+    e instanceof rw.RedirectError && e.room === "lobby" && e.urls.join(" ") === "quic://a:1 ws://a/ws" && rw.toHex(e.seat) === "010203");
   assert.equal(client.room, null);
 });
 
