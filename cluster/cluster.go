@@ -42,9 +42,11 @@ const (
 	// refresh: longer than a KV leader's election (4 to 8 s measured), so
 	// that a healthy node never expires during one.
 	DefaultNodeTTL = 15 * time.Second
-	// refreshEvery is how often a node refreshes its entry and reconciles
-	// the rooms directory.
-	refreshEvery = time.Second
+	// refreshEvery is how often a node refreshes its entry and reads the
+	// live nodes; every reconcileEvery refreshes it also removes the rooms
+	// of nodes gone, which reads the whole rooms directory.
+	refreshEvery   = time.Second
+	reconcileEvery = 3
 	// opTimeout bounds one directory operation.
 	opTimeout = 5 * time.Second
 	// seatLife is how long a redirect's connect token is valid.

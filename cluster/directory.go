@@ -61,7 +61,7 @@ func (n *Node) register(ctx context.Context) error {
 	defer cancel()
 	rev, err := n.kvN.Create(octx, nodeKey(n.id), b, jetstream.KeyTTL(n.cfg.NodeTTL))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("cluster: node id %q is taken by a live node", n.id)
+		return fmt.Errorf("cluster: node id %q is taken by a live node (a node's entry lives %v after its last refresh)", n.id, n.cfg.NodeTTL)
 	}
 	if err != nil {
 		return unavailable("register the node", err)
@@ -79,13 +79,14 @@ func (n *Node) info() NodeInfo {
 	return NodeInfo{ID: n.id, Addrs: n.cfg.Addrs, Load: n.load(), Draining: n.draining}
 }
 
-// loop refreshes this node's entry and reconciles the directory, every
-// refreshEvery, until Close.
+// loop refreshes this node's entry and reads the live nodes every
+// refreshEvery, and reconciles the rooms directory every reconcileEvery
+// refreshes (it reads every room's entry), until Close.
 func (n *Node) loop() {
 	defer n.wg.Done()
 	t := time.NewTicker(refreshEvery)
 	defer t.Stop()
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-n.ctx.Done():
 			return
@@ -95,7 +96,9 @@ func (n *Node) loop() {
 			n.log.Warn("cluster: refreshing the node's entry", "err", err)
 		}
 		n.readNodes(n.ctx)
-		n.reconcile()
+		if round%reconcileEvery == 0 {
+			n.reconcile()
+		}
 	}
 }
 
