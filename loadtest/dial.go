@@ -40,12 +40,7 @@ func impairedDial(rawURL string, cfg netcode.ClientConfig, n *impair.Network) (f
 			if err != nil {
 				return nil, err
 			}
-			s, err := quic.DialConn(ctx, pc, ra, clientTLS(cfg, u), cfg.QUIC)
-			if err != nil {
-				_ = pc.Close()
-				return nil, err
-			}
-			return &quicOwned{Session: s, pc: pc}, nil
+			return quic.DialOwned(ctx, pc, ra, clientTLS(cfg, u), cfg.QUIC)
 		}, nil
 	case "kcp":
 		return func(ctx context.Context, _ string) (transport.Session, error) {
@@ -126,17 +121,4 @@ func clientTLS(cfg netcode.ClientConfig, u *url.URL) *tls.Config {
 		tc.InsecureSkipVerify = true
 	}
 	return tc
-}
-
-// quicOwned is a QUIC session that closes its impaired socket with it
-// (quic.DialConn leaves the socket to its caller).
-type quicOwned struct {
-	*quic.Session
-	pc *impair.Conn
-}
-
-func (o *quicOwned) Close(code uint16, reason string) error {
-	err := o.Session.Close(code, reason)
-	_ = o.pc.Close()
-	return err
 }

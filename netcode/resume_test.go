@@ -70,25 +70,8 @@ func (n *darkNet) dial(t testing.TB, name string, srv *netcode.Server) func(ctx 
 		if name == "kcp" {
 			return kcp.DialConn(ctx, pc, addr.AddrPort(), netcode.DialToken(ctx), kcp.Config{})
 		}
-		s, err := quic.DialConn(ctx, pc, addr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
-		if err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
-		return &closing{s, pc}, nil
+		return quic.DialOwned(ctx, pc, addr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
 	}
-}
-
-// closing closes the socket under its QUIC session.
-type closing struct {
-	*quic.Session
-	pc *impair.Conn
-}
-
-func (c *closing) Close(code uint16, reason string) error {
-	err := c.Session.Close(code, reason)
-	_ = c.pc.Close()
-	return err
 }
 
 // history records numbered events in the order they came.
@@ -329,13 +312,7 @@ func TestResumeOnAnotherTransport(t *testing.T) {
 				Dial: func(ctx context.Context, host string) (transport.Session, error) {
 					switch host {
 					case quicAddr.String():
-						pc := udp.open(t)
-						s, err := quic.DialConn(ctx, pc, quicAddr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
-						if err != nil {
-							_ = pc.Close()
-							return nil, err
-						}
-						return &closing{s, pc}, nil
+						return quic.DialOwned(ctx, udp.open(t), quicAddr, &tls.Config{InsecureSkipVerify: true}, quic.Config{})
 					case kcpAddr.String():
 						return kcp.Dial(ctx, host, netcode.DialToken(ctx), kcp.Config{})
 					}
@@ -379,8 +356,8 @@ func TestResumeOnAnotherTransport(t *testing.T) {
 // moment, on a twin QUIC transport to the same server with the same ticket
 // and its own proof (PROTOCOL.md 7.7): two resumes of one session at once.
 type twinned struct {
-	*closing
-	twin   *closing
+	*quic.Session
+	twin   *quic.Session
 	ticket *token.ConnectToken
 	once   sync.Once
 	got    chan twinAnswer
@@ -410,7 +387,7 @@ func (s *twinned) Write(b []byte) (int, error) {
 			s.got <- twinAnswer{f, err}
 		}()
 	})
-	return s.closing.Write(b)
+	return s.Session.Write(b)
 }
 
 // twinResume is the client's RESUME b with the twin's own proof.
@@ -449,7 +426,7 @@ func TestResumeConcurrentOneWinner(t *testing.T) {
 			}
 			twinOn.Store(false)
 			t.Cleanup(func() { _ = twin.Close(0, "") })
-			return &twinned{closing: s.(*closing), twin: twin.(*closing), ticket: netcode.DialToken(ctx), got: got}, nil
+			return &twinned{Session: s.(*quic.Session), twin: twin.(*quic.Session), ticket: netcode.DialToken(ctx), got: got}, nil
 		}
 	})
 	twinOn.Store(true)

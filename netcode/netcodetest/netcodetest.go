@@ -424,12 +424,7 @@ func Impaired(tr Transport, cfg impair.Config) Transport {
 				if err != nil {
 					return nil, err
 				}
-				s, err := quic.DialConn(ctx, pc, addr, &tls.Config{InsecureSkipVerify: true}, qc)
-				if err != nil {
-					_ = pc.Close()
-					return nil, err
-				}
-				return &ownedConn{Session: s, pc: pc}, nil
+				return quic.DialOwned(ctx, pc, addr, &tls.Config{InsecureSkipVerify: true}, qc)
 			}
 		}
 	case "kcp":
@@ -464,16 +459,4 @@ func Impaired(tr Transport, cfg impair.Config) Transport {
 		panic("netcodetest: cannot impair " + tr.Name)
 	}
 	return out
-}
-
-// ownedConn is a QUIC session that closes the packet conn it runs on.
-type ownedConn struct {
-	*quic.Session
-	pc *impair.Conn
-}
-
-func (o *ownedConn) Close(code uint16, reason string) error {
-	err := o.Session.Close(code, reason)
-	_ = o.pc.Close()
-	return err
 }

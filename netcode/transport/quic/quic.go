@@ -353,7 +353,14 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*S
 	if err != nil {
 		return nil, fmt.Errorf("quic: dial from %s: %w", cfg.LocalAddr, err)
 	}
-	s, err := DialConn(ctx, pc, ra, tlsConf, cfg)
+	return DialOwned(ctx, pc, ra, tlsConf, cfg)
+}
+
+// DialOwned is DialConn that hands pc to the session: the session closes
+// it when it closes, and a failed dial closes it at once. For a socket
+// made for this one connection, such as an impairment conn.
+func DialOwned(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *tls.Config, cfg Config) (*Session, error) {
+	s, err := DialConn(ctx, pc, addr, tlsConf, cfg)
 	if err != nil {
 		_ = pc.Close()
 		return nil, err
