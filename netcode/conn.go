@@ -35,8 +35,6 @@ type Conn struct {
 	data      atomic.Pointer[any]
 	// sres is the server's side of resume; nil where resume is off.
 	sres *serverResume
-	// granted: the client asked for resume and got it.
-	granted atomic.Bool
 	// handedOver: this handshaking connection's transport resumed another
 	// connection, which now owns it.
 	handedOver bool

@@ -56,7 +56,7 @@ func (c *Conn) prepareResume() {
 // keep what they send until it is acknowledged, and the client gets the
 // window and its first ticket.
 func (c *Conn) grantResume() {
-	if c.res == nil || c.granted.Swap(true) {
+	if c.res == nil || c.res.on() { // off, or granted already (events are handled in order)
 		return
 	}
 	c.sendTicket(true)
