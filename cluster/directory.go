@@ -74,9 +74,10 @@ func (n *Node) register(ctx context.Context) error {
 }
 
 func (n *Node) info() NodeInfo {
+	load := n.load() // not under mu: it reads the server, whose hooks call the hub, which calls Release
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return NodeInfo{ID: n.id, Addrs: n.cfg.Addrs, Load: n.load(), Draining: n.draining}
+	return NodeInfo{ID: n.id, Addrs: n.cfg.Addrs, Load: load, Draining: n.draining}
 }
 
 // loop refreshes this node's entry and reads the live nodes every
