@@ -19,7 +19,10 @@ run:
 test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
 	node --test web/client/test/
-	$(GO) test -race -count=1 -skip '^TestMatrixGoals$$' ./...
+	@bash -o pipefail -c "$(GO) test -race -count=1 -skip '^TestMatrixGoals\$$' ./... 2>&1 | tee .race.log" || \
+	  { echo '== the data races above, again, whole, so a cut log keeps them =='; \
+	    sed -n '/^WARNING: DATA RACE/,/^==================/p' .race.log | head -400; rm -f .race.log; exit 1; }
+	@rm -f .race.log
 	$(GO) test -race -count=1 -run '^TestMatrixGoals$$' ./loadtest/
 	$(GO) test -count=1 -run 'Allocs|^TestAwaySessionsMemory$$' ./...
 

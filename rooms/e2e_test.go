@@ -443,13 +443,21 @@ func TestSnapshotsFollowARoomChange(t *testing.T) {
 	p.join(t, "test", "old")
 	time.Sleep(300 * time.Millisecond) // the old room's ticks run ahead
 	p.join(t, "test", "new")
-	for len(p.snaps) > 0 {
-		<-p.snaps
-	}
 	// The new room counts from its own start; its snapshots must arrive
-	// though their ticks are lower than the old room's.
-	tick := nt.Recv(t, p.snaps, "a snapshot from the new room")
-	require.Less(t, tick, uint32(30))
+	// though their ticks are lower than the old room's. One of the old
+	// room's may still be on its way, as datagrams and the join's reply
+	// travel apart.
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case tick := <-p.snaps:
+			if tick < 30 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no snapshot from the new room, whose ticks are below the old room's")
+		}
+	}
 }
 
 // The client's clock estimate and interpolation over a live room.

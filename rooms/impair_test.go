@@ -143,6 +143,7 @@ func testImpaired(t *testing.T, base string, loss float64) {
 	require.Zero(t, outOfOrder, "no snapshot applied out of order")
 	ticks := int(last)
 	require.Greater(t, decoded, ticks/3, "snapshots keep arriving: %d of about %d ticks", decoded, ticks)
+	decodedNow := decoded // snapshots still arrive: read it under mu
 	mu.Unlock()
 
 	game.mu.Lock()
@@ -156,5 +157,5 @@ func testImpaired(t *testing.T, base string, loss float64) {
 	require.Greater(t, st.SnapshotsDelta, uint64(0), "deltas against acknowledged baselines were sent")
 	require.Greater(t, st.InputsRedundant, uint64(0), "inputs were sent more than once and de-duplicated")
 	t.Logf("%s loss %.0f%%: decoded %d snapshots of ~%d ticks; server sent %d (%d deltas); client stats %+v",
-		base, loss*100, decoded, ticks, st.SnapshotsSent, st.SnapshotsDelta, cl.Stats())
+		base, loss*100, decodedNow, ticks, st.SnapshotsSent, st.SnapshotsDelta, cl.Stats())
 }
