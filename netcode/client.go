@@ -107,6 +107,7 @@ type Client struct {
 	onBack       func()
 
 	url    string              // what Connect was given, for redials
+	moveTo string              // where a handoff sent the session, for redials (under mu)
 	ticket *token.ConnectToken // the newest resume ticket (under mu)
 	window time.Duration       // the server's resume window (under mu)
 
@@ -505,6 +506,10 @@ func (c *Client) Stats() Stats { return c.statsNow() }
 func (c *Client) dispatchFrame(f reliable.Frame) {
 	if f.Type == reliable.FrameEvent && string(f.Name) == resumeName {
 		c.granted(f.Payload)
+		return
+	}
+	if f.Type == reliable.FrameEvent && string(f.Name) == movedName {
+		c.setMoveTo(string(f.Payload))
 		return
 	}
 	c.mu.RLock()

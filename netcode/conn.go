@@ -29,9 +29,10 @@ type Conn struct {
 	// challenge is the CHALLENGE sent on a transport.Challenged session,
 	// which the client's token proof is bound to.
 	challenge []byte
-	// The newest input handed to the application (datagram goroutine).
-	lastInput uint32
-	haveInput bool
+	// The newest input handed to the application, 1<<32 | its number, or
+	// 0 before the first (written by the datagram goroutine; a handoff
+	// reads it).
+	lastInput atomic.Uint64
 	data      atomic.Pointer[any]
 	// sres is the server's side of resume; nil where resume is off.
 	sres *serverResume
@@ -200,7 +201,13 @@ func (s *Server) serveConn(sess transport.Session) {
 	c.callHooks(&s.onConnect)
 	c.out.uncork()
 
-	ce := c.readLoop(r)
+	s.connEnded(c, c.readLoop(r))
+}
+
+// connEnded ends a connection whose read loop returned ce: its goroutines
+// are waited for, it is forgotten and counted, and the disconnect hooks
+// run.
+func (s *Server) connEnded(c *Conn, ce *CloseError) {
 	c.finish()
 	if c.sres != nil {
 		c.sres.refresh.Stop()
@@ -457,12 +464,12 @@ func (c *Conn) handleDatagram(h unreliable.Header, body []byte) {
 // input hands one input to the input handler unless it was handed already:
 // each INPUT datagram repeats the client's last few inputs.
 func (c *Conn) input(in unreliable.Input) {
-	if c.haveInput && in.Seq-c.lastInput-1 >= 1<<31 { // in.Seq <= lastInput, wrapping
+	if last := c.lastInput.Load(); last != 0 && in.Seq-uint32(last)-1 >= 1<<31 { // in.Seq <= the last, wrapping
 		c.stats.inputsRedundant.Add(1)
 		c.srv.metrics.inputsRedundant.Add(1)
 		return
 	}
-	c.lastInput, c.haveInput = in.Seq, true
+	c.lastInput.Store(1<<32 | uint64(in.Seq))
 	c.stats.inputsReceived.Add(1)
 	c.srv.metrics.inputsReceived.Add(1)
 	if h := c.srv.inputHandler(); h != nil {

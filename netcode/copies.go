@@ -317,6 +317,12 @@ type frameSeq struct {
 	maxFrame int
 	deliver  func(reliable.Frame)
 	held     *[maxHeld]heldCopy // made at the first copy held ahead
+	// gate, while not nil, holds stream frames back (a handoff: freeze);
+	// it is closed when they may go on (thaw) or are to be dropped for
+	// good (moved: another server handles them).
+	gate  chan struct{}
+	moved bool
+	done  <-chan struct{} // the connection's end: a held frame waits no longer
 }
 
 type heldCopy struct {
@@ -342,7 +348,19 @@ func (s *frameSeq) nextNum() uint32 {
 func (s *frameSeq) fromStream(num uint32, f reliable.Frame) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if num-s.next >= 1<<31 { // before next: a copy came first
+	for s.gate != nil { // frozen: wait (the reader goroutine only)
+		g := s.gate
+		s.mu.Unlock()
+		select {
+		case <-g:
+		case <-s.done:
+		}
+		s.mu.Lock()
+		if s.gate == g {
+			return false // the connection ended while frozen
+		}
+	}
+	if s.moved || num-s.next >= 1<<31 { // before next: a copy came first
 		return false
 	}
 	s.deliver(f)
@@ -365,6 +383,9 @@ func (s *frameSeq) fromCopy(num uint32, frame []byte) (delivered, bad bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gate != nil || s.moved {
+		return false, false // frozen: the stream delivers it, or another server does
+	}
 	switch ahead := num - s.next; {
 	case ahead >= 1<<31: // delivered already
 		return false, false
@@ -383,6 +404,30 @@ func (s *frameSeq) fromCopy(num uint32, frame []byte) (delivered, bad bool) {
 		}
 	}
 	return false, false
+}
+
+// freeze holds every frame not yet delivered back, and returns the number
+// of the next one: a handoff exports it, and the frames from it on are the
+// new server's to handle. It waits for a delivery under way.
+func (s *frameSeq) freeze() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate == nil {
+		s.gate = make(chan struct{})
+	}
+	return s.next
+}
+
+// thaw lets the held frames go on (moved false: an aborted handoff), or
+// drops them and every later one (moved: the handoff committed).
+func (s *frameSeq) thaw(moved bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.moved = s.moved || moved
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
 }
 
 // drain delivers held copies that are next in line.

@@ -29,6 +29,7 @@ const (
 	CloseTimeout          = reliable.CloseTimeout
 	CloseOverBudget       = reliable.CloseOverBudget
 	CloseExpired          = reliable.CloseExpired
+	CloseMoved            = reliable.CloseMoved
 )
 
 // CloseError is the reason a connection ended: a code, a readable reason, and
@@ -39,6 +40,9 @@ type CloseError struct {
 	Code   CloseCode
 	Reason string
 	Remote bool
+	// quiet: a local close that sends no CLOSE frame, since the session
+	// goes on elsewhere (a committed handoff).
+	quiet bool
 }
 
 func (e *CloseError) Error() string {

@@ -23,6 +23,7 @@ type outbox struct {
 	spare   []byte
 	limit   int
 	closed  bool  // no more frames accepted
+	sealed  bool  // closed for a handoff, which may yet be aborted (seal)
 	closing bool  // a CLOSE frame is queued: write it, then stop
 	writing bool  // a goroutine holds the write turn
 	corked  bool  // hold writes: frames queue but the writer is not woken
@@ -169,8 +170,8 @@ func (o *outbox) signal() {
 func (o *outbox) shut(last []byte) {
 	o.mu.Lock()
 	o.corked = false
-	if !o.closed {
-		o.closed = true
+	if !o.closed || o.sealed {
+		o.closed, o.sealed = true, false
 		o.closing = true
 		o.mark = len(o.buf)
 		o.buf = append(o.buf, last...)
@@ -178,6 +179,28 @@ func (o *outbox) shut(last []byte) {
 	}
 	o.mu.Unlock()
 	o.signal()
+}
+
+// seal refuses new frames without closing, for a handoff, and returns the
+// number the next frame would have had; unseal takes them again (an
+// aborted handoff), and shut queues a last one (the committed handoff's
+// word to the peer). ok is false when the queue is closed already.
+func (o *outbox) seal() (next uint32, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, false
+	}
+	o.closed, o.sealed = true, true
+	return o.frames, true
+}
+
+func (o *outbox) unseal() {
+	o.mu.Lock()
+	if o.sealed {
+		o.closed, o.sealed = false, false
+	}
+	o.mu.Unlock()
 }
 
 // flush writes what is queued until the queue is empty, unless another
@@ -245,7 +268,7 @@ func (o *outbox) writeLoop() {
 		err := o.flush()
 		o.mu.Lock()
 		if err != nil || o.failed != nil || (o.closing && !o.writing && (len(o.buf) == 0 || o.lost)) {
-			o.closed, o.ended = true, true
+			o.closed, o.ended, o.sealed = true, true, false
 			o.mu.Unlock()
 			o.closeSession()
 			return

@@ -147,6 +147,7 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.onCopy = p.copyFrame
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	p.dq.done = p.ctx.Done()
+	p.seq.done = p.ctx.Done()
 	p.pending = make(map[uint32]chan result)
 }
 
@@ -351,7 +352,7 @@ func (p *peer) close(ce *CloseError) {
 		ce.Reason = reliable.TruncateReason(ce.Reason)
 		p.closeErr.Store(ce)
 		var last []byte
-		if !ce.Remote {
+		if !ce.Remote && !ce.quiet {
 			last = reliable.AppendClose(nil, ce.Code, ce.Reason)
 		}
 		p.out.shut(last)

@@ -262,6 +262,8 @@ func (p *peer) resumable(err error) bool {
 	switch {
 	case !closed:
 		return true
+	case ce.Code == uint16(CloseMoved):
+		return true // handed off: resume where $moved said
 	case ce.Code == uint16(CloseTimeout):
 		// A dead path, found by this side's transport, or by a client that
 		// dropped it and whose close arrives once the path is back (a held

@@ -128,6 +128,7 @@ func (c *Client) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 	}
 	deadline := time.Now().Add(window)
 	wait := backoffMin
+	hops := 0
 	for {
 		if c.closeErr.Load() != nil {
 			return nil, 0, false
@@ -148,6 +149,13 @@ func (c *Client) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 			return r, first, true
 		}
 		var ce *CloseError
+		if errors.As(err, &ce) && ce.Remote && ce.Code == CloseMoved && hops < maxMoves {
+			// Handed off, and the $moved that said where was lost with
+			// the transport: the old server says it.
+			hops++
+			c.setMoveTo(ce.Reason)
+			continue
+		}
 		if errors.As(err, &ce) && ce.Remote { // the server's answer is final
 			if strings.HasPrefix(ce.Reason, reasonUnknownSession) {
 				ce = &CloseError{Code: CloseExpired, Reason: "session expired: the server no longer has it", Remote: true}
@@ -164,6 +172,27 @@ func (c *Client) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 		}
 		wait = min(2*wait, backoffMax)
 	}
+}
+
+// maxMoves bounds the handoff redirects one resume follows.
+const maxMoves = 4
+
+// setMoveTo records where a handoff sent the session: redials go there.
+func (c *Client) setMoveTo(urls string) {
+	c.mu.Lock()
+	c.moveTo = urls
+	c.mu.Unlock()
+}
+
+// resumeURL is what a redial dials: where a handoff sent the session, or
+// what Connect was given.
+func (c *Client) resumeURL() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.moveTo != "" {
+		return c.moveTo
+	}
+	return c.url
 }
 
 // tryResume dials once and sends RESUME; on RESUMED it moves the client to
@@ -254,7 +283,7 @@ func (c *Client) dialRace(ctx context.Context) (transport.Session, string, error
 	running := 0
 	start := func() {
 		if c.spawn(func() {
-			s, scheme, err := c.dialAny(dctx, c.url)
+			s, scheme, err := c.dialAny(dctx, c.resumeURL())
 			results <- dialed{s, scheme, err}
 		}) {
 			running++

@@ -146,6 +146,10 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 	if f.Version != reliable.Version {
 		return &CloseError{Code: CloseVersionMismatch, Reason: fmt.Sprintf("protocol version %d not supported; server speaks %d", f.Version, reliable.Version)}
 	}
+	if to := s.movedTo(ID(f.ConnID)); to != "" {
+		s.Drop("resume_moved")
+		return &CloseError{Code: CloseMoved, Reason: to} // with a CLOSE frame: resume there
+	}
 	s.connsMu.Lock()
 	t := s.conns[ID(f.ConnID)]
 	s.connsMu.Unlock()

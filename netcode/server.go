@@ -321,6 +321,9 @@ type Server struct {
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
 
+	movedMu sync.Mutex
+	moved   map[ID]movedTo // sessions handed off (handoff.go)
+
 	metrics    serverMetrics
 	transports [numTransports]transportTotals
 	listens    [numTransports]bool // the server has a listener of the kind

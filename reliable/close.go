@@ -21,6 +21,7 @@ const (
 	CloseTimeout          CloseCode = 10 // the peer was silent too long
 	CloseOverBudget       CloseCode = 11 // the peer kept sending over its budget
 	CloseExpired          CloseCode = 12 // an away session was not resumed in time
+	CloseMoved            CloseCode = 13 // the session moved to another server: resume there
 )
 
 func (c CloseCode) String() string {
@@ -51,6 +52,8 @@ func (c CloseCode) String() string {
 		return "over budget"
 	case CloseExpired:
 		return "expired"
+	case CloseMoved:
+		return "moved"
 	}
 	return fmt.Sprintf("CloseCode(%d)", uint16(c))
 }

@@ -24,6 +24,7 @@ func TestCloseCodeString(t *testing.T) {
 		{CloseTimeout, "timeout"},
 		{CloseOverBudget, "over budget"},
 		{CloseExpired, "expired"},
+		{CloseMoved, "moved"},
 		{13, "CloseCode(13)"},
 		{0xffff, "CloseCode(65535)"},
 	}
