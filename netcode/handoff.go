@@ -297,6 +297,9 @@ func (s *Server) Adopt(state []byte) (*Conn, error) {
 	c.isAway.Store(true)
 	c.goAway()       // sent from now on: kept for the replay only
 	c.dq.drop(false) // no datagrams until a transport attaches
+	// Datagrams are received as startReceiving sets up, from the transport
+	// a resume attaches on.
+	c.recvInline, c.recvAdmit, c.recvHandle = true, c.onDatagram, c.handleDatagram
 	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
 	r.Partial = c.partial

@@ -25,7 +25,7 @@ func TestCloseCodeString(t *testing.T) {
 		{CloseOverBudget, "over budget"},
 		{CloseExpired, "expired"},
 		{CloseMoved, "moved"},
-		{13, "CloseCode(13)"},
+		{14, "CloseCode(14)"},
 		{0xffff, "CloseCode(65535)"},
 	}
 	for _, tc := range cases {

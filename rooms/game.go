@@ -398,10 +398,12 @@ type GameRoom struct {
 	period  time.Duration
 	stream  uint64 // unique per room: the snapshot stream's name
 
-	mu        sync.Mutex // guards game, members, closed and the stats
+	mu        sync.Mutex // guards game, members, closed, frozen, lastTick and the stats
 	game      Game
 	members   []*netcode.Conn
 	closed    bool
+	frozen    bool   // stopped between two ticks for a move (move.go)
+	lastTick  uint32 // the last tick run; before the loop starts, the one it goes on from
 	ticks     uint64
 	lateTicks uint64
 	tickDur   *hdrhistogram.Histogram
@@ -490,7 +492,7 @@ func (g *GameRoom) hasRoom() bool {
 func (g *GameRoom) join(c *netcode.Conn) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.closed {
+	if g.closed || g.frozen {
 		return errRoomClosed
 	}
 	if len(g.members) >= g.opts.MaxMembers {
@@ -523,6 +525,10 @@ func (g *GameRoom) leave(c *netcode.Conn) {
 func (g *GameRoom) setAway(c *netcode.Conn, away bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.setAwayLocked(c, away)
+}
+
+func (g *GameRoom) setAwayLocked(c *netcode.Conn, away bool) {
 	if !slices.Contains(g.members, c) {
 		return
 	}

@@ -13,7 +13,8 @@ import (
 func (g *GameRoom) run() {
 	defer g.hub.wg.Done()
 	start := time.Now()
-	var tick uint32
+	tick := g.lastTick // 0, or where a moved room left off (set before run)
+	base := tick
 	timer := time.NewTimer(g.period)
 	defer timer.Stop()
 	var emptySince time.Time
@@ -25,7 +26,7 @@ func (g *GameRoom) run() {
 		case <-timer.C:
 		}
 		now := time.Now()
-		due := uint32(now.Sub(start) / g.period)
+		due := base + uint32(now.Sub(start)/g.period)
 		if due <= tick {
 			due = tick + 1 // woke a hair early
 		}
@@ -39,7 +40,7 @@ func (g *GameRoom) run() {
 		} else if now.Sub(emptySince) >= g.opts.EmptyGrace && g.hub.dispose(g) {
 			return
 		}
-		next := start.Add(time.Duration(tick+1) * g.period)
+		next := start.Add(time.Duration(tick-base+1) * g.period)
 		timer.Reset(time.Until(next))
 	}
 }
@@ -57,6 +58,15 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	g.inMu.Unlock()
 
 	g.mu.Lock()
+	if g.frozen { // moving: no tick, and the inputs meanwhile are dropped
+		for i := range inputs {
+			inputs[i].c = nil
+		}
+		g.spareInputs, g.spareBytes = inputs, inBytes
+		g.mu.Unlock()
+		return false
+	}
+	g.lastTick = tick
 	for _, in := range inputs {
 		g.game.Input(in.c, inBytes[in.off:in.end])
 	}

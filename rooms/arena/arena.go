@@ -139,6 +139,14 @@ func (g *Game) Tick(_ uint32, dt time.Duration, snap []byte) []byte {
 
 func clamp(v float32) float32 { return min(max(v, 0), FieldSize) }
 
+// onField is a restored coordinate on the field: NaN is put at 0.
+func onField(v float32) float32 {
+	if v != v {
+		return 0
+	}
+	return clamp(v)
+}
+
 // Player is one entry of a decoded snapshot.
 type Player struct {
 	ID   netcode.ID
@@ -172,3 +180,68 @@ func Decode(dst []Player, snap []byte) ([]Player, error) {
 
 // EncodeInput returns the 2-byte input for direction (dx, dy).
 func EncodeInput(dst []byte, dx, dy int8) []byte { return append(dst, byte(dx), byte(dy)) }
+
+// playerState is the bytes one player takes in MarshalState: id, position,
+// direction and whether it is away.
+const playerState = 16 + 4 + 4 + 1 + 1 + 1
+
+// MarshalState appends the arena's state for a move to another node
+// (rooms.Movable): spawns u32 | count u16 | count × (id [16]byte | x f32 |
+// y f32 | dx i8 | dy i8 | away u8). The props are the kind's, made again
+// there.
+func (g *Game) MarshalState(b []byte) ([]byte, error) {
+	b = binary.BigEndian.AppendUint32(b, g.spawns)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(g.players)))
+	for _, p := range g.players {
+		b = append(b, p.id[:]...)
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(p.x))
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(p.y))
+		away := byte(0)
+		if p.away {
+			away = 1
+		}
+		b = append(b, byte(p.dx), byte(p.dy), away)
+	}
+	return b, nil
+}
+
+// RestoreState makes the arena the one MarshalState described, its players
+// played by members, matched by id (rooms.Movable). A player whose member
+// is not among them is dropped; a member without a player joins.
+func (g *Game) RestoreState(state []byte, members []*netcode.Conn) error {
+	if len(state) < 6 {
+		return errors.New("arena: state too short")
+	}
+	n := int(binary.BigEndian.Uint16(state[4:]))
+	if len(state) != 6+n*playerState {
+		return fmt.Errorf("arena: state of %d bytes for %d players", len(state), n)
+	}
+	byID := make(map[netcode.ID]*netcode.Conn, len(members))
+	for _, c := range members {
+		byID[c.ID()] = c
+	}
+	g.spawns = binary.BigEndian.Uint32(state)
+	g.players, g.byConn = g.players[:0], make(map[*netcode.Conn]*player, n)
+	for rest := state[6:]; len(rest) > 0; rest = rest[playerState:] {
+		p := &player{
+			x: math.Float32frombits(binary.BigEndian.Uint32(rest[16:])), y: math.Float32frombits(binary.BigEndian.Uint32(rest[20:])),
+			dx: int8(rest[24]), dy: int8(rest[25]), away: rest[26] != 0,
+		}
+		copy(p.id[:], rest[:16])
+		c := byID[p.id]
+		if c == nil || g.byConn[c] != nil {
+			continue
+		}
+		p.x, p.y = onField(p.x), onField(p.y)
+		g.players = append(g.players, p)
+		g.byConn[c] = p
+	}
+	for _, c := range members {
+		if g.byConn[c] == nil {
+			if err := g.Join(c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

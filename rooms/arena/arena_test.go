@@ -37,3 +37,27 @@ func TestAwayFreezes(t *testing.T) {
 	g.Input(c, EncodeInput(nil, 0, 127))
 	require.Greater(t, pos().Y, frozen.Y, "moving again")
 }
+
+// An arena's state comes back whole in a new arena, its player played by
+// the same connection; states that do not add up are refused.
+func TestStateMovesWhole(t *testing.T) {
+	c := &netcode.Conn{}
+	g := New()
+	require.NoError(t, g.Join(c))
+	g.Input(c, EncodeInput(nil, 100, -50))
+	snap := g.Tick(1, time.Second/30, nil)
+	state, err := g.MarshalState(nil)
+	require.NoError(t, err)
+
+	h := New()
+	require.NoError(t, h.RestoreState(state, []*netcode.Conn{c}))
+	again, err := h.MarshalState(nil)
+	require.NoError(t, err)
+	require.Equal(t, state, again)
+	require.Equal(t, g.Tick(2, time.Second/30, nil), h.Tick(2, time.Second/30, nil), "it plays on the same")
+	require.NotEqual(t, snap, h.Tick(3, time.Second/30, nil), "the player still moves on its input")
+
+	for _, bad := range [][]byte{nil, state[:5], state[:len(state)-1], append(append([]byte(nil), state...), 0)} {
+		require.Error(t, New().RestoreState(bad, []*netcode.Conn{c}), "%d bytes", len(bad))
+	}
+}
