@@ -34,6 +34,7 @@ import (
 
 	"github.com/roomwire/roomwire/netcode"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/rooms"
 )
 
 // Defaults of Config.
@@ -128,6 +129,11 @@ type Node struct {
 	load func() int
 
 	refreshMu sync.Mutex // one refresh of the entry at a time (the loop's, Drain's)
+
+	// srv and hub are the node's game server, once Serve was called: the
+	// rooms it hands off and takes.
+	srv *netcode.Server
+	hub *rooms.Hub
 
 	mu       sync.Mutex
 	nodes    map[string]NodeInfo // the live nodes, as last read
@@ -297,6 +303,9 @@ func (n *Node) embed() error {
 		// JetStream's limits: the directory is small.
 		JetStreamMaxMemory: 64 << 20,
 		JetStreamMaxStore:  256 << 20,
+		// A room's handoff is one message: its game state and its members'
+		// sessions, each with its frames not yet acknowledged.
+		MaxPayload: maxHandoff,
 	}
 	if n.cfg.ClusterListen != "" {
 		ch, cp, err := splitHostPort(n.cfg.ClusterListen, "127.0.0.1", 0)

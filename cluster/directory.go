@@ -387,8 +387,8 @@ func (n *Node) redirect(c *netcode.Conn, node NodeInfo) (*rooms.Redirect, error)
 
 // Drain marks this node draining: no new room is placed on it from now on
 // (a join of a new room name here is redirected to another node), and its
-// directory entry says so at once. Its rooms go on until their players
-// leave: handing them to another node is not built yet.
+// directory entry says so at once. Its rooms go on until MoveRooms hands
+// them to other nodes, or their players leave.
 func (n *Node) Drain() error {
 	n.mu.Lock()
 	n.draining = true

@@ -165,8 +165,12 @@ type Report struct {
 	SnapshotsReceived int64       `json:"snapshots_received"`
 	SnapshotsExpected int64       `json:"snapshots_expected"`
 	SnapshotGap       Percentiles `json:"snapshot_gap_ms"`
-	BytesSent         uint64      `json:"bytes_sent"`
-	BytesReceived     uint64      `json:"bytes_received"`
+	// LongestGap is, over the bots, each one's longest wait between two
+	// snapshots while in its room: a room's handoff to another node, or a
+	// blackout, as the player sees it.
+	LongestGap    Percentiles `json:"longest_gap_ms"`
+	BytesSent     uint64      `json:"bytes_sent"`
+	BytesReceived uint64      `json:"bytes_received"`
 	// InterpFrames counts frames the bots rendered at 60 per second with
 	// Client.Interpolate; InterpUnderruns those with no snapshot after the
 	// render time, InterpUnderrunPercent the same as a percentage of
@@ -295,6 +299,7 @@ type run struct {
 	mu        sync.Mutex
 	rtt       *hdrhistogram.Histogram // microseconds
 	gap       *hdrhistogram.Histogram // microseconds
+	longest   *hdrhistogram.Histogram // each bot's longest gap, microseconds
 	delay     *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
 	delaySum  float64                 // nanoseconds, negative ones included
 	delayN    int64
@@ -327,6 +332,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		runID:    hex.EncodeToString(idb[:]),
 		rtt:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
 		gap:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		longest:  hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
 		delay:    newDelayHistogram(),
 		snapBack: newDelayHistogram(),
 		resBack:  newDelayHistogram(),
@@ -419,6 +425,7 @@ func (r *run) report(elapsed time.Duration) Report {
 		SnapshotsReceived: r.snapshots.Load(),
 		SnapshotsExpected: int64(math.Round(r.expected)),
 		SnapshotGap:       percentiles(r.gap, false),
+		LongestGap:        percentiles(r.longest, true),
 		BytesSent:         r.bytesSent,
 		BytesReceived:     r.bytesRecv,
 		InterpFrames:      r.frames,
@@ -565,6 +572,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		lastSnap atomic.Int64 // unix nanoseconds of the previous snapshot
 		local    = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 		localMu  sync.Mutex
+		longest  int64 // the longest gap, microseconds (under localMu)
 	)
 	onSnapshot := func(uint32, []byte) {
 		if !joined.Load() {
@@ -575,8 +583,10 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		rec.snapshot(at)
 		now := at.UnixNano()
 		if prev := lastSnap.Swap(now); prev != 0 {
+			gap := (now - prev) / int64(time.Microsecond)
 			localMu.Lock()
-			_ = local.RecordValue((now - prev) / int64(time.Microsecond))
+			_ = local.RecordValue(gap)
+			longest = max(longest, gap)
 			localMu.Unlock()
 		}
 	}
@@ -722,6 +732,9 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	}
 	localMu.Lock()
 	r.gap.Merge(local)
+	if longest > 0 {
+		_ = r.longest.RecordValue(longest)
+	}
 	localMu.Unlock()
 	r.mu.Unlock()
 }

@@ -402,6 +402,13 @@ func newServer(o options, log *slog.Logger, httpLn net.Listener) (*game, error) 
 		}
 		return nil, err
 	}
+	if g.node != nil {
+		if err := g.node.Serve(srv, hub); err != nil { // hand rooms off on a drain, and take others'
+			_ = srv.Close()
+			_ = g.node.Close()
+			return nil, err
+		}
+	}
 	srv.Handle("ping", func(_ *netcode.Conn, req []byte) ([]byte, error) { return req, nil })
 	srv.On("chat", func(c *netcode.Conn, msg []byte) {
 		if g := hub.GameOf(c); g != nil {
@@ -565,12 +572,12 @@ func sideHandler(g *game, withPprof bool) http.Handler {
 		mux.HandleFunc("GET /nodes", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, g.node.Nodes())
 		})
-		mux.HandleFunc("POST /drain", func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 			if err := g.node.Drain(); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
-			_, _ = io.WriteString(w, "draining\n")
+			writeJSON(w, g.node.MoveRooms(r.Context())) // each room's handoff
 		})
 	}
 	metricsJSON := func(w http.ResponseWriter, _ *http.Request) {
@@ -694,17 +701,21 @@ func clusterRooms(ctx context.Context, g *game) []clusterRoom {
 	return out
 }
 
-// drain marks the node draining and waits, up to timeout, for its players
-// to leave. (Handing its rooms to another node is not built yet: players
-// still here at the timeout are closed with the shutdown.)
+// drain marks the node draining, hands its rooms to other nodes, and waits,
+// up to timeout, for its connections to end: the moved ones go as soon as
+// their clients are sent on; a room that could not move is served until
+// its players leave or the timeout, when the shutdown closes them.
 func drain(g *game, timeout time.Duration, log *slog.Logger) {
+	deadline := time.Now().Add(timeout)
 	if !g.node.Draining() {
 		if err := g.node.Drain(); err != nil {
 			log.Warn("drain", "err", err)
 		}
 	}
-	log.Info("draining", "timeout", timeout, "connections", g.srv.Metrics().ConnsActive)
-	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	moved := g.node.MoveRooms(ctx)
+	cancel()
+	log.Info("draining", "timeout", timeout, "rooms_handed_off", len(moved), "connections", g.srv.Metrics().ConnsActive)
 	for g.srv.Metrics().ConnsActive > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
