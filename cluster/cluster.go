@@ -190,6 +190,13 @@ func Start(ctx context.Context, cfg Config, load func() int) (*Node, error) {
 		n.shutdown()
 		return nil, err
 	}
+	// A node answers on its own subject while its NATS connection lives:
+	// a request there with no responders means it is gone, seconds before
+	// its directory entry expires.
+	if _, err := n.nc.Subscribe(n.aliveSubject(n.id), func(m *nats.Msg) { _ = m.Respond(nil) }); err != nil {
+		n.shutdown()
+		return nil, unavailable("subscribe", err)
+	}
 	n.wg.Add(1)
 	go n.loop()
 	return n, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
+	"github.com/roomwire/roomwire/netcode/transport/impair"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
 )
@@ -30,10 +31,11 @@ func TestMain(m *testing.M) {
 
 // node is one game server node of a test cluster.
 type node struct {
-	srv  *netcode.Server
-	hub  *rooms.Hub
-	cl   *cluster.Node
-	done chan struct{}
+	srv   *netcode.Server
+	hub   *rooms.Hub
+	cl    *cluster.Node
+	proxy *impair.Proxy // in front of srv, when the test can silence the node
+	done  chan struct{}
 }
 
 var tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: nt.ProtocolID}
@@ -49,6 +51,14 @@ func freePort(t testing.TB) int {
 // embedded NATS server routed to the others.
 func startCluster(t testing.TB, n int, ttl time.Duration) []*node {
 	t.Helper()
+	return startClusterWith(t, n, ttl, false)
+}
+
+// startClusterWith is startCluster; with proxied, each node is reached
+// through a UDP proxy (its URL, and the address redirects give), which a
+// test closes to silence it, as a node killed with SIGKILL is.
+func startClusterWith(t testing.TB, n int, ttl time.Duration, proxied bool) []*node {
+	t.Helper()
 	routes := make([]string, n)
 	listen := make([]string, n)
 	for i := range routes {
@@ -62,7 +72,7 @@ func startCluster(t testing.TB, n int, ttl time.Duration) []*node {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i], errs[i] = startNode(t, i, listen[i], routes, ttl)
+			nodes[i], errs[i] = startNode(t, i, listen[i], routes, ttl, proxied)
 		}()
 	}
 	start := time.Now()
@@ -74,7 +84,7 @@ func startCluster(t testing.TB, n int, ttl time.Duration) []*node {
 	return nodes
 }
 
-func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.Duration) (*node, error) {
+func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.Duration, proxied bool) (*node, error) {
 	tc, err := netcode.DevTLSConfig()
 	if err != nil {
 		return nil, err
@@ -85,6 +95,15 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 	if err != nil {
 		return nil, err
 	}
+	addr := srv.Addrs()[0].String()
+	var proxy *impair.Proxy
+	if proxied {
+		if proxy, err = impair.NewProxy(impair.ProxyConfig{Upstream: addr}); err != nil {
+			_ = srv.Close()
+			return nil, err
+		}
+		addr = proxy.Addr().String()
+	}
 	var peers []string
 	for _, r := range routes {
 		if r != "nats://"+routeAddr {
@@ -93,7 +112,7 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 	}
 	cn, err := cluster.Start(context.Background(), cluster.Config{
 		Name: "test", NodeID: fmt.Sprintf("node%d", i+1),
-		Addrs:         []string{"quic://" + srv.Addrs()[0].String()},
+		Addrs:         []string{"quic://" + addr},
 		ClusterListen: routeAddr, Routes: peers, NodeTTL: ttl, Tokens: tokens,
 	}, nil)
 	if err != nil {
@@ -117,7 +136,7 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 	srv.On("sub", func(c *netcode.Conn, room []byte) { _ = hub.Join(c, string(room)) })
 	srv.Handle("ping", func(_ *netcode.Conn, p []byte) ([]byte, error) { return p, nil }) // the bots'
 	srv.On("say", func(c *netcode.Conn, p []byte) { _ = hub.To("lobby").Except(c).Emit("said", p) })
-	nd := &node{srv: srv, hub: hub, cl: cn, done: make(chan struct{})}
+	nd := &node{srv: srv, hub: hub, cl: cn, proxy: proxy, done: make(chan struct{})}
 	go func() {
 		defer close(nd.done)
 		_ = srv.Serve(context.Background())
@@ -127,13 +146,21 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 }
 
 func (nd *node) stop() {
+	if nd.proxy != nil {
+		_ = nd.proxy.Close()
+	}
 	_ = nd.srv.Close()
 	<-nd.done
 	nd.hub.Close()
 	_ = nd.cl.Close()
 }
 
-func (nd *node) url() string { return "quic://" + nd.srv.Addrs()[0].String() }
+func (nd *node) url() string {
+	if nd.proxy != nil {
+		return "quic://" + nd.proxy.Addr().String()
+	}
+	return "quic://" + nd.srv.Addrs()[0].String()
+}
 
 func clientConfig() netcode.ClientConfig {
 	return netcode.ClientConfig{InsecureSkipVerify: true, Token: nt.Token()}
@@ -475,4 +502,67 @@ func TestDrainHandsRoomsOff(t *testing.T) {
 	}
 	t.Logf("3 rooms moved; longest freeze %v; bots' longest snapshot gap p50 %.0f p99 %.0f max %.0f ms; %d history echoes checked",
 		worst.Round(time.Millisecond), rep.LongestGap.P50, rep.LongestGap.P99, rep.LongestGap.Max, rep.HistoryChecked)
+}
+
+// Bots spread over three nodes, one of which dies without a word: its
+// bots' sessions cannot resume anywhere (they died with it), so each one
+// waits out its resume window, connects to another node and joins its
+// room again there, which a live node makes once the dead one's entry
+// expires. At the end every bot plays on a live node, and no room of the
+// dead node is left in any node's directory.
+func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
+	const ttl = 6 * time.Second
+	nodes := startClusterWith(t, 3, ttl, true)
+	key := token.DevKey
+	addrs := nodes[2].url() + "," + nodes[0].url() + "," + nodes[1].url()
+	var rep loadtest.Report
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, err = loadtest.Run(context.Background(), loadtest.Config{
+			Addr: addrs, Insecure: true, TokenKey: &key, ProtocolID: nt.ProtocolID,
+			Bots: 15, PerRoom: 5, RoomPrefix: "loss", Duration: 30 * time.Second, Rejoin: true, LoopbackSpread: 1,
+		})
+	}()
+	onNode := func(nd *node) (n int) {
+		for _, ri := range nd.hub.Rooms() {
+			n += ri.Members
+		}
+		return n
+	}
+	nt.Eventually(t, func() bool { return onNode(nodes[0])+onNode(nodes[1])+onNode(nodes[2]) == 15 }, "15 bots playing")
+	lost := nodes[2]
+	for lost == nodes[2] && onNode(lost) == 0 { // the dead node should have bots: give it a room
+		lost = nodes[0]
+		if onNode(nodes[1]) > 0 {
+			lost = nodes[1]
+		}
+	}
+	victims := onNode(lost)
+	require.Positive(t, victims)
+	killed := time.Now()
+	_ = lost.proxy.Close() // silence, both ways
+	lost.cl.Kill()
+	_ = lost.srv.Close()
+	var live []*node
+	for _, nd := range nodes {
+		if nd != lost {
+			live = append(live, nd)
+		}
+	}
+	require.Eventually(t, func() bool { return onNode(live[0])+onNode(live[1]) == 15 }, 25*time.Second, 100*time.Millisecond,
+		"every bot back in play on a live node")
+	t.Logf("%d bots of the dead node back in play %v after it died (resume window 10 s, TTL %v)", victims, time.Since(killed).Round(100*time.Millisecond), ttl)
+	<-done
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, rep.RejoinCount, int64(victims), "each lost bot back with a snapshot")
+	for _, nd := range live {
+		list, err := nd.cl.Rooms(context.Background())
+		require.NoError(t, err)
+		for _, ri := range list {
+			require.NotEqual(t, lost.cl.ID(), ri.Owner, "a room of the dead node in %s's directory", nd.cl.ID())
+		}
+		require.Len(t, nd.cl.Nodes(), 2)
+	}
 }

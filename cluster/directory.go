@@ -351,6 +351,12 @@ func (d directory) Claim(c *netcode.Conn, kind, room string) (*rooms.Redirect, e
 		if !ok {
 			return nil, fmt.Errorf("%w: %q on %s", ErrNodeGone, room, re.Owner)
 		}
+		if !n.answers(ctx, re.Owner) {
+			// Its entry has not expired yet, but its NATS connection is
+			// gone: sending c there would only fail at the dial. The room
+			// is made again once the entry expires.
+			return nil, fmt.Errorf("%w: %q on %s, which does not answer", ErrNodeGone, room, re.Owner)
+		}
 		return n.redirect(c, owner)
 	}
 	return nil, unavailable("claim room "+room, errors.New("the entry keeps changing"))
@@ -433,3 +439,16 @@ func (d directory) Release(room string) {
 // Unique returns a cluster-unique name for a room this node creates
 // without one (join-any): the hub's local counter is unique only here.
 func (d directory) Unique(name string) string { return name + "@" + d.n.id }
+
+func (n *Node) aliveSubject(node string) string {
+	return "rw." + n.cfg.Name + ".alive." + nodeKey(node)
+}
+
+// answers reports whether node's NATS connection lives: only a request
+// with no responders says it does not (a slow answer may be NATS's own).
+func (n *Node) answers(ctx context.Context, node string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err := n.nc.RequestWithContext(ctx, n.aliveSubject(node), nil)
+	return !errors.Is(err, nats.ErrNoResponders)
+}

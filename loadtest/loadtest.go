@@ -93,6 +93,12 @@ type Config struct {
 	// unset), so the sockets a client opens to reconnect are dark too. It
 	// turns History on. Resumes and expired sessions are in the Report.
 	Blackout impair.Blackout
+	// Rejoin makes a bot whose connection ends before its time (its node
+	// died, its session expired) connect again and join its room again,
+	// through the next of Addr's URLs, until Duration is over, as a game
+	// client would: bots over a cluster's nodes get back into play when
+	// one of them dies. Connected then counts connections.
+	Rejoin bool
 	// History makes each bot emit the reliable event arena.HistoryEvent
 	// every 100 ms with a counter, 1, 2, 3 …, and check the server's echoes
 	// (arena.EchoHistory): each must come back exactly once, in order.
@@ -168,7 +174,14 @@ type Report struct {
 	// LongestGap is, over the bots, each one's longest wait between two
 	// snapshots while in its room: a room's handoff to another node, or a
 	// blackout, as the player sees it.
-	LongestGap    Percentiles `json:"longest_gap_ms"`
+	LongestGap Percentiles `json:"longest_gap_ms"`
+	// Rejoined counts the times a bot connected and joined again after
+	// losing its connection (Config.Rejoin); RejoinAfter is the time from
+	// a loss to the bot's first snapshot after it, RejoinCount how many
+	// losses ended in one.
+	Rejoined      int64       `json:"rejoined,omitempty"`
+	RejoinAfter   Percentiles `json:"rejoin_ms"`
+	RejoinCount   int64       `json:"rejoin_count,omitempty"`
 	BytesSent     uint64      `json:"bytes_sent"`
 	BytesReceived uint64      `json:"bytes_received"`
 	// InterpFrames counts frames the bots rendered at 60 per second with
@@ -296,26 +309,33 @@ type run struct {
 	inputsSent             atomic.Int64
 	resumed, expired, away atomic.Int64
 
-	mu        sync.Mutex
-	rtt       *hdrhistogram.Histogram // microseconds
-	gap       *hdrhistogram.Histogram // microseconds
-	longest   *hdrhistogram.Histogram // each bot's longest gap, microseconds
-	delay     *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
-	delaySum  float64                 // nanoseconds, negative ones included
-	delayN    int64
-	tickRate  int
-	botSecs   float64 // seconds connected, summed over the bots
-	expected  float64
-	bytesSent uint64
-	bytesRecv uint64
-	frames    uint64
-	underruns uint64
-	undecod   uint64
-	hist      historyResult
-	blackouts int64
-	snapBack  *hdrhistogram.Histogram // blackout end to first snapshot, microseconds
-	resBack   *hdrhistogram.Histogram // blackout end to OnBack, microseconds
-	errs      map[string]int
+	mu      sync.Mutex
+	rtt     *hdrhistogram.Histogram // microseconds
+	gap     *hdrhistogram.Histogram // microseconds
+	longest *hdrhistogram.Histogram // each bot's longest gap, microseconds
+	// Config.Rejoin: rejoins counts them; lostAt is, per bot, when its
+	// connection was lost (unix nanoseconds, 0 once back), and rejoinBack
+	// the time from there to the first snapshot after (microseconds,
+	// under mu).
+	rejoins    atomic.Int64
+	lostAt     []atomic.Int64
+	rejoinBack *hdrhistogram.Histogram
+	delay      *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
+	delaySum   float64                 // nanoseconds, negative ones included
+	delayN     int64
+	tickRate   int
+	botSecs    float64 // seconds connected, summed over the bots
+	expected   float64
+	bytesSent  uint64
+	bytesRecv  uint64
+	frames     uint64
+	underruns  uint64
+	undecod    uint64
+	hist       historyResult
+	blackouts  int64
+	snapBack   *hdrhistogram.Histogram // blackout end to first snapshot, microseconds
+	resBack    *hdrhistogram.Histogram // blackout end to OnBack, microseconds
+	errs       map[string]int
 }
 
 // Run connects the bots, lets them play for cfg.Duration and reports. It
@@ -327,16 +347,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var idb [4]byte
 	_, _ = rand.Read(idb[:])
 	r := &run{
-		cfg:      cfg,
-		addrs:    strings.Split(cfg.Addr, ","),
-		runID:    hex.EncodeToString(idb[:]),
-		rtt:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
-		gap:      hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
-		longest:  hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
-		delay:    newDelayHistogram(),
-		snapBack: newDelayHistogram(),
-		resBack:  newDelayHistogram(),
-		errs:     make(map[string]int),
+		cfg:        cfg,
+		addrs:      strings.Split(cfg.Addr, ","),
+		runID:      hex.EncodeToString(idb[:]),
+		rtt:        hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		gap:        hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		longest:    hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3),
+		delay:      newDelayHistogram(),
+		snapBack:   newDelayHistogram(),
+		resBack:    newDelayHistogram(),
+		errs:       make(map[string]int),
+		lostAt:     make([]atomic.Int64, cfg.Bots),
+		rejoinBack: newDelayHistogram(),
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -344,8 +366,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if cfg.Rejoin {
+				for try := 0; ctx.Err() == nil; try++ {
+					left := cfg.Duration - time.Since(start)
+					if left <= 0 || !r.bot(ctx, i, 0, try, left) {
+						return
+					}
+					r.lostAt[i].CompareAndSwap(0, time.Now().UnixNano())
+					r.rejoins.Add(1)
+					sleepCtx(ctx, 100*time.Millisecond+time.Duration(mrand.Int64N(int64(200*time.Millisecond))))
+				}
+				return
+			}
 			if cfg.Churn <= 0 {
-				r.bot(ctx, i, 0, cfg.Duration)
+				r.bot(ctx, i, 0, 0, cfg.Duration)
 				return
 			}
 			play := cfg.Churn * time.Duration(i%10+1) / 10
@@ -354,7 +388,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				if left <= 0 {
 					return
 				}
-				r.bot(ctx, i, session, min(play, left))
+				r.bot(ctx, i, session, 0, min(play, left))
 				play = cfg.Churn
 			}
 		}()
@@ -426,6 +460,9 @@ func (r *run) report(elapsed time.Duration) Report {
 		SnapshotsExpected: int64(math.Round(r.expected)),
 		SnapshotGap:       percentiles(r.gap, false),
 		LongestGap:        percentiles(r.longest, true),
+		Rejoined:          r.rejoins.Load(),
+		RejoinAfter:       percentiles(r.rejoinBack, true),
+		RejoinCount:       r.rejoinBack.TotalCount(),
 		BytesSent:         r.bytesSent,
 		BytesReceived:     r.bytesRecv,
 		InterpFrames:      r.frames,
@@ -542,13 +579,15 @@ func (r *run) localAddr(addr string, i int) string {
 }
 
 // bot plays one client: connect, join, then send inputs every tick and a ping
-// every PingInterval until the duration is over.
-func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
+// every PingInterval until the duration is over. try counts its rejoins
+// (Config.Rejoin), each through the next of Addr's URLs; lost reports that
+// the connection dropped early, or, on a rejoin, failed.
+func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duration) (lost bool) {
 	cfg := r.cfg
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 
-	addr := r.addrs[i%len(r.addrs)]
+	addr := r.addrs[(i+try)%len(r.addrs)]
 	ccfg := cfg.Client
 	ccfg.InsecureSkipVerify = ccfg.InsecureSkipVerify || cfg.Insecure
 	if local := r.localAddr(addr, i); local != "" && ccfg.Dial == nil {
@@ -581,6 +620,11 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		r.snapshots.Add(1)
 		at := time.Now()
 		rec.snapshot(at)
+		if lost := r.lostAt[i].Swap(0); lost != 0 {
+			r.mu.Lock()
+			_ = r.rejoinBack.RecordValue((at.UnixNano() - lost) / int64(time.Microsecond))
+			r.mu.Unlock()
+		}
 		now := at.UnixNano()
 		if prev := lastSnap.Swap(now); prev != 0 {
 			gap := (now - prev) / int64(time.Microsecond)
@@ -645,7 +689,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 		if !netcode.IsBusy(err) || !sleepCtx(cctx, backoff/2+time.Duration(mrand.Int64N(int64(backoff)))) {
 			r.failed.Add(1)
 			r.addError("connect", err)
-			return
+			return try > 0
 		}
 		r.connectRetries.Add(1)
 		backoff = min(2*backoff, time.Second)
@@ -694,7 +738,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	if err != nil {
 		r.failed.Add(1)
 		r.addError("join", err)
-		return
+		return try > 0
 	}
 	r.eventsAckd.Add(1)
 	r.connected.Add(1)
@@ -705,7 +749,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	joined.Store(true)
 
 	t := &tally{delay: newDelayHistogram(), hist: hist}
-	r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
+	lost = r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
 	blackouts := rec.finish(time.Now())
 
 	inRoom := time.Since(joinedAt).Seconds()
@@ -737,6 +781,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 	}
 	localMu.Unlock()
 	r.mu.Unlock()
+	return lost
 }
 
 // play sends inputs at the tick rate, pings every PingInterval, history
@@ -744,7 +789,7 @@ func (r *run) bot(ctx context.Context, i, session int, playFor time.Duration) {
 // until the run's duration is over, the context ends or the connection
 // drops; then it drains (see Config.Drain) and waits for the last history
 // echoes.
-func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally) {
+func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally) (dropped bool) {
 	end := time.NewTimer(playFor)
 	defer end.Stop()
 	inputs := time.NewTicker(time.Second / time.Duration(max(tickRate, 1)))
@@ -775,7 +820,7 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 			return
 		case ce := <-disconnected:
 			r.disconnected(ce)
-			return
+			return true
 		case <-histC:
 			n, payload := t.hist.emit()
 			if err := cl.Emit(arena.HistoryEvent, payload); err != nil {

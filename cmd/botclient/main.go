@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	fs.Var(&copies, "copies", "copy small reliable frames into datagrams to beat retransmission timeouts: `auto` (while the path is slow or lossy), always or off")
 	var blackout impair.Blackout
 	fs.Var(&blackout, "blackout", "make each bot's network go dark: `LENGTH@START` (3s@10s: dark for 3 s from 10 s after the bot connected) or LENGTH@START/EVERY (2s@5s/5s: dark 2 s at 5 s, then again every 5 s); UDP packets are lost both ways, WebSocket's TCP stalls. The bots dial over impaired sockets and turn -history on; the report counts resumes and expired sessions")
+	rejoin := fs.Bool("rejoin", false, "a bot whose connection ends early (its node died, its session expired) connects again, to the next of -addr's URLs, and joins its room again, until -duration is over")
 	history := fs.Bool("history", false, "check reliable delivery end to end: each bot emits a counter every 100 ms as the event hist, which the server echoes back; the report counts echoes lost, duplicated or reordered")
 	idle := fs.Bool("idle", false, "connect and stay idle for -duration: no room, no inputs, no pings (what an idle connection costs the server)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
@@ -93,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		Idle:           *idle,
 		Blackout:       blackout,
 		History:        *history,
+		Rejoin:         *rejoin,
 	}
 	var sampler *loadtest.Sampler
 	if *sample != "" {
@@ -168,6 +170,12 @@ func printTable(w io.Writer, r loadtest.Report) {
 		fmt.Fprintf(tw, "resumed after (ms)\tp50 %.2f  p99 %.2f  max %.2f  after %d of them\n",
 			r.ResumeAfter.P50, r.ResumeAfter.P99, r.ResumeAfter.Max, r.ResumeCount)
 	}
+	if r.Rejoined > 0 {
+		fmt.Fprintf(tw, "rejoins\t%d; back in play after (ms) p50 %.0f  p99 %.0f  max %.0f\n",
+			r.Rejoined, r.RejoinAfter.P50, r.RejoinAfter.P99, r.RejoinAfter.Max)
+	}
+	fmt.Fprintf(tw, "longest snapshot gap (ms)\tp50 %.0f  p99 %.0f  max %.0f  (each bot's longest wait)\n",
+		r.LongestGap.P50, r.LongestGap.P99, r.LongestGap.Max)
 	if r.HistoryChecked > 0 || r.HistoryViolations > 0 {
 		fmt.Fprintf(tw, "history\t%d echoes checked, %d violations (%d lost, %d duplicated, %d reordered)\n",
 			r.HistoryChecked, r.HistoryViolations, r.HistoryLost, r.HistoryDuplicated, r.HistoryReordered)
