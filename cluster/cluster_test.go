@@ -566,3 +566,60 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 		require.Len(t, nd.cl.Nodes(), 2)
 	}
 }
+
+// A room whose handoff fails stays where it was and plays on: its frozen
+// players' events, held back meanwhile, are handled there, once each and
+// in order, and the would-be target keeps nothing of it.
+func TestFailedHandoffLeavesTheRoomPlaying(t *testing.T) {
+	nodes := startCluster(t, 2, 10*time.Second)
+	var mu sync.Mutex
+	var echoed []byte
+	cl := dial(t, nodes[0], func(c *netcode.Client) {
+		c.On(arena.HistoryEvent, func(p []byte) {
+			mu.Lock()
+			echoed = append(echoed, p[7])
+			mu.Unlock()
+		})
+	})
+	_, err := rooms.Join(context.Background(), cl, arena.Kind, "stays")
+	require.NoError(t, err)
+	nodes[1].hub.Close() // the target refuses every room
+	require.NoError(t, nodes[0].cl.Drain())
+	n := byte(0)
+	emit := func(k int) {
+		for range k {
+			n++
+			require.NoError(t, cl.Emit(arena.HistoryEvent, []byte{0, 0, 0, 0, 0, 0, 0, n}))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	emit(10)
+	moving := make(chan []cluster.Moved, 1)
+	go func() { moving <- nodes[0].cl.MoveRooms(context.Background()) }()
+	emit(20) // during the attempt
+	moved := <-moving
+	require.Len(t, moved, 1)
+	require.NotEmpty(t, moved[0].Err, "the target refused")
+	require.Empty(t, moved[0].To)
+	emit(10)
+	require.NotNil(t, nodes[0].hub.Room("stays"))
+	ticks := nodes[0].hub.Room("stays").Info().Ticks
+	nt.Eventually(t, func() bool { return nodes[0].hub.Room("stays").Info().Ticks > ticks }, "the room ticks on")
+	nt.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(echoed) >= int(n)
+	}, "every event echoed")
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	require.Len(t, echoed, int(n), "none twice")
+	for i, v := range echoed {
+		require.Equal(t, byte(i+1), v, "in order")
+	}
+	mu.Unlock()
+	require.Zero(t, nodes[1].srv.Metrics().ConnsActive, "the target kept no session")
+	require.NoError(t, cl.Err())
+	list, err := nodes[1].cl.Rooms(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []cluster.RoomInfo{{Name: "stays", Kind: arena.Kind, Owner: "node1"}}, list)
+}
