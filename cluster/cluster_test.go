@@ -447,17 +447,8 @@ func TestDrainPlacesNewRoomsElsewhere(t *testing.T) {
 // and no bot waits more than a second for a snapshot.
 func TestDrainHandsRoomsOff(t *testing.T) {
 	nodes := startCluster(t, 3, 10*time.Second)
-	key := token.DevKey
-	var rep loadtest.Report
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rep, err = loadtest.Run(context.Background(), loadtest.Config{
-			Addr: nodes[0].url(), Insecure: true, TokenKey: &key, ProtocolID: nt.ProtocolID,
-			Bots: 30, PerRoom: 10, RoomPrefix: "drain", Duration: 6 * time.Second, History: true, LoopbackSpread: 1,
-		})
-	}()
+	wait := botsInBackground(loadtest.Config{Addr: nodes[0].url(), Bots: 30, PerRoom: 10, RoomPrefix: "drain",
+		Duration: 6 * time.Second, History: true})
 	nt.Eventually(t, func() bool {
 		n := 0
 		for _, ri := range nodes[0].hub.Rooms() {
@@ -478,7 +469,7 @@ func TestDrainHandsRoomsOff(t *testing.T) {
 	}
 	require.Empty(t, nodes[0].hub.Rooms(), "no room left on the drained node")
 	nt.Eventually(t, func() bool { return nodes[0].srv.Metrics().ConnsActive == 0 }, "the drained node's connections gone")
-	<-done
+	rep, err := wait()
 	require.NoError(t, err)
 	require.Empty(t, rep.Errors)
 	require.Equal(t, 30, rep.Connected)
@@ -513,18 +504,10 @@ func TestDrainHandsRoomsOff(t *testing.T) {
 func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 	const ttl = 6 * time.Second
 	nodes := startClusterWith(t, 3, ttl, true)
-	key := token.DevKey
 	addrs := nodes[2].url() + "," + nodes[0].url() + "," + nodes[1].url()
-	var rep loadtest.Report
-	var err error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		rep, err = loadtest.Run(context.Background(), loadtest.Config{
-			Addr: addrs, Insecure: true, TokenKey: &key, ProtocolID: nt.ProtocolID,
-			Bots: 15, PerRoom: 5, RoomPrefix: "loss", Duration: 30 * time.Second, Rejoin: true, LoopbackSpread: 1,
-		})
-	}()
+	wait := botsInBackground(loadtest.Config{Addr: addrs, Bots: 15, PerRoom: 5, RoomPrefix: "loss",
+		Duration: 30 * time.Second, Rejoin: true,
+		ConnectTimeout: 2 * time.Second}) // a dial of the dead node gives up soon, as a game's would
 	onNode := func(nd *node) (n int) {
 		for _, ri := range nd.hub.Rooms() {
 			n += ri.Members
@@ -554,7 +537,7 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 	require.Eventually(t, func() bool { return onNode(live[0])+onNode(live[1]) == 15 }, 25*time.Second, 100*time.Millisecond,
 		"every bot back in play on a live node")
 	t.Logf("%d bots of the dead node back in play %v after it died (resume window 10 s, TTL %v)", victims, time.Since(killed).Round(100*time.Millisecond), ttl)
-	<-done
+	rep, err := wait()
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, rep.RejoinCount, int64(victims), "each lost bot back with a snapshot")
 	for _, nd := range live {
@@ -622,4 +605,22 @@ func TestFailedHandoffLeavesTheRoomPlaying(t *testing.T) {
 	list, err := nodes[1].cl.Rooms(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, []cluster.RoomInfo{{Name: "stays", Kind: arena.Kind, Owner: "node1"}}, list)
+}
+
+// botsInBackground starts a load run against a test cluster (dev tokens,
+// every bot from 127.0.0.1); wait returns its report once it is over.
+func botsInBackground(cfg loadtest.Config) (wait func() (loadtest.Report, error)) {
+	key := token.DevKey
+	cfg.Insecure, cfg.TokenKey, cfg.ProtocolID, cfg.LoopbackSpread = true, &key, nt.ProtocolID, 1
+	var rep loadtest.Report
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, err = loadtest.Run(context.Background(), cfg)
+	}()
+	return func() (loadtest.Report, error) {
+		<-done
+		return rep, err
+	}
 }
