@@ -43,7 +43,7 @@ func Example() {
 // each client is from its token.
 func Example_tokens() {
 	ctx := context.Background()
-	key := token.NewKey() // the secret the matchmaker and the servers share
+	key := token.NewKey()         // the secret the matchmaker and the servers share
 	const protocolID = 0x524f4f4d // the game and its version
 	srv, _ := netcode.NewServer(netcode.Config{
 		KCPAddr: "127.0.0.1:0",

@@ -13,7 +13,9 @@ import (
 func (g *GameRoom) run() {
 	defer g.hub.wg.Done()
 	start := time.Now()
-	tick := g.lastTick // 0, or where a moved room left off (set before run)
+	g.mu.Lock()
+	tick := g.lastTick // 0, or where a moved room left off
+	g.mu.Unlock()
 	base := tick
 	timer := time.NewTimer(g.period)
 	defer timer.Stop()
