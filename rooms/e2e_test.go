@@ -208,6 +208,29 @@ func TestDisconnectLeavesRoomWithOneMemberLeft(t *testing.T) {
 	})
 }
 
+// Members lists the room's players in the order they joined, as a copy
+// that later joins and leaves leave alone.
+func TestMembersListsThePlayers(t *testing.T) {
+	f := newFixture(t, nt.Find("mem"), rooms.Options{})
+	a, b := f.player(t), f.player(t)
+	f.player(t).join(t, "test", "elsewhere")
+	a.join(t, "test", "r")
+	b.join(t, "test", "r")
+	ids := func(list []*netcode.Conn) []netcode.ID {
+		out := make([]netcode.ID, 0, len(list))
+		for _, c := range list {
+			out = append(out, c.ID())
+		}
+		return out
+	}
+	before := f.hub.Room("r").Members()
+	require.Equal(t, []netcode.ID{a.ID(), b.ID()}, ids(before))
+	require.NoError(t, rooms.Leave(context.Background(), a.Client))
+	nt.Eventually(t, func() bool { return len(f.hub.Room("r").Members()) == 1 }, "a left")
+	require.Equal(t, []netcode.ID{b.ID()}, ids(f.hub.Room("r").Members()))
+	require.Equal(t, []netcode.ID{a.ID(), b.ID()}, ids(before), "the earlier copy is unchanged")
+}
+
 func TestCapacityAndGameRefusal(t *testing.T) {
 	nt.Each(t, func(t *testing.T, tr nt.Transport) {
 		f := newFixture(t, tr, rooms.Options{MaxMembers: 2})

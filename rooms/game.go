@@ -483,6 +483,16 @@ func (g *GameRoom) Info() RoomInfo {
 	}
 }
 
+// Members returns the room's players now, in the order they joined: a
+// copy, which the caller may keep and which later joins and leaves do not
+// change. It is for listings such as the game server's dashboard; a Game
+// learns of its players from Join and Leave.
+func (g *GameRoom) Members() []*netcode.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.members)
+}
+
 func (g *GameRoom) hasRoom() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -3,7 +3,8 @@
 // (roomwire.js, an ES module with no build step, and its TypeScript types
 // roomwire.d.ts), the WebSocket transport at /ws, the WebTransport
 // certificate's hash at /cert-hash and, in development, connect tokens at
-// /dev-token.
+// /dev-token. Dashboard serves the files of the game server's live
+// dashboard (web/dashboard/), whose data the game server serves.
 //
 // A library user mounts it with one call:
 //
@@ -38,6 +39,7 @@ import (
 )
 
 //go:embed client/index.html client/demo.js client/roomwire.js client/roomwire.d.ts
+//go:embed dashboard/index.html dashboard/dashboard.js dashboard/dashboard.css
 var files embed.FS
 
 // Options configure the handler. The zero value serves the page and the
@@ -89,6 +91,7 @@ const (
 	typeJS   = "text/javascript; charset=utf-8"
 	typeTS   = "application/typescript; charset=utf-8"
 	typeJSON = "application/json"
+	typeCSS  = "text/css; charset=utf-8"
 )
 
 // NewHandler returns the handler for the browser side: GET / (the demo

@@ -4,8 +4,9 @@
 // and an HTTP side port (:8080) with the browser demo (/), the JavaScript
 // client (/roomwire.js), WebSocket clients at /ws, /healthz, /rooms,
 // /metrics (Prometheus text, or JSON for Accept: application/json),
-// /metrics.json and, with -pprof, net/http/pprof's profiles under
-// /debug/pprof/. Clients of every transport present connect tokens; in
+// /metrics.json, a live read-only dashboard at /dashboard (its data at
+// /dashboard/data.json and /rooms/{name}; -dashboard-token guards them) and,
+// with -pprof, net/http/pprof's profiles under /debug/pprof/. Clients of every transport present connect tokens; in
 // development mode (-dev, the default) the built-in public dev key checks
 // them, and pages of the side port's own origins may connect. Every flag can also be set
 // from an environment variable named ROOMWIRE_ and the flag in upper case
@@ -67,6 +68,10 @@ type options struct {
 	cert, key  string
 	logLevel   string
 
+	// dashboardToken, when set, must come with the requests of the
+	// dashboard's page and data (?token= or Authorization: Bearer).
+	dashboardToken string
+
 	// webtransport serves WebTransport on the QUIC port, to pages of
 	// origins: those of -origins, and in -dev mode the side port's own,
 	// which serve adds once it bound the side port.
@@ -107,11 +112,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.dev, "dev", true, "development mode: accept connect tokens minted with the built-in, public dev key (never in production)")
 	fs.StringVar(&o.tokenKey, "token-key", "", "`file` with the 64-hex-digit connect token key shared with the matchmaker; turns -dev off")
 	fs.Uint64Var(&o.protocolID, "protocol-id", token.DefaultProtocolID, "connect tokens' protocol `id`")
-	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics, /metrics.json); empty disables")
+	fs.StringVar(&o.httpAddr, "http", ":8080", "TCP `address` of the HTTP side port (/healthz, /rooms, /metrics, /metrics.json, /dashboard); empty disables")
 	fs.BoolVar(&o.httpTLS, "http-tls", false, "serve the HTTP side port over TLS (the -cert and -key, or the development certificate), so that WebSocket clients can use wss:// without a proxy")
 	fs.BoolVar(&o.ws, "ws", true, "accept WebSocket clients (ws:// and wss://) at /ws on the HTTP side port")
 	wsPlain := fs.String("ws-plain", "loopback", "when WebSocket clients may connect without TLS (ws://): `loopback` (on connections to a loopback address: this machine, or a TLS-terminating proxy on it), always (behind a TLS-terminating proxy elsewhere) or never")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve net/http/pprof's profiles under /debug/pprof/ on the HTTP side port")
+	fs.StringVar(&o.dashboardToken, "dashboard-token", "", "`secret` that requests of the dashboard (/dashboard, /dashboard/data.json, /rooms/{name}) must carry as ?token= or an Authorization: Bearer header; empty: no check (keep the side port private). Prefer the environment variable, which other users cannot see in ps")
 	fs.IntVar(&o.tick, "tick", 30, "arena tick `rate` in Hz, 1-128")
 	fs.IntVar(&o.maxMembers, "max-members", 16, "players per arena room")
 	fs.IntVar(&o.props, "props", 0, "static props in every arena snapshot (state that never changes)")
@@ -270,7 +276,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, ready func(quic, kc
 	var httpSrv *http.Server
 	httpDone := make(chan error, 1)
 	if httpLn != nil {
-		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, srv, sideHandler(g, o.pprof))), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv = &http.Server{Handler: web.NewHandler(pageOptions(o, srv, sideHandler(g, o))), ReadHeaderTimeout: 5 * time.Second}
 		ln := httpLn
 		if o.httpTLS {
 			hc := tlsConf.Clone()
@@ -551,8 +557,9 @@ func pageOptions(o options, srv *netcode.Server, next http.Handler) web.Options 
 
 // sideHandler serves the HTTP side port: WebSocket clients at /ws (when ws
 // is not nil), health, the room list, metrics in the Prometheus text format
-// and as JSON, and the profiles with -pprof.
-func sideHandler(g *game, withPprof bool) http.Handler {
+// and as JSON, the live dashboard (behind -dashboard-token, if set), and the
+// profiles with -pprof.
+func sideHandler(g *game, o options) http.Handler {
 	srv, hub, ws := g.srv, g.hub, g.ws
 	mux := http.NewServeMux()
 	if ws != nil {
@@ -599,7 +606,8 @@ func sideHandler(g *game, withPprof bool) http.Handler {
 		}
 		prom.ServeHTTP(w, r)
 	})
-	if withPprof {
+	newDashboard(g).routes(mux, o.dashboardToken)
+	if o.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -673,7 +681,7 @@ func resumeWindow(d time.Duration) time.Duration {
 // the figures of a room this node owns.
 type clusterRoom struct {
 	rooms.RoomInfo
-	Owner string `json:"owner"`
+	Owner string `json:"owner,omitempty"`
 }
 
 // clusterRooms lists the cluster's rooms, each with its owner node; with

@@ -57,6 +57,14 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	_, err = parseFlags([]string{"-ws-plain", "sometimes"}, io.Discard)
 	require.ErrorContains(t, err, "-ws-plain")
 
+	t.Setenv("ROOMWIRE_DASHBOARD_TOKEN", "from-env")
+	o, err = parseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "from-env", o.dashboardToken)
+	o, err = parseFlags([]string{"-dashboard-token", "from-flag"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "from-flag", o.dashboardToken, "the command line wins")
+
 	t.Setenv("ROOMWIRE_TICK", "fast")
 	_, err = parseFlags(nil, io.Discard)
 	require.ErrorContains(t, err, "ROOMWIRE_TICK")
@@ -64,7 +72,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	var help bytes.Buffer
 	_, err = parseFlags([]string{"-h"}, &help)
 	require.Error(t, err)
-	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "-resume", "ROOMWIRE_QUIC"} {
+	for _, name := range []string{"-quic", "-kcp", "-http", "-http-tls", "-ws", "-ws-plain", "-tick", "-cert", "-token-key", "-props", "-delta", "-pprof", "-webtransport", "-origins", "-resume", "-dashboard-token", "ROOMWIRE_QUIC", "ROOMWIRE_DASHBOARD_TOKEN"} {
 		require.Contains(t, help.String(), name)
 	}
 }
@@ -181,7 +189,7 @@ func TestWebSocketOverTLS(t *testing.T) {
 // Two game servers in one -cluster, each with its embedded NATS routed to
 // the other's: a room joined through either node is the one room, on the
 // node that made it; /rooms on both lists it with its owner, /nodes both
-// nodes.
+// nodes, and so does each node's dashboard.
 func TestClusterOfTwo(t *testing.T) {
 	freePort := func() int {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -256,6 +264,28 @@ func TestClusterOfTwo(t *testing.T) {
 		}, "both nodes listed")
 		require.Equal(t, "n1", ns[0].ID)
 		require.Contains(t, ns[0].Addrs, "quic://"+nodes[0].quic.String())
+	}
+	// The dashboard's data on each node: both nodes, the room with its
+	// owner, and its members on the node that has them.
+	for i, n := range nodes {
+		var d dashboardData
+		nt.Eventually(t, func() bool {
+			d = dashboardData{}
+			getJSON("http://"+n.http.String()+"/dashboard/data.json?room=shared", &d)
+			return len(d.Nodes) == 2
+		}, "both nodes on the dashboard")
+		require.Equal(t, fmt.Sprintf("n%d", i+1), d.Node)
+		require.Equal(t, []string{"n1", "n2"}, []string{d.Nodes[0].ID, d.Nodes[1].ID})
+		require.Len(t, d.Rooms, 1)
+		require.Equal(t, "shared", d.Rooms[0].Name)
+		require.Equal(t, "n1", d.Rooms[0].Owner)
+		if i == 0 {
+			require.NotNil(t, d.Room)
+			require.Len(t, d.Room.Members, 2)
+		} else {
+			require.Nil(t, d.Room)
+			require.Contains(t, d.RoomError, "is on node n1")
+		}
 	}
 	resp, err := http.Post("http://"+nodes[1].http.String()+"/drain", "", nil)
 	require.NoError(t, err)

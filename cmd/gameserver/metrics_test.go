@@ -121,6 +121,13 @@ func pollMetrics(t *testing.T, base, what string, cond func(scrape) bool) scrape
 // loopback, with its side handler on a real HTTP server.
 func testServer(t *testing.T) (*netcode.Server, *rooms.Hub, string) {
 	t.Helper()
+	return testServerWith(t, options{})
+}
+
+// testServerWith is testServer with the side port's options of side (the
+// dashboard's token).
+func testServerWith(t *testing.T, side options) (*netcode.Server, *rooms.Hub, string) {
+	t.Helper()
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
 	g, err := newServer(o, slog.New(slog.DiscardHandler), nil)
 	require.NoError(t, err)
@@ -130,14 +137,14 @@ func testServer(t *testing.T) (*netcode.Server, *rooms.Hub, string) {
 		defer close(done)
 		_ = srv.Serve(context.Background())
 	}()
-	side := httptest.NewServer(sideHandler(g, false))
+	sideSrv := httptest.NewServer(sideHandler(g, side))
 	t.Cleanup(func() {
-		side.Close()
+		sideSrv.Close()
 		_ = srv.Close()
 		<-done
 		hub.Close()
 	})
-	return srv, hub, side.URL
+	return srv, hub, sideSrv.URL
 }
 
 func dialDev(t *testing.T, url string, key token.Key) (*netcode.Client, error) {
