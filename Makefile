@@ -37,14 +37,18 @@ build:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
 
-# Server plus $(BOTS) bots for $(DURATION), then the bots' report.
+# Server plus $(BOTS) bots for $(DURATION), then the bots' report: the
+# table, and bin/report.html with its charts (its path printed last).
+# DEMO_NET puts the bots behind network presets, e.g.
+# DEMO_NET='-net-mix wifi:70,mobile:20,bad:10'.
+DEMO_NET ?=
 demo:
 	$(GO) build -o bin/gameserver ./cmd/gameserver
 	$(GO) build -o bin/botclient ./cmd/botclient
 	@./bin/gameserver -log warn & pid=$$!; \
 	trap 'kill -INT $$pid 2>/dev/null; wait $$pid' EXIT; \
 	sleep 1; \
-	./bin/botclient -addr $(DEMO_ADDR) -insecure -n $(BOTS) -per-room 10 -duration $(DURATION)
+	./bin/botclient -addr $(DEMO_ADDR) -insecure -n $(BOTS) -per-room 10 -duration $(DURATION) $(DEMO_NET) -html bin/report.html
 
 # Each fuzz target for a bounded number of executions (CI runs this too).
 # A count, not a duration: go1.26's fuzz coordinator can fail a duration run

@@ -19,16 +19,23 @@ import (
 
 // impairedDial returns a ClientConfig.Dial that dials rawURL's transport
 // as the client itself would with cfg (its TLS, token, transport
-// configurations and local addresses), but over sockets on network n: a
-// UDP impairment conn for quic:// and kcp://, a StreamConn for ws:// and
-// wss://. Every dial opens new sockets on the same network, so a client
-// that reconnects during a blackout finds the new path as dark as the old.
-// The Dial ignores the host it is given and dials rawURL.
-func impairedDial(rawURL string, cfg netcode.ClientConfig, n *impair.Network) (func(context.Context, string) (transport.Session, error), error) {
+// configurations and local addresses), but over sockets on path: a UDP
+// impairment conn for quic:// and kcp:// (impair.NewDuplex: the path's
+// profile each way, its blackouts), a StreamConn for ws:// and wss://
+// (blackouts only: a profile that impairs cannot ride TCP). Every dial
+// opens new sockets on the same network, so a client that reconnects
+// during a blackout finds the new path as dark as the old. The Dial
+// ignores the host it is given and dials rawURL.
+func impairedDial(rawURL string, cfg netcode.ClientConfig, path *netPath) (func(context.Context, string) (transport.Session, error), error) {
 	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: bad server URL %q: %w", rawURL, err)
 	}
+	profiled := impairs(path.profile.ToServer) || impairs(path.profile.ToClient)
+	if profiled && u.Scheme != "quic" && u.Scheme != "kcp" {
+		return nil, fmt.Errorf("loadtest: a network profile cannot impair %s:// (want quic:// or kcp://: profiles impair UDP)", u.Scheme)
+	}
+	n := path.network
 	switch u.Scheme {
 	case "quic":
 		return func(ctx context.Context, _ string) (transport.Session, error) {
@@ -36,7 +43,7 @@ func impairedDial(rawURL string, cfg netcode.ClientConfig, n *impair.Network) (f
 			if err != nil {
 				return nil, fmt.Errorf("quic: dial %s: %w", u.Host, err)
 			}
-			pc, err := listenImpaired(cfg.QUIC.LocalAddr, n)
+			pc, err := listenImpaired(cfg.QUIC.LocalAddr, path)
 			if err != nil {
 				return nil, err
 			}
@@ -55,7 +62,7 @@ func impairedDial(rawURL string, cfg netcode.ClientConfig, n *impair.Network) (f
 			if err != nil {
 				return nil, fmt.Errorf("kcp: dial %s: %w", u.Host, err)
 			}
-			pc, err := listenImpaired(cfg.KCP.LocalAddr, n)
+			pc, err := listenImpaired(cfg.KCP.LocalAddr, path)
 			if err != nil {
 				return nil, err
 			}
@@ -92,8 +99,8 @@ func impairedDial(rawURL string, cfg netcode.ClientConfig, n *impair.Network) (f
 }
 
 // listenImpaired opens a UDP socket at local (empty: the system's choice)
-// on network n.
-func listenImpaired(local string, n *impair.Network) (*impair.Conn, error) {
+// on path, with seeds of its own.
+func listenImpaired(local string, path *netPath) (*impair.Conn, error) {
 	var la *net.UDPAddr
 	if local != "" {
 		var err error
@@ -105,7 +112,8 @@ func listenImpaired(local string, n *impair.Network) (*impair.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: listen: %w", err)
 	}
-	return impair.New(c, impair.Config{Network: n}), nil
+	send, receive := path.configs()
+	return impair.NewDuplex(c, send, receive), nil
 }
 
 // clientTLS is the TLS configuration the client would use for the server

@@ -11,12 +11,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"net/netip"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +91,16 @@ type Config struct {
 	// unset), so the sockets a client opens to reconnect are dark too. It
 	// turns History on. Resumes and expired sessions are in the Report.
 	Blackout impair.Blackout
+	// Networks, if any, puts every bot behind one of these network
+	// profiles (NetProfile: loss, delay, jitter, duplication and reordering
+	// each way), dealt out by Weight in an interleaved order (bot i gets
+	// the i-th profile of a smooth weighted round robin), so that the
+	// bots of a room come from several. As with Blackout, the bots dial
+	// their transports themselves over impaired sockets (Client.Dial must
+	// be unset), and the two combine. Report.Profiles holds each
+	// profile's figures. ParseNet and ParseNetMix make it from the bot
+	// client's -net and -net-mix.
+	Networks []NetProfile
 	// Rejoin makes a bot whose connection ends before its time (its node
 	// died, its session expired) connect again and join its room again,
 	// through the next of Addr's URLs, until Duration is over, as a game
@@ -147,115 +155,6 @@ type Progress struct {
 	SnapshotsReceived int64
 }
 
-// Percentiles of a latency distribution, in milliseconds.
-type Percentiles struct {
-	P50 float64 `json:"p50"`
-	P90 float64 `json:"p90,omitempty"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max,omitempty"`
-}
-
-// Report is a run's result; its JSON form is the bot client's -json output.
-type Report struct {
-	Transport string `json:"transport"`
-	Bots      int    `json:"bots"`
-	Connected int    `json:"connected"`
-	Failed    int    `json:"failed"`
-	// ConnectRetries counts connects tried again after the server refused
-	// for being busy (netcode.IsBusy), after a short random wait.
-	ConnectRetries    int64       `json:"connect_retries"`
-	DurationSeconds   float64     `json:"duration_s"`
-	EventsSent        int64       `json:"events_sent"`
-	EventsAcked       int64       `json:"events_acked"`
-	RTT               Percentiles `json:"rtt_ms"`
-	SnapshotsReceived int64       `json:"snapshots_received"`
-	SnapshotsExpected int64       `json:"snapshots_expected"`
-	SnapshotGap       Percentiles `json:"snapshot_gap_ms"`
-	// LongestGap is, over the bots, each one's longest wait between two
-	// snapshots while in its room: a room's handoff to another node, or a
-	// blackout, as the player sees it.
-	LongestGap Percentiles `json:"longest_gap_ms"`
-	// Rejoined counts the times a bot connected and joined again after
-	// losing its connection (Config.Rejoin); RejoinAfter is the time from
-	// a loss to the bot's first snapshot after it, RejoinCount how many
-	// losses ended in one.
-	Rejoined      int64       `json:"rejoined,omitempty"`
-	RejoinAfter   Percentiles `json:"rejoin_ms"`
-	RejoinCount   int64       `json:"rejoin_count,omitempty"`
-	BytesSent     uint64      `json:"bytes_sent"`
-	BytesReceived uint64      `json:"bytes_received"`
-	// InterpFrames counts frames the bots rendered at 60 per second with
-	// Client.Interpolate; InterpUnderruns those with no snapshot after the
-	// render time, InterpUnderrunPercent the same as a percentage of
-	// InterpFrames.
-	InterpFrames          uint64  `json:"interp_frames"`
-	InterpUnderruns       uint64  `json:"interp_underruns"`
-	InterpUnderrunPercent float64 `json:"interp_underrun_pct"`
-	// InterpDelayMean is the mean, in milliseconds, of the Delay of every
-	// Interpolation the bots' Client.Interpolate returned, negative values
-	// (an underrun's) included. InterpDelay are its percentiles, with
-	// negative values counted as 0.
-	InterpDelayMean float64     `json:"interp_delay_mean_ms"`
-	InterpDelay     Percentiles `json:"interp_delay_ms"`
-	// TickRate is the rooms' tick (snapshot) rate in Hz from the join
-	// replies, the highest if they differ; zero if no bot joined.
-	TickRate int `json:"tick_rate"`
-	// InputsSent counts the inputs the bots' Client.SendInput accepted, to
-	// compare with what the server handed to the game (its
-	// Metrics.InputsReceived).
-	InputsSent int64 `json:"inputs_sent"`
-	// KbpsDown and KbpsUp are the payload bandwidth per bot, in kbit/s:
-	// BytesReceived and BytesSent over the seconds the bots were
-	// connected, summed.
-	KbpsDown float64 `json:"kbps_down_per_bot"`
-	KbpsUp   float64 `json:"kbps_up_per_bot"`
-	// BotSeconds is the seconds the bots were connected, summed: the
-	// denominator of KbpsDown and KbpsUp.
-	BotSeconds float64 `json:"bot_seconds"`
-	// SnapshotsUndecodable counts deltas whose baseline a bot lacked.
-	SnapshotsUndecodable uint64 `json:"snapshots_undecodable"`
-	// Resumed counts the times a bot's client resumed its session on a new
-	// transport after losing one (netcode's Client.OnBack), over all bots.
-	Resumed int64 `json:"resumed"`
-	// Away counts the times a bot's client lost its transport and began to
-	// resume (Client.OnAway), over all bots: each is followed by a resume
-	// (Resumed) or the end of the connection.
-	Away int64 `json:"away"`
-	// Expired counts the bots whose connection ended because the server
-	// let their session expire while they were away (netcode.IsExpired).
-	Expired int64 `json:"expired"`
-	// Blackouts counts the bots' dark windows (Config.Blackout) that ended
-	// while the bot was in its room, over all bots.
-	Blackouts int64 `json:"blackouts"`
-	// SnapshotResume is, over those blackouts, the time from the end of
-	// the dark window (the bot's network lit again) to the first snapshot
-	// the bot received after it; SnapshotResumeCount how many blackouts
-	// were followed by one before the next ended or the bot stopped.
-	// ResumeAfter is the time from the end of the dark window to the
-	// client's resume (OnBack), ResumeCount how many blackouts ended in
-	// one: a transport that lived through a short blackout needs none.
-	SnapshotResume      Percentiles `json:"snapshot_resume_ms"`
-	SnapshotResumeCount int64       `json:"snapshot_resume_count"`
-	ResumeAfter         Percentiles `json:"resume_ms"`
-	ResumeCount         int64       `json:"resume_count"`
-	// HistoryChecked counts the history echoes the bots checked
-	// (Config.History); HistoryViolations those that broke exactly-once,
-	// in-order delivery, plus the counters never echoed: the sum of
-	// HistoryLost, HistoryDuplicated and HistoryReordered. Zero violations
-	// mean something only with HistoryChecked well above zero.
-	HistoryChecked    uint64 `json:"history_checked"`
-	HistoryViolations uint64 `json:"history_violations"`
-	// HistoryLost counts counters emitted and never echoed,
-	// HistoryDuplicated echoes of a counter echoed before (or never
-	// emitted), HistoryReordered echoes that came after a higher counter's.
-	HistoryLost       uint64   `json:"history_lost"`
-	HistoryDuplicated uint64   `json:"history_duplicated"`
-	HistoryReordered  uint64   `json:"history_reordered"`
-	Errors            []string `json:"errors"`
-	// Soak is the server's runtime over the run, when it was sampled.
-	Soak *Soak `json:"soak,omitempty"`
-}
-
 func (c *Config) populate() error {
 	if c.Addr == "" {
 		return errors.New("loadtest: no server address")
@@ -292,6 +191,9 @@ func (c *Config) populate() error {
 			return errors.New("loadtest: a blackout needs bots that play, not idle ones")
 		}
 		c.History = true
+	}
+	if len(c.Networks) > 0 && c.Client.Dial != nil {
+		return errors.New("loadtest: network profiles dial the bots' transports themselves; leave Client.Dial unset")
 	}
 	return nil
 }
@@ -336,6 +238,28 @@ type run struct {
 	snapBack   *hdrhistogram.Histogram // blackout end to first snapshot, microseconds
 	resBack    *hdrhistogram.Histogram // blackout end to OnBack, microseconds
 	errs       map[string]int
+
+	// The report's distributions, series and breakdowns (under mu):
+	// connect is dial start to joined, microseconds; secRTT the ping round
+	// trips of the current second, lastRTT those of the last sample's
+	// interval; live the bots in their rooms, by bot; finished the
+	// counters of the bots that left theirs; prevTotals and prevT the
+	// totals at the last sample, lastFrom and lastFromT at the one
+	// before; rooms and profs the rooms' and the profiles' tallies, by
+	// room name and by index in Config.Networks (botProf: each bot's).
+	connect    *hdrhistogram.Histogram
+	secRTT     *hdrhistogram.Histogram
+	lastRTT    *hdrhistogram.Histogram
+	live       []liveBot
+	finished   totals
+	prevTotals totals
+	prevT      time.Duration
+	lastFrom   totals
+	lastFromT  time.Duration
+	series     []Second
+	rooms      map[string]*roomTally
+	botProf    []int
+	profs      []profTally
 }
 
 // Run connects the bots, lets them play for cfg.Duration and reports. It
@@ -359,6 +283,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		errs:       make(map[string]int),
 		lostAt:     make([]atomic.Int64, cfg.Bots),
 		rejoinBack: newDelayHistogram(),
+		connect:    newDelayHistogram(),
+		secRTT:     newDelayHistogram(),
+		lastRTT:    newDelayHistogram(),
+		live:       make([]liveBot, cfg.Bots),
+		rooms:      make(map[string]*roomTally),
+		botProf:    dealProfiles(cfg.Networks, cfg.Bots),
+		profs:      make([]profTally, len(cfg.Networks)),
+	}
+	for i := range r.profs {
+		r.profs[i].rtt = newDelayHistogram()
+	}
+	for _, j := range r.botProf {
+		r.profs[j].bots++
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -393,28 +330,34 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 		}()
 	}
-	progressDone := make(chan struct{})
-	var pwg sync.WaitGroup
-	if cfg.Progress != nil {
-		pwg.Add(1)
-		go func() {
-			defer pwg.Done()
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-progressDone:
-					return
-				case <-t.C:
+	// The sampler, Run's own, takes the series' sample and calls Progress
+	// once a second until the bots are done; a last sample covers the
+	// rest of the run.
+	samplerDone := make(chan struct{})
+	var swg sync.WaitGroup
+	swg.Add(1)
+	go func() {
+		defer swg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-samplerDone:
+				return
+			case <-t.C:
+				r.sample(time.Since(start), false)
+				if cfg.Progress != nil {
 					cfg.Progress(r.progress(time.Since(start)))
 				}
 			}
-		}()
-	}
+		}
+	}()
 	wg.Wait()
-	close(progressDone)
-	pwg.Wait()
-	return r.report(time.Since(start)), nil
+	close(samplerDone)
+	swg.Wait()
+	elapsed := time.Since(start)
+	r.sample(elapsed, true)
+	return r.report(elapsed), nil
 }
 
 func (r *run) progress(elapsed time.Duration) Progress {
@@ -443,73 +386,6 @@ func (r *run) disconnected(ce *netcode.CloseError) {
 	r.addError("disconnected", ce)
 }
 
-func (r *run) report(elapsed time.Duration) Report {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rep := Report{
-		Transport:         r.transports(),
-		Bots:              r.cfg.Bots,
-		Connected:         int(r.connected.Load()),
-		Failed:            int(r.failed.Load()),
-		ConnectRetries:    r.connectRetries.Load(),
-		DurationSeconds:   math.Round(elapsed.Seconds()*100) / 100,
-		EventsSent:        r.eventsSent.Load(),
-		EventsAcked:       r.eventsAckd.Load(),
-		RTT:               percentiles(r.rtt, true),
-		SnapshotsReceived: r.snapshots.Load(),
-		SnapshotsExpected: int64(math.Round(r.expected)),
-		SnapshotGap:       percentiles(r.gap, false),
-		LongestGap:        percentiles(r.longest, true),
-		Rejoined:          r.rejoins.Load(),
-		RejoinAfter:       percentiles(r.rejoinBack, true),
-		RejoinCount:       r.rejoinBack.TotalCount(),
-		BytesSent:         r.bytesSent,
-		BytesReceived:     r.bytesRecv,
-		InterpFrames:      r.frames,
-		InterpUnderruns:   r.underruns,
-		InterpDelay:       percentiles(r.delay, true),
-		TickRate:          r.tickRate,
-		InputsSent:        r.inputsSent.Load(),
-
-		SnapshotsUndecodable: r.undecod,
-		Resumed:              r.resumed.Load(),
-		Away:                 r.away.Load(),
-		Expired:              r.expired.Load(),
-		Blackouts:            r.blackouts,
-		SnapshotResume:       percentiles(r.snapBack, true),
-		SnapshotResumeCount:  r.snapBack.TotalCount(),
-		ResumeAfter:          percentiles(r.resBack, true),
-		ResumeCount:          r.resBack.TotalCount(),
-		HistoryChecked:       r.hist.Checked,
-		HistoryViolations:    r.hist.violations(),
-		HistoryLost:          r.hist.Lost,
-		HistoryDuplicated:    r.hist.Duplicated,
-		HistoryReordered:     r.hist.Reordered,
-		Errors:               []string{},
-	}
-	if r.frames > 0 {
-		rep.InterpUnderrunPercent = round2(100 * float64(r.underruns) / float64(r.frames))
-	}
-	if r.delayN > 0 {
-		rep.InterpDelayMean = round2(r.delaySum / float64(r.delayN) / float64(time.Millisecond))
-	}
-	rep.BotSeconds = round2(r.botSecs)
-	if r.botSecs > 0 {
-		rep.KbpsDown = round2(float64(r.bytesRecv) * 8 / 1000 / r.botSecs)
-		rep.KbpsUp = round2(float64(r.bytesSent) * 8 / 1000 / r.botSecs)
-	}
-	for msg, n := range r.errs {
-		if n > 1 {
-			msg = fmt.Sprintf("%s (×%d)", msg, n)
-		}
-		rep.Errors = append(rep.Errors, msg)
-	}
-	sort.Strings(rep.Errors)
-	return rep
-}
-
-func round2(x float64) float64 { return math.Round(x*100) / 100 }
-
 // delayMax bounds the interpolation delays recorded, in microseconds.
 const delayMax = int64(time.Minute / time.Microsecond)
 
@@ -536,16 +412,6 @@ func (t *tally) frame(cl *netcode.Client, now time.Time) {
 	t.delaySum += float64(in.Delay)
 	t.delayN++
 	_ = t.delay.RecordValue(min(max(int64(in.Delay/time.Microsecond), 0), delayMax))
-}
-
-func percentiles(h *hdrhistogram.Histogram, full bool) Percentiles {
-	ms := func(us int64) float64 { return math.Round(float64(us)/10) / 100 }
-	p := Percentiles{P50: ms(h.ValueAtQuantile(50)), P99: ms(h.ValueAtQuantile(99))}
-	if full {
-		p.P90 = ms(h.ValueAtQuantile(90))
-		p.Max = ms(h.Max())
-	}
-	return p
 }
 
 // transports names the run's transports by their URL schemes, in the order
@@ -602,12 +468,24 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	if network != nil {
 		rec = newRecovery()
 	}
+	prof := -1 // the bot's network profile, an index in cfg.Networks
+	if r.botProf != nil {
+		prof = r.botProf[i]
+	}
+	var path *netPath // the bot's impaired network; nil for the real one
+	if network != nil || prof >= 0 {
+		path = &netPath{network: network, seed: splitmix64(uint64(i)<<32 | uint64(session)<<16 | uint64(try))}
+		if prof >= 0 {
+			path.profile = cfg.Networks[prof].Profile
+		}
+	}
 	var hist *historyCheck
 	if cfg.History && !cfg.Idle {
 		hist = newHistoryCheck()
 	}
 	var (
 		joined   atomic.Bool
+		got      atomic.Int64 // snapshots received in the room
 		lastSnap atomic.Int64 // unix nanoseconds of the previous snapshot
 		local    = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 		localMu  sync.Mutex
@@ -618,6 +496,7 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 			return
 		}
 		r.snapshots.Add(1)
+		got.Add(1)
 		at := time.Now()
 		rec.snapshot(at)
 		if lost := r.lostAt[i].Swap(0); lost != 0 {
@@ -656,6 +535,7 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	// asked again after a short random wait, as a game client would.
 	var cl *netcode.Client
 	backoff := 50 * time.Millisecond
+	dialStart := time.Now()
 	for {
 		if mint { // a fresh token each time: the server remembers a token it admitted
 			tok, err := token.Issue(*cfg.TokenKey, token.Params{
@@ -668,13 +548,13 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 			}
 			ccfg.Token = tok
 		}
-		if network != nil {
+		if path != nil {
 			base := ccfg
 			base.Dial = nil
-			dial, err := impairedDial(addr, base, network)
+			dial, err := impairedDial(addr, base, path)
 			if err != nil {
 				r.failed.Add(1)
-				r.addError("blackout", err)
+				r.addError("dial", err)
 				return
 			}
 			ccfg.Dial = dial
@@ -701,6 +581,9 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	defer func() { _ = current.Load().Close() }()
 	if cfg.Idle {
 		r.connected.Add(1)
+		r.mu.Lock()
+		_ = r.connect.RecordValue(max(int64(connectedAt.Sub(dialStart)/time.Microsecond), 1))
+		r.mu.Unlock()
 		idle := time.NewTimer(playFor)
 		defer idle.Stop()
 		select {
@@ -747,14 +630,40 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	// its last echoes.
 	rec.arm(cfg.Blackout, connectedAt, joinedAt, joinedAt.Sub(connectedAt)+playFor+cfg.Drain+historyTail+time.Second)
 	joined.Store(true)
+	r.mu.Lock()
+	_ = r.connect.RecordValue(max(int64(joinedAt.Sub(dialStart)/time.Microsecond), 1))
+	r.live[i] = liveBot{cl: cl, tick: jr.TickRate, joined: joinedAt}
+	r.mu.Unlock()
 
 	t := &tally{delay: newDelayHistogram(), hist: hist}
-	lost = r.play(ctx, cl, jr.TickRate, playFor, disconnected, t)
+	lost = r.play(ctx, cl, jr.TickRate, playFor, disconnected, t, prof)
 	blackouts := rec.finish(time.Now())
 
+	r.mu.Lock()
+	// Under mu, with leaving live, so that the sampler's sums only grow.
 	inRoom := time.Since(joinedAt).Seconds()
 	st := cl.Stats()
-	r.mu.Lock()
+	lb := r.live[i]
+	r.live[i] = liveBot{}
+	r.finished.add(st)
+	rt := r.rooms[room]
+	if rt == nil {
+		rt = &roomTally{}
+		r.rooms[room] = rt
+	}
+	rt.bots++
+	rt.received += got.Load()
+	rt.expected += inRoom * float64(jr.TickRate)
+	if prof >= 0 {
+		pt := &r.profs[prof]
+		pt.connected++
+		pt.sent += lb.decidedSent
+		pt.lost += lb.decidedLost
+		pt.received += got.Load()
+		pt.expected += inRoom * float64(jr.TickRate)
+		pt.frames += st.InterpFrames
+		pt.underruns += st.InterpUnderruns
+	}
 	r.expected += inRoom * float64(jr.TickRate)
 	r.tickRate = max(r.tickRate, jr.TickRate)
 	r.botSecs += time.Since(connectedAt).Seconds()
@@ -788,8 +697,8 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 // events every 100 ms (with Config.History) and renders 60 frames a second
 // until the run's duration is over, the context ends or the connection
 // drops; then it drains (see Config.Drain) and waits for the last history
-// echoes.
-func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally) (dropped bool) {
+// echoes. prof is the bot's network profile, -1 for none.
+func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally, prof int) (dropped bool) {
 	end := time.NewTimer(playFor)
 	defer end.Stop()
 	inputs := time.NewTicker(time.Second / time.Duration(max(tickRate, 1)))
@@ -842,7 +751,7 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 			r.eventsSent.Add(1)
 			go func() {
 				defer pingWG.Done()
-				r.ping(ctx, cl)
+				r.ping(ctx, cl, prof)
 			}()
 		}
 	}
@@ -884,7 +793,9 @@ func (r *run) render(ctx context.Context, cl *netcode.Client, frames *time.Ticke
 	}
 }
 
-func (r *run) ping(ctx context.Context, cl *netcode.Client) {
+// ping times one reliable round trip, recorded in the run's histograms and
+// in those of the bot's profile prof (-1: none).
+func (r *run) ping(ctx context.Context, cl *netcode.Client, prof int) {
 	var b [8]byte
 	start := time.Now()
 	binary.BigEndian.PutUint64(b[:], uint64(start.UnixNano()))
@@ -901,8 +812,13 @@ func (r *run) ping(ctx context.Context, cl *netcode.Client) {
 		return
 	}
 	r.eventsAckd.Add(1)
+	us := max(int64(rtt/time.Microsecond), 1)
 	r.mu.Lock()
-	_ = r.rtt.RecordValue(max(int64(rtt/time.Microsecond), 1))
+	_ = r.rtt.RecordValue(us)
+	_ = r.secRTT.RecordValue(us)
+	if prof >= 0 {
+		_ = r.profs[prof].rtt.RecordValue(us)
+	}
 	r.mu.Unlock()
 }
 

@@ -2,7 +2,9 @@
 // load tests: each bot connects, joins an arena room, sends an input every
 // tick and a reliable ping every second, and counts snapshots. It prints a
 // live progress line and a table, or with -json one JSON object as its last
-// line of output.
+// line of output; -html writes the report as one HTML page with charts,
+// -csv its time series as CSV files. -net and -net-mix put the bots behind
+// impaired network paths (loss, delay, jitter, duplication, reordering).
 package main
 
 import (
@@ -14,6 +16,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -58,10 +62,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	rejoin := fs.Bool("rejoin", false, "a bot whose connection ends early (its node died, its session expired) connects again, to the next of -addr's URLs, and joins its room again, until -duration is over")
 	history := fs.Bool("history", false, "check reliable delivery end to end: each bot emits a counter every 100 ms as the event hist, which the server echoes back; the report counts echoes lost, duplicated or reordered")
 	idle := fs.Bool("idle", false, "connect and stay idle for -duration: no room, no inputs, no pings (what an idle connection costs the server)")
+	netSpec := fs.String("net", "", "put every bot behind this network `profile`, each way: a preset's name or key=value settings such as \"loss=5%,delay=40ms,jitter=10ms,dup=1%,reorder=2%\" (delay is one way; rtt=D for a round trip). QUIC and KCP only. The report shows the profile's figures")
+	netMix := fs.String("net-mix", "", "deal the bots out to presets by weight, such as \"wifi:70,mobile:20,bad:10\"; the report shows each profile's figures")
+	htmlOut := fs.String("html", "", "write the report as one self-contained HTML `file` with charts (SVG, no scripts), and print its path")
+	csvDir := fs.String("csv", "", "write the report's time series, rooms, histograms and profiles as CSV files into `dir`")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: botclient [flags]\n\nRuns headless bots against a Roomwire server and reports what they measured.\n\nFlags:\n")
 		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nNetwork presets for -net and -net-mix (each direction's delay; a round trip takes twice it):\n")
+		for _, p := range loadtest.Presets() {
+			fmt.Fprintf(stderr, "  %-8s %s\n", p.Name, p.Spec)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -73,6 +85,18 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	key, err := loadtest.TokenKey(*keyFile, *dev)
 	if err != nil {
 		return err
+	}
+	if *netSpec != "" && *netMix != "" {
+		return errors.New("-net and -net-mix: give one of them")
+	}
+	networks, err := loadtest.ParseNet(*netSpec)
+	if err != nil {
+		return err
+	}
+	if *netMix != "" {
+		if networks, err = loadtest.ParseNetMix(*netMix); err != nil {
+			return err
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -95,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		Blackout:       blackout,
 		History:        *history,
 		Rejoin:         *rejoin,
+		Networks:       networks,
 	}
 	var sampler *loadtest.Sampler
 	if *sample != "" {
@@ -130,11 +155,55 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintln(stdout, string(b))
-		return err
+		if _, err := fmt.Fprintln(stdout, string(b)); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stderr)
+		printTable(stdout, rep)
 	}
-	fmt.Fprintln(stderr)
-	printTable(stdout, rep)
+	return writeReports(stderr, cfg, rep, *htmlOut, *csvDir)
+}
+
+// writeReports writes the -html page and the -csv files, if asked for,
+// and says where on w (stderr, so that -json's last line stays the JSON).
+func writeReports(w io.Writer, cfg loadtest.Config, rep loadtest.Report, htmlPath, csvDir string) error {
+	if htmlPath != "" {
+		abs, err := filepath.Abs(htmlPath)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(abs)
+		if err != nil {
+			return err
+		}
+		err = loadtest.WriteHTML(f, cfg, rep)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("-html: %w", err)
+		}
+		defer fmt.Fprintln(w, "report:", abs) // the run's last line
+	}
+	if csvDir != "" {
+		abs, err := filepath.Abs(csvDir)
+		if err != nil {
+			return err
+		}
+		paths, err := loadtest.WriteCSV(abs, rep)
+		if err != nil {
+			return fmt.Errorf("-csv: %w", err)
+		}
+		names := make([]string, len(paths))
+		for i, p := range paths {
+			names[i] = filepath.Base(p)
+		}
+		fmt.Fprintf(w, "csv: %s (%s)\n", abs, strings.Join(names, ", "))
+	}
 	return nil
 }
 
@@ -185,6 +254,11 @@ func printTable(w io.Writer, r loadtest.Report) {
 		fmt.Fprintf(tw, "soak\t%d samples after %.0f s warm-up: goroutines %.0f ±%.1f %%, live heap %.1f MB ±%.1f %%\n",
 			f.Samples, s.WarmupSeconds, f.GoroutinesMean, 100*f.GoroutinesDev, f.HeapMeanMB, 100*f.HeapDev)
 	}
+	for _, p := range r.Profiles {
+		fmt.Fprintf(tw, "network %s\t%d bots (%s): RTT p50 %.1f  p99 %.1f ms, loss measured %.1f %% (bot → server), snapshots %.1f %% delivered\n",
+			p.Name, p.Bots, p.Spec, p.RTT.P50, p.RTT.P99, p.LossPercent, p.DeliveryPercent)
+	}
+	fmt.Fprintf(tw, "connect (ms)\tp50 %.1f  p99 %.1f  max %.1f  (dial to joined)\n", r.ConnectTime.P50, r.ConnectTime.P99, r.ConnectTime.Max)
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)
 	}

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -61,4 +65,62 @@ func TestPrintTableRecovery(t *testing.T) {
 	require.Contains(t, s, "50 ended while in a room")
 	require.Regexp(t, `snapshots back \(ms\)\s+p50 433.66  p99 679.42  max 680.50  after 49 of them`, s)
 	require.Regexp(t, `resumed after \(ms\)\s+p50 412.42  p99 663.04  max 663.04  after 49 of them`, s)
+}
+
+// -net takes a preset or a profile, -net-mix presets with weights, not
+// both; a bad one is refused before any bot starts. -h lists the presets.
+func TestNetFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"-net", "loss=5"}, "a percentage needs a % sign"},
+		{[]string{"-net", "cable"}, "lan, wifi, mobile, bad"},
+		{[]string{"-net-mix", "wifi:70,cable:30"}, `no preset "cable"`},
+		{[]string{"-net-mix", "wifi"}, "preset:weight"},
+		{[]string{"-net", "wifi", "-net-mix", "wifi:1"}, "give one of them"},
+	} {
+		err := run(c.args, &bytes.Buffer{}, &bytes.Buffer{})
+		require.ErrorContains(t, err, c.msg, c.args)
+	}
+	var help bytes.Buffer
+	require.NoError(t, run([]string{"-h"}, &bytes.Buffer{}, &help))
+	for _, p := range loadtest.Presets() {
+		require.Regexp(t, `(?m)^  `+p.Name+` +`+regexp.QuoteMeta(p.Spec)+`$`, help.String())
+	}
+	require.Contains(t, help.String(), "-net-mix")
+}
+
+// -html writes the page and -csv the files even for a run whose bot
+// never got in, and the report's path is the run's last line on stderr,
+// after -json's line on stdout; -net shows in the report's profiles.
+func TestReportFlags(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "out", "report.html")
+	var stdout, stderr bytes.Buffer
+	err := run([]string{"-addr", "quic://127.0.0.1:1", "-n", "1", "-insecure", "-connect-timeout", "200ms", "-duration", "100ms",
+		"-json", "-net", "wifi", "-html", page, "-csv", filepath.Join(dir, "csv")}, &stdout, &stderr)
+	require.NoError(t, err)
+	var rep loadtest.Report
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
+	require.Equal(t, 1, rep.Failed)
+	require.Len(t, rep.Profiles, 1)
+	require.Equal(t, "wifi", rep.Profiles[0].Name)
+	require.Equal(t, 1, rep.Profiles[0].Bots)
+	require.NotNil(t, rep.Series)
+
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	require.Equal(t, "report: "+page, lines[len(lines)-1])
+	require.Contains(t, stderr.String(), "csv: "+filepath.Join(dir, "csv"))
+	b, err := os.ReadFile(page)
+	require.NoError(t, err)
+	for _, name := range loadtest.PlotNames() {
+		require.Contains(t, string(b), `data-plot="`+name+`"`)
+	}
+	require.Contains(t, string(b), "no data", "the charts of a run without data say so")
+	require.Contains(t, string(b), "network wifi")
+	for _, f := range []string{"series.csv", "rooms.csv", "histograms.csv", "profiles.csv"} {
+		_, err := os.Stat(filepath.Join(dir, "csv", f))
+		require.NoError(t, err, f)
+	}
 }

@@ -3,16 +3,21 @@
 // and reproducible from a seed. It stands in for netem, which the test
 // machines' kernels lack.
 //
-// A Conn impairs only what it sends; reads pass straight through to the
-// wrapped socket. Wrap both ends to impair both directions. The exception is
-// a blackout (Config.Network): while the host's network is dark, packets are
-// lost both ways, those the Conn reads as well as those it sends. WriteTo copies the
-// packet, so the caller may reuse its buffer at once, decides the packet's fate
-// with the Conn's random source, and queues it; one delivery goroutine owned
-// by the Conn writes each packet to the socket when it is due. Errors the
-// socket reports for a queued packet are lost, as they would be on a real
-// network: the packet is simply not counted as Delivered. With a zero Config,
-// WriteTo writes straight to the socket with no queue and no goroutine hop.
+// A Conn from New impairs only what it sends; reads pass straight through
+// to the wrapped socket. Wrap both ends to impair both directions, or, where
+// only one end is yours (a client of a real server), make the Conn with
+// NewDuplex, which impairs what it reads as well, with a Config of its own.
+// A blackout (Config.Network) darkens both ways in any case: while the
+// host's network is dark, packets are lost, those the Conn reads as well as
+// those it sends.
+//
+// WriteTo copies the packet, so the caller may reuse its buffer at once,
+// decides the packet's fate with the Conn's random source, and queues it;
+// one delivery goroutine owned by the Conn writes each packet to the
+// socket when it is due. Errors the socket reports for a queued packet are
+// lost, as they would be on a real network: the packet is simply not
+// counted as Delivered. With a zero Config, WriteTo writes straight to the
+// socket with no queue and no goroutine hop.
 //
 // All methods may be called concurrently. At most 4096 packets (not counting
 // duplicates) wait at once; beyond that WriteTo blocks, as a full socket
@@ -163,6 +168,10 @@ type Conn struct {
 	exited chan struct{} // closed when the delivery goroutine returns
 
 	closeOnce func() error
+
+	// in impairs what the Conn reads; nil unless made by NewDuplex with a
+	// receive Config that impairs.
+	in *inbound
 }
 
 var _ net.PacketConn = (*Conn)(nil)
@@ -217,8 +226,16 @@ func (c *Conn) Stats() Stats {
 }
 
 // ReadFrom reads from the wrapped socket, skipping the packets that arrive
-// while the network is dark.
+// while the network is dark; on a Conn from NewDuplex, through the receive
+// impairment.
 func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if c.in != nil {
+		n, ap, err := c.in.read(b)
+		if err != nil {
+			return n, nil, err
+		}
+		return n, net.UDPAddrFromAddrPort(ap), nil
+	}
 	for {
 		n, addr, err := c.udp.ReadFrom(b)
 		if err != nil || !c.blackedOut() {
@@ -229,6 +246,9 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 // ReadFromUDPAddrPort reads from the wrapped socket, like ReadFrom.
 func (c *Conn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if c.in != nil {
+		return c.in.read(b)
+	}
 	for {
 		n, addr, err := c.udp.ReadFromUDPAddrPort(b)
 		if err != nil || !c.blackedOut() {
@@ -357,10 +377,13 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 }
 
 // randomDelay draws one packet's delay. c.mu must be held.
-func (c *Conn) randomDelay() time.Duration {
-	d := c.cfg.Delay
-	if j := c.cfg.Jitter; j > 0 {
-		d += time.Duration(c.rng.Int64N(2*int64(j)+1)) - j
+func (c *Conn) randomDelay() time.Duration { return drawDelay(&c.cfg, c.rng) }
+
+// drawDelay draws one packet's delay under cfg from rng.
+func drawDelay(cfg *Config, rng *rand.Rand) time.Duration {
+	d := cfg.Delay
+	if j := cfg.Jitter; j > 0 {
+		d += time.Duration(rng.Int64N(2*int64(j)+1)) - j
 	}
 	return max(d, 0)
 }
@@ -476,6 +499,9 @@ func (c *Conn) close() error {
 	// full socket buffer; the goroutine then notices done.
 	err := c.udp.Close()
 	<-c.exited
+	if c.in != nil {
+		c.in.close()
+	}
 	c.mu.Lock()
 	for _, p := range c.pending {
 		c.release(p)
@@ -500,11 +526,16 @@ func (c *Conn) LocalAddr() net.Addr { return c.udp.LocalAddr() }
 // SetWriteDeadline do.
 func (c *Conn) SetDeadline(t time.Time) error {
 	c.storeWriteDeadline(t)
-	return c.udp.SetReadDeadline(t)
+	return c.SetReadDeadline(t)
 }
 
-// SetReadDeadline sets the wrapped socket's read deadline.
+// SetReadDeadline sets the wrapped socket's read deadline; on a Conn whose
+// reads wait in a receive queue (NewDuplex), the deadline of that wait.
 func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.in != nil && c.in.queued {
+		c.in.setDeadline(t)
+		return nil
+	}
 	return c.udp.SetReadDeadline(t)
 }
 
