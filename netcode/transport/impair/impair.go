@@ -390,10 +390,27 @@ func drawDelay(cfg *Config, rng *rand.Rand) time.Duration {
 
 // push queues p and reports whether it is now the earliest. c.mu must be held.
 func (c *Conn) push(p *packet) bool {
-	c.seq++
-	p.seq = c.seq
-	heap.Push(&c.pending, p)
-	return c.pending[0] == p
+	return pushDue(&c.pending, &c.seq, p)
+}
+
+// pushDue queues p in h, numbered after the last (seq), and reports whether
+// it is now the earliest: the delivery goroutine must wake for it.
+func pushDue(h *packetHeap, seq *uint64, p *packet) bool {
+	*seq++
+	p.seq = *seq
+	heap.Push(h, p)
+	return (*h)[0] == p
+}
+
+// discardDue frees every packet still waiting in h (under mu).
+func discardDue(mu *sync.Mutex, h *packetHeap, release func(*packet)) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range *h {
+		release(p)
+	}
+	clear(*h)
+	*h = (*h)[:0]
 }
 
 // acquire takes a queue slot, waiting for one if the queue is full.
@@ -422,53 +439,68 @@ func (c *Conn) acquire(deadline int64) error {
 // run is the delivery goroutine: it writes each queued packet when it is due.
 func (c *Conn) run() {
 	defer close(c.exited)
+	deliverDue(&c.mu, &c.pending, c.wake, c.done, c.release, func(p *packet) bool {
+		select {
+		case <-c.done:
+			c.release(p)
+			return false
+		default:
+		}
+		if !c.blackedOut() { // else lost in the dark on its way
+			if _, err := c.udp.WriteToUDPAddrPort(p.data, p.addr); err == nil {
+				c.delivered.Add(1)
+			}
+		}
+		c.release(p)
+		return true
+	})
+}
+
+// deliverDue is a delivery goroutine's loop, the sending side's and the
+// receiving side's: it takes the packets of pending that are due (under
+// mu), hands each to deliver outside the lock, so that producers are not
+// held up, and sleeps until the next is due or wake says an earlier one
+// came. It ends once done is closed or deliver reports false. deliver owns
+// the packet it is given; those taken but not given when it ends are
+// freed with release.
+func deliverDue(mu *sync.Mutex, pending *packetHeap, wake, done <-chan struct{}, release func(*packet), deliver func(*packet) bool) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var batch []*packet
 	for {
-		c.mu.Lock()
+		mu.Lock()
 		now := time.Now()
-		for len(c.pending) > 0 && !c.pending[0].due.After(now) {
-			batch = append(batch, heap.Pop(&c.pending).(*packet))
+		for len(*pending) > 0 && !(*pending)[0].due.After(now) {
+			batch = append(batch, heap.Pop(pending).(*packet))
 		}
 		wait := time.Duration(-1)
-		if len(c.pending) > 0 {
-			wait = c.pending[0].due.Sub(now)
+		if len(*pending) > 0 {
+			wait = (*pending)[0].due.Sub(now)
 		}
-		c.mu.Unlock()
+		mu.Unlock()
 
 		if len(batch) > 0 {
-			// Write outside the lock so senders are not held up, then look
-			// again: more may have fallen due meanwhile.
 			for i, p := range batch {
-				select {
-				case <-c.done:
-					for _, p := range batch[i:] {
-						c.release(p)
+				batch[i] = nil
+				if !deliver(p) {
+					for _, q := range batch[i+1:] {
+						release(q)
 					}
 					return
-				default:
 				}
-				if !c.blackedOut() { // else lost in the dark on its way
-					if _, err := c.udp.WriteToUDPAddrPort(p.data, p.addr); err == nil {
-						c.delivered.Add(1)
-					}
-				}
-				c.release(p)
-				batch[i] = nil
 			}
 			batch = batch[:0]
-			continue
+			continue // more may have fallen due meanwhile
 		}
 
 		if wait >= 0 {
 			timer.Reset(wait)
 		}
 		select {
-		case <-c.done:
+		case <-done:
 			timer.Stop()
 			return
-		case <-c.wake:
+		case <-wake:
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -502,13 +534,7 @@ func (c *Conn) close() error {
 	if c.in != nil {
 		c.in.close()
 	}
-	c.mu.Lock()
-	for _, p := range c.pending {
-		c.release(p)
-	}
-	clear(c.pending)
-	c.pending = c.pending[:0]
-	c.mu.Unlock()
+	discardDue(&c.mu, &c.pending, c.release)
 	return err
 }
 

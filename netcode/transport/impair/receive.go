@@ -1,7 +1,6 @@
 package impair
 
 import (
-	"container/heap"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -261,10 +260,7 @@ func (in *inbound) receive() {
 // push queues p and reports whether it is now the earliest. in.mu must be
 // held.
 func (in *inbound) push(p *packet) bool {
-	in.seq++
-	p.seq = in.seq
-	heap.Push(&in.pending, p)
-	return in.pending[0] == p
+	return pushDue(&in.pending, &in.seq, p)
 }
 
 // deliver moves each queued packet to ready when it is due; one falling
@@ -272,54 +268,19 @@ func (in *inbound) push(p *packet) bool {
 func (in *inbound) deliver() {
 	defer in.wg.Done()
 	c := in.c
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var batch []*packet
-	for {
-		in.mu.Lock()
-		now := time.Now()
-		for len(in.pending) > 0 && !in.pending[0].due.After(now) {
-			batch = append(batch, heap.Pop(&in.pending).(*packet))
-		}
-		wait := time.Duration(-1)
-		if len(in.pending) > 0 {
-			wait = in.pending[0].due.Sub(now)
-		}
-		in.mu.Unlock()
-
-		if len(batch) > 0 {
-			for i, p := range batch {
-				batch[i] = nil
-				if c.blackedOut() {
-					in.release(p)
-					continue
-				}
-				select {
-				case in.ready <- p:
-				case <-c.done:
-					in.release(p)
-					for _, q := range batch[i+1:] {
-						in.release(q)
-					}
-					return
-				}
-			}
-			batch = batch[:0]
-			continue
-		}
-
-		if wait >= 0 {
-			timer.Reset(wait)
+	deliverDue(&in.mu, &in.pending, in.wake, c.done, in.release, func(p *packet) bool {
+		if c.blackedOut() {
+			in.release(p)
+			return true
 		}
 		select {
+		case in.ready <- p:
+			return true
 		case <-c.done:
-			timer.Stop()
-			return
-		case <-in.wake:
-		case <-timer.C:
+			in.release(p)
+			return false
 		}
-		timer.Stop()
-	}
+	})
 }
 
 // release frees p's queue slot, if it holds one, and recycles it.
@@ -337,13 +298,7 @@ func (in *inbound) close() {
 		return
 	}
 	in.wg.Wait()
-	in.mu.Lock()
-	for _, p := range in.pending {
-		in.release(p)
-	}
-	clear(in.pending)
-	in.pending = in.pending[:0]
-	in.mu.Unlock()
+	discardDue(&in.mu, &in.pending, in.release)
 	for {
 		select {
 		case p := <-in.ready:
