@@ -490,13 +490,20 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 		local    = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
 		localMu  sync.Mutex
 		longest  int64 // the longest gap, microseconds (under localMu)
+		tallied  bool  // the bot's figures are added up: count no more (under localMu)
 	)
 	onSnapshot := func(uint32, []byte) {
 		if !joined.Load() {
 			return
 		}
+		localMu.Lock()
+		if tallied { // a snapshot after the bot's figures were added up: in neither count
+			localMu.Unlock()
+			return
+		}
 		r.snapshots.Add(1)
 		got.Add(1)
+		localMu.Unlock()
 		at := time.Now()
 		rec.snapshot(at)
 		if lost := r.lostAt[i].Swap(0); lost != 0 {
@@ -651,15 +658,19 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 		rt = &roomTally{}
 		r.rooms[room] = rt
 	}
+	localMu.Lock()
+	tallied = true
+	inRoomSnaps := got.Load()
+	localMu.Unlock()
 	rt.bots++
-	rt.received += got.Load()
+	rt.received += inRoomSnaps
 	rt.expected += inRoom * float64(jr.TickRate)
 	if prof >= 0 {
 		pt := &r.profs[prof]
 		pt.connected++
 		pt.sent += lb.decidedSent
 		pt.lost += lb.decidedLost
-		pt.received += got.Load()
+		pt.received += inRoomSnaps
 		pt.expected += inRoom * float64(jr.TickRate)
 		pt.frames += st.InterpFrames
 		pt.underruns += st.InterpUnderruns
