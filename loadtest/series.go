@@ -165,7 +165,7 @@ func (r *run) sample(elapsed time.Duration, final bool) {
 	}
 	s := Second{
 		T:               round2(elapsed.Seconds()),
-		Interval:        round2(dt),
+		Interval:        math.Round(dt*1e4) / 1e4, // fine enough that rate × Interval gives the count back
 		Bots:            bots,
 		Pings:           rtt.TotalCount(),
 		SnapshotsPerSec: round2(float64(cur.snapshots-prev.snapshots) / dt),
