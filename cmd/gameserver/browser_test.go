@@ -56,17 +56,7 @@ type browserResult struct {
 // received. The round trips measured in the browser go to the test log and
 // to bin/browsertest/results.json, the screenshots beside them.
 func TestBrowser(t *testing.T) {
-	script, _ := filepath.Abs("../../web/browsertest/arena.mjs")
-	chromium := cmpOr(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
-	node, err := exec.LookPath("node")
-	need := "the browser test needs node, chromium (apt-get install chromium) and playwright-core (npm ci at the repository's top); .ci/run installs them"
-	require.NoError(t, err, need)
-	_, err = os.Stat(chromium)
-	require.NoError(t, err, need)
-	_, err = os.Stat("../../node_modules/playwright-core/package.json")
-	require.NoError(t, err, need)
-	out, _ := filepath.Abs(cmpOr(os.Getenv("ROOMWIRE_BROWSER_OUT"), "../../bin/browsertest"))
-	require.NoError(t, os.MkdirAll(out, 0o755))
+	script, node, chromium, out := browserTools(t, "arena.mjs", "ROOMWIRE_BROWSER_OUT", "../../bin/browsertest")
 
 	o := options{quicAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, webtransport: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -261,4 +251,24 @@ func (b *bot) moved(id string) (dx, dy float32) {
 		}
 	}
 	return float32(math.NaN()), float32(math.NaN())
+}
+
+// browserTools finds what a test that drives Chromium needs: the script of
+// web/browsertest to run, node, chromium (CHROMIUM, or Debian's) and
+// playwright-core, failing the test with how to get them; and the folder
+// for its screenshots (outEnv, or outDefault), made.
+func browserTools(t *testing.T, script, outEnv, outDefault string) (scriptPath, node, chromium, out string) {
+	t.Helper()
+	scriptPath, _ = filepath.Abs("../../web/browsertest/" + script)
+	chromium = cmpOr(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
+	node, err := exec.LookPath("node")
+	need := "the browser tests need node, chromium (apt-get install chromium) and playwright-core (npm ci at the repository's top); .ci/run installs them"
+	require.NoError(t, err, need)
+	_, err = os.Stat(chromium)
+	require.NoError(t, err, need)
+	_, err = os.Stat("../../node_modules/playwright-core/package.json")
+	require.NoError(t, err, need)
+	out, _ = filepath.Abs(cmpOr(os.Getenv(outEnv), outDefault))
+	require.NoError(t, os.MkdirAll(out, 0o755))
+	return scriptPath, node, chromium, out
 }

@@ -61,17 +61,7 @@ type dashboardRead struct {
 // a run with ROOMWIRE_DASHBOARD_LINGER_MS=50000, which keeps the page open
 // 50 s longer, so that its bandwidth line fills.
 func TestDashboardBrowser(t *testing.T) {
-	script, _ := filepath.Abs("../../web/browsertest/dashboard.mjs")
-	chromium := cmpOr(os.Getenv("CHROMIUM"), "/usr/bin/chromium")
-	node, err := exec.LookPath("node")
-	need := "the dashboard test needs node, chromium (apt-get install chromium) and playwright-core (npm ci at the repository's top); .ci/run installs them"
-	require.NoError(t, err, need)
-	_, err = os.Stat(chromium)
-	require.NoError(t, err, need)
-	_, err = os.Stat("../../node_modules/playwright-core/package.json")
-	require.NoError(t, err, need)
-	out, _ := filepath.Abs(cmpOr(os.Getenv("ROOMWIRE_DASHBOARD_OUT"), "../../bin/dashboard"))
-	require.NoError(t, os.MkdirAll(out, 0o755))
+	script, node, chromium, out := browserTools(t, "dashboard.mjs", "ROOMWIRE_DASHBOARD_OUT", "../../bin/dashboard")
 
 	const secret = "dashboard-test-token"
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, tick: 30, maxMembers: 16,
