@@ -506,7 +506,7 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 	nodes := startClusterWith(t, 3, ttl, true)
 	addrs := nodes[2].url() + "," + nodes[0].url() + "," + nodes[1].url()
 	wait := botsInBackground(loadtest.Config{Addr: addrs, Bots: 15, PerRoom: 5, RoomPrefix: "loss",
-		Duration: 30 * time.Second, Rejoin: true,
+		Duration: 45 * time.Second, Rejoin: true,
 		ConnectTimeout: 2 * time.Second}) // a dial of the dead node gives up soon, as a game's would
 	onNode := func(nd *node) (n int) {
 		for _, ri := range nd.hub.Rooms() {
@@ -534,7 +534,7 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 			live = append(live, nd)
 		}
 	}
-	require.Eventually(t, func() bool { return onNode(live[0])+onNode(live[1]) == 15 }, 25*time.Second, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return onNode(live[0])+onNode(live[1]) == 15 }, 40*time.Second, 100*time.Millisecond,
 		"every bot back in play on a live node")
 	t.Logf("%d bots of the dead node back in play %v after it died (resume window 10 s, TTL %v)", victims, time.Since(killed).Round(100*time.Millisecond), ttl)
 	rep, err := wait()

@@ -62,10 +62,17 @@ func (s *Snapshot) deltaAgainst(base *Snapshot, codec unreliable.Codec) []byte {
 			free = i
 		}
 	}
-	if free < 0 {
+	evict := free < 0
+	if evict {
 		free = int(base.Tick % deltaCache) // all taken: replace one
 	}
 	d := &s.deltas[free]
+	if evict {
+		// A member may still be copying the delta it was given: the
+		// replacement gets a buffer of its own (rare: more distinct
+		// baselines than the cache holds, as after resumes).
+		d.data = nil
+	}
 	d.base, d.tick, d.valid = base, base.Tick, true
 	d.data = codec.Encode(d.data[:0], base.Data, s.Data)
 	return d.data
