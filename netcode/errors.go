@@ -41,8 +41,10 @@ type CloseError struct {
 	Reason string
 	Remote bool
 	// quiet: a local close that sends no CLOSE frame, since the session
-	// goes on elsewhere (a committed handoff).
+	// goes on elsewhere (a committed handoff); last, if set, is the frame
+	// it sends last instead ($moved).
 	quiet bool
+	last  []byte
 }
 
 func (e *CloseError) Error() string {

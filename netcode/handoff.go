@@ -127,8 +127,9 @@ func (h *Handoff) Commit() {
 		c := h.c
 		c.srv.noteMoved(c.id, h.urls)
 		c.seq.thaw(true)
-		c.out.shut(h.moved)
-		c.close(&CloseError{Code: CloseMoved, Reason: "moved to " + h.urls, quiet: true})
+		// $moved goes last, queued by close once the reason is recorded:
+		// the writer closes the transport with it as soon as it is out.
+		c.close(&CloseError{Code: CloseMoved, Reason: "moved to " + h.urls, quiet: true, last: h.moved})
 	})
 }
 

@@ -352,7 +352,10 @@ func (p *peer) close(ce *CloseError) {
 		ce.Reason = reliable.TruncateReason(ce.Reason)
 		p.closeErr.Store(ce)
 		var last []byte
-		if !ce.Remote && !ce.quiet {
+		switch {
+		case ce.quiet:
+			last = ce.last
+		case !ce.Remote:
 			last = reliable.AppendClose(nil, ce.Code, ce.Reason)
 		}
 		p.out.shut(last)
