@@ -477,7 +477,11 @@ func TestDrainHandsRoomsOff(t *testing.T) {
 	require.Zero(t, rep.HistoryViolations, "reliable events lost %d, duplicated %d, reordered %d",
 		rep.HistoryLost, rep.HistoryDuplicated, rep.HistoryReordered)
 	require.GreaterOrEqual(t, rep.Resumed, int64(30), "every bot resumed on its room's new node")
-	require.LessOrEqual(t, rep.LongestGap.P99, 1000.0, "handoff pause p99 as the bots saw it")
+	goal := 1000.0 // ms: the handoff pause p99 as the bots saw it
+	if raceBuild {
+		goal = 3000 // a bot resuming at a tenth of its speed; the goal is checked without the detector
+	}
+	require.LessOrEqual(t, rep.LongestGap.P99, goal, "handoff pause p99 as the bots saw it")
 	list, err := nodes[1].cl.Rooms(context.Background())
 	require.NoError(t, err)
 	require.Len(t, list, 3)

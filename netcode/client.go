@@ -510,6 +510,11 @@ func (c *Client) dispatchFrame(f reliable.Frame) {
 	}
 	if f.Type == reliable.FrameEvent && string(f.Name) == movedName {
 		c.setMoveTo(string(f.Payload))
+		if c.res.on() {
+			// Go now rather than wait for the old server's close, which
+			// may be lost: the reader, its read failed, resumes there.
+			c.dropTransport(CloseMoved, "moved")
+		}
 		return
 	}
 	c.mu.RLock()
