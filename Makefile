@@ -17,16 +17,18 @@ run:
 # away sessions, which need a build without the race detector (it makes
 # sync.Pool drop items on purpose, and changes what the heap holds), and
 # the drain test's 1 s goal for the handoff pause, which the race
-# detector's slowdown would blur.
+# detector's slowdown would blur, and the node-loss test, whose bots,
+# slowed by the detector beside every other package's tests, miss its
+# deadline.
 test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
 	node --test web/client/test/
-	@bash -o pipefail -c "$(GO) test -race -count=1 -skip '^TestMatrixGoals\$$' ./... 2>&1 | tee .race.log" || \
+	@bash -o pipefail -c "$(GO) test -race -count=1 -skip '^(TestMatrixGoals|TestNodeLossBotsGetBackIntoPlay)\$$' ./... 2>&1 | tee .race.log" || \
 	  { echo '== the data races above, again, whole, so a cut log keeps them =='; \
 	    sed -n '/^WARNING: DATA RACE/,/^==================/p' .race.log | head -400; rm -f .race.log; exit 1; }
 	@rm -f .race.log
 	$(GO) test -race -count=1 -run '^TestMatrixGoals$$' ./loadtest/
-	$(GO) test -count=1 -run 'Allocs|^TestAwaySessionsMemory$$|^TestDrainHandsRoomsOff$$' ./...
+	$(GO) test -count=1 -run 'Allocs|^TestAwaySessionsMemory$$|^TestDrainHandsRoomsOff$$|^TestNodeLossBotsGetBackIntoPlay$$' ./...
 
 # The browser test's only npm dependency, pinned in package-lock.json.
 node_modules/playwright-core/package.json: package.json package-lock.json
