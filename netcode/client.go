@@ -509,8 +509,9 @@ func (c *Client) dispatchFrame(f reliable.Frame) {
 		return
 	}
 	if f.Type == reliable.FrameEvent && string(f.Name) == movedName {
+		already := c.resumeURL() == string(f.Payload) // a replay, on the server it names
 		c.setMoveTo(string(f.Payload))
-		if c.res.on() {
+		if c.res.on() && !already {
 			// Go now rather than wait for the old server's close, which
 			// may be lost: the reader, its read failed, resumes there.
 			c.dropTransport(CloseMoved, "moved")
