@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -119,6 +120,10 @@ type Hub struct {
 
 	inGameMu sync.RWMutex // guards lookups of inGame from the input path
 	wg       sync.WaitGroup
+
+	// epoch is the instant every room's tick slots are counted from, so that
+	// rooms of one tick rate tick together (see GameRoom.run).
+	epoch time.Time
 }
 
 type kind struct {
@@ -143,6 +148,7 @@ func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
 		inGame:  make(map[*netcode.Conn]*GameRoom),
 		joined:  make(map[*netcode.Conn]map[string]struct{}),
 		nextNum: make(map[string]int),
+		epoch:   time.Now(),
 	}
 	if h.adapter == nil {
 		h.adapter = NewMemoryAdapter()

@@ -6,18 +6,24 @@ import (
 	"github.com/roomwire/roomwire/netcode"
 )
 
-// run is the room's tick loop. Ticks are scheduled against the room's start
-// time, so the loop never drifts; when a tick runs late past the next one's
-// slot, the missed slots are counted as late and skipped, never bunched.
-// It ends when the hub closes or the room was empty for EmptyGrace.
+// run is the room's tick loop. Ticks are scheduled against the hub's epoch,
+// so the loop never drifts; when a tick runs late past the next one's slot,
+// the missed slots are counted as late and skipped, never bunched. It ends
+// when the hub closes or the room was empty for EmptyGrace.
+//
+// Every room of one tick rate ticks in the same slots: the tick loops wake
+// together and their snapshots leave in one burst a tick. Spread over the
+// tick, as rooms started at random times would be, the same datagrams cost
+// the server about 1.6 times the CPU, each burst waking idle CPUs and
+// sleeping receivers anew (BENCHMARKS.md, "Ticks in phase").
 func (g *GameRoom) run() {
 	defer g.hub.wg.Done()
-	start := time.Now()
+	start := g.hub.slot(time.Now(), g.period)
 	g.mu.Lock()
 	tick := g.lastTick // 0, or where a moved room left off
 	g.mu.Unlock()
 	base := tick
-	timer := time.NewTimer(g.period)
+	timer := time.NewTimer(time.Until(start.Add(g.period)))
 	defer timer.Stop()
 	var emptySince time.Time
 	for {
@@ -99,4 +105,10 @@ func (g *GameRoom) shut() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
+}
+
+// slot is the start of the tick slot of length period that now falls in,
+// counted from the hub's epoch.
+func (h *Hub) slot(now time.Time, period time.Duration) time.Time {
+	return now.Add(-now.Sub(h.epoch) % period)
 }
