@@ -18,6 +18,7 @@ import (
 func TestAllocsTickIsZero(t *testing.T) {
 	for _, n := range []int{10, 100} {
 		g, _ := benchRoom(t, n)
+		var batch netcode.Batch
 		conns := append([]*netcode.Conn(nil), g.members...)
 		input := arena.EncodeInput(nil, 1, 1)
 		tick := uint32(1000)
@@ -26,7 +27,8 @@ func TestAllocsTickIsZero(t *testing.T) {
 				g.pushInput(c, input)
 			}
 			tick++
-			g.step(tick, 0, time.Now())
+			g.step(tick, 0, time.Now(), &batch)
+			batch.Flush()
 		}
 		for i := 0; i < 100; i++ {
 			step() // warm the pools and buffers

@@ -43,6 +43,7 @@ func benchRoom(tb testing.TB, n int) (*GameRoom, *atomic.Int64) {
 
 func benchmarkTick(b *testing.B, n int) {
 	g, _ := benchRoom(b, n)
+	var batch netcode.Batch
 	conns := append([]*netcode.Conn(nil), g.members...)
 	input := arena.EncodeInput(nil, 10, -10)
 	b.ReportAllocs()
@@ -51,7 +52,8 @@ func benchmarkTick(b *testing.B, n int) {
 		for _, c := range conns {
 			g.pushInput(c, input)
 		}
-		g.step(uint32(1000+i), 0, time.Now())
+		g.step(uint32(1000+i), 0, time.Now(), &batch)
+		batch.Flush()
 	}
 }
 
@@ -100,6 +102,7 @@ func BenchmarkBroadcastEvent100(b *testing.B) {
 // A member flooding inputs is capped per tick; the others' still get in.
 func TestInputsCappedPerMember(t *testing.T) {
 	g, _ := benchRoom(t, 2)
+	var batch netcode.Batch
 	flooder, other := g.members[0], g.members[1]
 	in := arena.EncodeInput(nil, 1, 1)
 	for i := 0; i < 20; i++ {
@@ -111,7 +114,8 @@ func TestInputsCappedPerMember(t *testing.T) {
 	g.inMu.Unlock()
 	require.Equal(t, 8+1, queued, "8 from the flooder, 1 from the other")
 	require.EqualValues(t, 12, dropped)
-	g.step(5000, 0, time.Now())
+	g.step(5000, 0, time.Now(), &batch)
+	batch.Flush()
 	g.pushInput(flooder, in)
 	g.inMu.Lock()
 	require.Len(t, g.inputs, 1, "the cap starts over each tick")

@@ -275,8 +275,7 @@ func (h *Hub) pick(c *netcode.Conn, kindName, name string) (*GameRoom, bool, err
 	g := newGameRoom(h, name, kindName, k)
 	h.games[name] = g
 	h.perKind[kindName]++
-	h.wg.Add(1)
-	go g.run()
+	h.startTicking(g)
 	h.log.Info("room created", "room", name, "kind", kindName, "tick_rate", k.opts.TickRate)
 	return g, true, nil
 }
@@ -407,8 +406,13 @@ type GameRoom struct {
 	ticks     uint64
 	lateTicks uint64
 	tickDur   *hdrhistogram.Histogram
-	batch     netcode.Batch // the tick's snapshot datagrams, flushed once per tick
-	kstats    *kindStats    // shared by the kind's rooms
+	kstats    *kindStats // shared by the kind's rooms
+
+	// Its ticker's own (tick.go).
+	tickNo     uint32 // the tick number it last gave the room
+	ticking    bool   // the room has had its first tick
+	untick     bool   // it leaves the ticker
+	emptySince time.Time
 
 	inMu      sync.Mutex
 	inputs    []queuedInput

@@ -6,15 +6,19 @@
 // event, encoded once for all members. Game rooms are rooms of a defined kind
 // with a Game, a tick loop and a member limit; clients join them with Join.
 //
-// All Hub and GameRoom methods are safe for concurrent use. Each game room
-// has one goroutine, its tick loop, which ends when the room is disposed or
-// the hub closed.
+// All Hub and GameRoom methods are safe for concurrent use. Game rooms of
+// one tick rate tick together, in slots counted from the hub's start, run by
+// up to GOMAXPROCS ticker goroutines per rate, each stepping its share of
+// the rooms in turn and sending all their snapshots in one burst. A ticker
+// starts with its first room and ends when its last is disposed, moved away
+// or the hub closed.
 package rooms
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -123,7 +127,9 @@ type Hub struct {
 
 	// epoch is the instant every room's tick slots are counted from, so that
 	// rooms of one tick rate tick together (see GameRoom.run).
-	epoch time.Time
+	epoch   time.Time
+	tickers map[time.Duration][]*ticker // by tick period (under mu)
+	shards  int                         // tickers per period at most: GOMAXPROCS
 }
 
 type kind struct {
@@ -149,6 +155,8 @@ func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
 		joined:  make(map[*netcode.Conn]map[string]struct{}),
 		nextNum: make(map[string]int),
 		epoch:   time.Now(),
+		tickers: make(map[time.Duration][]*ticker),
+		shards:  runtime.GOMAXPROCS(0),
 	}
 	if h.adapter == nil {
 		h.adapter = NewMemoryAdapter()

@@ -138,7 +138,6 @@ func (h *Hub) Adopt(kind, name string, tick uint32, state []byte, members []*net
 	g.members = slices.Clone(members)
 	h.games[name] = g
 	h.perKind[kind]++
-	h.wg.Add(1)
 	h.mu.Unlock()
 	for _, c := range members {
 		h.inGameMu.Lock()
@@ -149,7 +148,13 @@ func (h *Hub) Adopt(kind, name string, tick uint32, state []byte, members []*net
 		_ = h.join(c, name, false)
 		g.syncAway(c)
 	}
-	go g.run()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return g, nil // Close stops it with the rest
+	}
+	h.startTicking(g)
+	h.mu.Unlock()
 	h.log.Info("room moved here", "room", name, "kind", kind, "tick", tick, "members", len(members))
 	return g, nil
 }

@@ -1,62 +1,147 @@
 package rooms
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/roomwire/roomwire/netcode"
 )
 
-// run is the room's tick loop. Ticks are scheduled against the hub's epoch,
-// so the loop never drifts; when a tick runs late past the next one's slot,
-// the missed slots are counted as late and skipped, never bunched. It ends
-// when the hub closes or the room was empty for EmptyGrace.
+// A ticker runs the tick loop of a shard of the hub's rooms that share one
+// tick rate: at every slot of the rate, counted from the hub's epoch, it
+// steps each of its rooms in turn and then writes all their snapshot
+// datagrams at once (on UDP transports one sendmmsg per socket for the whole
+// shard). One wake-up and one burst a tick for many rooms cost the server
+// far less than a goroutine per room waking on its own: spread over the
+// tick, the same datagrams cost the bare-UDP floor itself about 1.6 times
+// the CPU (BENCHMARKS.md, "Ticks in phase"). A hub has up to GOMAXPROCS
+// tickers per rate, so rooms still tick in parallel on many cores; the cost
+// is that a room whose game is slow delays the others of its shard.
 //
-// Every room of one tick rate ticks in the same slots: the tick loops wake
-// together and their snapshots leave in one burst a tick. Spread over the
-// tick, as rooms started at random times would be, the same datagrams cost
-// the server about 1.6 times the CPU, each burst waking idle CPUs and
-// sleeping receivers anew (BENCHMARKS.md, "Ticks in phase").
-func (g *GameRoom) run() {
-	defer g.hub.wg.Done()
-	start := g.hub.slot(time.Now(), g.period)
+// The ticker's goroutine starts with its first room and ends when it has
+// none left: rooms leave it when they are disposed, moved away or the hub
+// closes (their stop channel). It is counted in the hub's WaitGroup.
+type ticker struct {
+	hub    *Hub
+	period time.Duration
+
+	mu      sync.Mutex
+	rooms   []*GameRoom // the shard, guarded by mu
+	running bool        // its goroutine is running (under mu)
+
+	// The loop's own.
+	list  []*GameRoom
+	batch netcode.Batch
+}
+
+// startTicking puts g in the shard of its tick rate with the fewest rooms
+// (h.mu held).
+func (h *Hub) startTicking(g *GameRoom) {
+	shards := h.tickers[g.period]
+	var t *ticker
+	fewest := 0
+	for _, s := range shards {
+		s.mu.Lock()
+		n := len(s.rooms)
+		s.mu.Unlock()
+		if t == nil || n < fewest {
+			t, fewest = s, n
+		}
+	}
+	if t == nil || (fewest > 0 && len(shards) < h.shards) {
+		t = &ticker{hub: h, period: g.period}
+		h.tickers[g.period] = append(shards, t)
+	}
 	g.mu.Lock()
-	tick := g.lastTick // 0, or where a moved room left off
+	g.tickNo = g.lastTick // 0, or where a moved room left off
 	g.mu.Unlock()
-	base := tick
-	timer := time.NewTimer(time.Until(start.Add(g.period)))
+	t.mu.Lock()
+	t.rooms = append(t.rooms, g)
+	if !t.running {
+		t.running = true
+		h.wg.Add(1)
+		go t.run()
+	}
+	t.mu.Unlock()
+}
+
+// run steps the shard's rooms at every slot. When a tick runs late past the
+// next one's slot, the missed slots are counted as late and skipped, never
+// bunched.
+func (t *ticker) run() {
+	defer t.hub.wg.Done()
+	epoch := t.hub.epoch
+	slot := int64(time.Since(epoch) / t.period)
+	timer := time.NewTimer(time.Until(epoch.Add(time.Duration(slot+1) * t.period)))
 	defer timer.Stop()
-	var emptySince time.Time
 	for {
-		select {
-		case <-g.stop:
-			g.shut()
-			return
-		case <-timer.C:
-		}
+		<-timer.C
 		now := time.Now()
-		due := base + uint32(now.Sub(start)/g.period)
-		if due <= tick {
-			due = tick + 1 // woke a hair early
+		due := int64(now.Sub(epoch) / t.period)
+		if due <= slot {
+			due = slot + 1 // woke a hair early
 		}
-		late := uint64(due - tick - 1)
-		tick = due
-		empty := g.step(tick, late, now)
-		if !empty {
-			emptySince = time.Time{}
-		} else if emptySince.IsZero() {
-			emptySince = now
-		} else if now.Sub(emptySince) >= g.opts.EmptyGrace && g.hub.dispose(g) {
+		late := uint64(due - slot - 1)
+		slot = due
+
+		t.mu.Lock()
+		t.list = append(t.list[:0], t.rooms...)
+		t.mu.Unlock()
+		gone := 0
+		for _, g := range t.list {
+			if t.tickRoom(g, late, now) {
+				g.untick = true
+				gone++
+			}
+		}
+		t.batch.Flush()
+		clear(t.list) // lets disposed rooms go
+
+		t.mu.Lock()
+		if gone > 0 {
+			t.rooms = slices.DeleteFunc(t.rooms, func(g *GameRoom) bool { return g.untick })
+		}
+		if len(t.rooms) == 0 {
+			t.running = false
+			t.mu.Unlock()
 			return
 		}
-		next := start.Add(time.Duration(tick-base+1) * g.period)
-		timer.Reset(time.Until(next))
+		t.mu.Unlock()
+		timer.Reset(time.Until(epoch.Add(time.Duration(slot+1) * t.period)))
 	}
 }
 
+// tickRoom runs one tick of g, its snapshots into the ticker's batch, and
+// reports whether g leaves the ticker: the hub closed, g moved away, or it
+// was empty for EmptyGrace and is disposed.
+func (t *ticker) tickRoom(g *GameRoom, late uint64, now time.Time) (done bool) {
+	select {
+	case <-g.stop:
+		g.shut()
+		return true
+	default:
+	}
+	if !g.ticking { // its first tick: the slots before it are not its
+		g.ticking = true
+		late = 0
+	}
+	g.tickNo += uint32(late) + 1
+	if !g.step(g.tickNo, late, now, &t.batch) {
+		g.emptySince = time.Time{}
+	} else if g.emptySince.IsZero() {
+		g.emptySince = now
+	} else if now.Sub(g.emptySince) >= g.opts.EmptyGrace && t.hub.dispose(g) {
+		return true
+	}
+	return false
+}
+
 // step runs one tick: the inputs queued since the last tick go to the game,
-// the game steps, and its snapshot is queued for every member. It reports
-// whether the room is empty. In steady state it does not allocate.
-func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
+// the game steps, and its snapshot is sent to every member, on UDP
+// transports into b for the caller to flush. It reports whether the room is
+// empty. In steady state it does not allocate.
+func (g *GameRoom) step(tick uint32, late uint64, now time.Time, b *netcode.Batch) (empty bool) {
 	// Take the inputs queued since the last tick, leaving the previous
 	// tick's buffers for the producers to fill next.
 	g.inMu.Lock()
@@ -86,9 +171,8 @@ func (g *GameRoom) step(tick uint32, late uint64, now time.Time) (empty bool) {
 	snap.Stream = g.stream
 	snap.Data = g.game.Tick(tick, g.period, snap.Data)
 	for _, m := range g.members {
-		m.SendSnapshotBatch(snap, &g.batch)
+		m.SendSnapshotBatch(snap, b)
 	}
-	g.batch.Flush()
 	empty = len(g.members) == 0
 	g.ticks++
 	g.lateTicks += late
@@ -105,10 +189,4 @@ func (g *GameRoom) shut() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
-}
-
-// slot is the start of the tick slot of length period that now falls in,
-// counted from the hub's epoch.
-func (h *Hub) slot(now time.Time, period time.Duration) time.Time {
-	return now.Add(-now.Sub(h.epoch) % period)
 }
