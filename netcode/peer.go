@@ -647,8 +647,12 @@ func (p *peer) handleFrame(f reliable.Frame) {
 	case reliable.FrameReply, reliable.FrameReplyError:
 		p.resolve(f)
 	case reliable.FramePing:
+		// Written here, as replies are, not handed to the writer goroutine:
+		// a clock PING a second from every client would wake it each time.
 		if b, ok := p.out.begin(); ok {
-			_ = p.enqueued(p.out.end(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano()))))
+			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano())))) == nil {
+				_ = p.out.flush()
+			}
 		}
 	case reliable.FramePong:
 		if p.pong != nil {

@@ -348,20 +348,15 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 		return len(b), nil
 	}
 	now := time.Now()
-	d := c.randomDelay()
-	if cfg.Reorder > 0 && c.rng.Float64() < cfg.Reorder {
-		hold := cfg.Delay + cfg.Jitter
-		if hold == 0 {
-			hold = minHoldBack
-		}
-		d += hold
+	f := drawFate(cfg, c.rng)
+	if f.reordered {
 		c.reordered.Add(1)
 	}
-	p.due, p.slot = now.Add(d), true
+	p.due, p.slot = now.Add(f.delay), true
 	wake := c.push(p)
-	if cfg.Duplicate > 0 && c.rng.Float64() < cfg.Duplicate {
+	if f.dup {
 		q := newPacket(p.data, ap)
-		q.due = now.Add(c.randomDelay())
+		q.due = now.Add(f.dupDelay)
 		wake = c.push(q) || wake
 		c.duplicated.Add(1)
 	}
@@ -376,8 +371,33 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 	return len(b), nil
 }
 
-// randomDelay draws one packet's delay. c.mu must be held.
-func (c *Conn) randomDelay() time.Duration { return drawDelay(&c.cfg, c.rng) }
+// fate is what becomes of one packet that is not lost: its delay, longer
+// when it is held back to be reordered, and whether a copy follows, after a
+// delay of its own.
+type fate struct {
+	delay     time.Duration
+	reordered bool
+	dup       bool
+	dupDelay  time.Duration
+}
+
+// drawFate draws one packet's fate under cfg from rng, in the same order on
+// both directions, so that a seed replays the same run.
+func drawFate(cfg *Config, rng *rand.Rand) fate {
+	f := fate{delay: drawDelay(cfg, rng)}
+	if cfg.Reorder > 0 && rng.Float64() < cfg.Reorder {
+		hold := cfg.Delay + cfg.Jitter
+		if hold == 0 {
+			hold = minHoldBack
+		}
+		f.delay += hold
+		f.reordered = true
+	}
+	if cfg.Duplicate > 0 && rng.Float64() < cfg.Duplicate {
+		f.dup, f.dupDelay = true, drawDelay(cfg, rng)
+	}
+	return f
+}
 
 // drawDelay draws one packet's delay under cfg from rng.
 func drawDelay(cfg *Config, rng *rand.Rand) time.Duration {

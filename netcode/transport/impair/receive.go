@@ -230,20 +230,15 @@ func (in *inbound) receive() {
 		p := newPacket(buf[:n], addr)
 		in.mu.Lock()
 		now := time.Now()
-		d := drawDelay(&in.cfg, in.rng)
-		if in.cfg.Reorder > 0 && in.rng.Float64() < in.cfg.Reorder {
-			hold := in.cfg.Delay + in.cfg.Jitter
-			if hold == 0 {
-				hold = minHoldBack
-			}
-			d += hold
+		f := drawFate(&in.cfg, in.rng)
+		if f.reordered {
 			in.reordered.Add(1)
 		}
-		p.due, p.slot = now.Add(d), true
+		p.due, p.slot = now.Add(f.delay), true
 		wake := in.push(p)
-		if in.cfg.Duplicate > 0 && in.rng.Float64() < in.cfg.Duplicate {
+		if f.dup {
 			q := newPacket(p.data, addr)
-			q.due = now.Add(drawDelay(&in.cfg, in.rng))
+			q.due = now.Add(f.dupDelay)
 			wake = in.push(q) || wake
 			in.duplicated.Add(1)
 		}
