@@ -347,19 +347,7 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 		putPacket(p)
 		return len(b), nil
 	}
-	now := time.Now()
-	f := drawFate(cfg, c.rng)
-	if f.reordered {
-		c.reordered.Add(1)
-	}
-	p.due, p.slot = now.Add(f.delay), true
-	wake := c.push(p)
-	if f.dup {
-		q := newPacket(p.data, ap)
-		q.due = now.Add(f.dupDelay)
-		wake = c.push(q) || wake
-		c.duplicated.Add(1)
-	}
+	wake := schedule(cfg, c.rng, &c.pending, &c.seq, &c.reordered, &c.duplicated, p, ap)
 	c.mu.Unlock()
 
 	if wake {
@@ -371,32 +359,32 @@ func (c *Conn) enqueue(b []byte, ap netip.AddrPort, addr net.Addr) (int, error) 
 	return len(b), nil
 }
 
-// fate is what becomes of one packet that is not lost: its delay, longer
-// when it is held back to be reordered, and whether a copy follows, after a
-// delay of its own.
-type fate struct {
-	delay     time.Duration
-	reordered bool
-	dup       bool
-	dupDelay  time.Duration
-}
-
-// drawFate draws one packet's fate under cfg from rng, in the same order on
-// both directions, so that a seed replays the same run.
-func drawFate(cfg *Config, rng *rand.Rand) fate {
-	f := fate{delay: drawDelay(cfg, rng)}
+// schedule draws the fate of p, a packet not lost, under cfg from rng: its
+// delay, longer when it is held back to be reordered, and whether a copy of
+// it follows after a delay of its own. It queues p (and the copy) in h,
+// counts them in reordered and duplicated, and reports whether the earliest
+// packet changed. Both directions draw in this order, so that a seed replays
+// the same run. The queue's lock must be held.
+func schedule(cfg *Config, rng *rand.Rand, h *packetHeap, seq *uint64, reordered, duplicated *atomic.Uint64, p *packet, addr netip.AddrPort) (wake bool) {
+	now := time.Now()
+	d := drawDelay(cfg, rng)
 	if cfg.Reorder > 0 && rng.Float64() < cfg.Reorder {
 		hold := cfg.Delay + cfg.Jitter
 		if hold == 0 {
 			hold = minHoldBack
 		}
-		f.delay += hold
-		f.reordered = true
+		d += hold
+		reordered.Add(1)
 	}
+	p.due, p.slot = now.Add(d), true
+	wake = pushDue(h, seq, p)
 	if cfg.Duplicate > 0 && rng.Float64() < cfg.Duplicate {
-		f.dup, f.dupDelay = true, drawDelay(cfg, rng)
+		q := newPacket(p.data, addr)
+		q.due = now.Add(drawDelay(cfg, rng))
+		wake = pushDue(h, seq, q) || wake
+		duplicated.Add(1)
 	}
-	return f
+	return wake
 }
 
 // drawDelay draws one packet's delay under cfg from rng.
@@ -406,11 +394,6 @@ func drawDelay(cfg *Config, rng *rand.Rand) time.Duration {
 		d += time.Duration(rng.Int64N(2*int64(j)+1)) - j
 	}
 	return max(d, 0)
-}
-
-// push queues p and reports whether it is now the earliest. c.mu must be held.
-func (c *Conn) push(p *packet) bool {
-	return pushDue(&c.pending, &c.seq, p)
 }
 
 // pushDue queues p in h, numbered after the last (seq), and reports whether

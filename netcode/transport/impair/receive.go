@@ -229,19 +229,7 @@ func (in *inbound) receive() {
 		}
 		p := newPacket(buf[:n], addr)
 		in.mu.Lock()
-		now := time.Now()
-		f := drawFate(&in.cfg, in.rng)
-		if f.reordered {
-			in.reordered.Add(1)
-		}
-		p.due, p.slot = now.Add(f.delay), true
-		wake := in.push(p)
-		if f.dup {
-			q := newPacket(p.data, addr)
-			q.due = now.Add(f.dupDelay)
-			wake = in.push(q) || wake
-			in.duplicated.Add(1)
-		}
+		wake := schedule(&in.cfg, in.rng, &in.pending, &in.seq, &in.reordered, &in.duplicated, p, addr)
 		in.mu.Unlock()
 		if wake {
 			select {
@@ -250,12 +238,6 @@ func (in *inbound) receive() {
 			}
 		}
 	}
-}
-
-// push queues p and reports whether it is now the earliest. in.mu must be
-// held.
-func (in *inbound) push(p *packet) bool {
-	return pushDue(&in.pending, &in.seq, p)
 }
 
 // deliver moves each queued packet to ready when it is due; one falling
