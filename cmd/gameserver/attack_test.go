@@ -31,18 +31,31 @@ type gameServer struct {
 
 func startGameServer(t *testing.T) gameServer {
 	t.Helper()
-	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
+	g, _ := serveForTest(t, options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"})
+	return g
+}
+
+// serveForTest runs serve with o, as the binary does, until stop, which
+// cancels it (what SIGINT does) and requires it to return without error; the
+// test's cleanup stops it too if the test did not. It returns once the
+// server listens.
+func serveForTest(t *testing.T, o options) (g gameServer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan gameServer, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, k, h net.Addr) { ready <- gameServer{q, k, h} })
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return nt.Recv(t, ready, "the server ready")
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, nt.Recv(t, done, "serve to return"))
+		})
+	}
+	t.Cleanup(stop)
+	return nt.Recv(t, ready, "the server ready"), stop
 }
 
 // dial connects a client, over QUIC for even i and KCP for odd, with a

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/roomwire/roomwire/netcode"
-	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -59,19 +56,8 @@ func TestBrowser(t *testing.T) {
 	script, node, chromium, out := browserTools(t, "arena.mjs", "ROOMWIRE_BROWSER_OUT", "../../bin/browsertest")
 
 	o := options{quicAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, webtransport: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type addrs struct{ quic, http net.Addr }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, _, h net.Addr) { ready <- addrs{q, h} })
-	}()
-	a := nt.Recv(t, ready, "the server ready")
-	defer func() {
-		cancel()
-		require.NoError(t, nt.Recv(t, done, "serve to return"))
-	}()
+	a, stop := serveForTest(t, o)
+	defer stop()
 
 	b := startBot(t, a.quic.String(), "browser-test")
 	defer b.stop()

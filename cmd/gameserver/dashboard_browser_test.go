@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,19 +64,8 @@ func TestDashboardBrowser(t *testing.T) {
 	const secret = "dashboard-test-token"
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", ws: true, tick: 30, maxMembers: 16,
 		dev: true, protocolID: token.DefaultProtocolID, logLevel: "error", dashboardToken: secret}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type addrs struct{ quic, kcp, http net.Addr }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, k, h net.Addr) { ready <- addrs{q, k, h} })
-	}()
-	a := nt.Recv(t, ready, "the server ready")
-	defer func() {
-		cancel()
-		require.NoError(t, nt.Recv(t, done, "serve to return"))
-	}()
+	a, stop := serveForTest(t, o)
+	defer stop()
 	base := "http://" + a.http.String()
 
 	lag, err := impair.NewProxy(impair.ProxyConfig{

@@ -81,15 +81,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 // HTTP side port, and on shutdown every client told why, within 5 s.
 func TestServeAndShutdown(t *testing.T) {
 	o := options{quicAddr: "127.0.0.1:0", kcpAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", webtransport: true, ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID, logLevel: "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type addrs struct{ quic, kcp, http net.Addr }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(q, k, h net.Addr) { ready <- addrs{q, k, h} })
-	}()
-	a := nt.Recv(t, ready, "the server ready")
+	a, stop := serveForTest(t, o)
 
 	dial := func(url string, origin string) *netcode.Client {
 		tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
@@ -139,8 +131,7 @@ func TestServeAndShutdown(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "no profiles without -pprof")
 
 	start := time.Now()
-	cancel() // what SIGINT does
-	require.NoError(t, nt.Recv(t, done, "serve to return"))
+	stop() // what SIGINT does
 	require.Less(t, time.Since(start), 5*time.Second)
 	for _, cl := range []*netcode.Client{q, k, wt, w} {
 		<-cl.Done()
@@ -162,17 +153,9 @@ func TestDevOrigins(t *testing.T) {
 // with wss://: here the only transport.
 func TestWebSocketOverTLS(t *testing.T) {
 	o := options{httpAddr: "127.0.0.1:0", httpTLS: true, ws: true, tick: 30, maxMembers: 16, dev: true, protocolID: token.DefaultProtocolID}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(_, _, h net.Addr) { ready <- h })
-	}()
-	addr := nt.Recv(t, ready, "the server ready")
-	defer func() {
-		cancel()
-		require.NoError(t, nt.Recv(t, done, "serve to return"))
-	}()
+	srv, stop := serveForTest(t, o)
+	defer stop()
+	addr := srv.http
 	tok, err := token.Issue(token.DevKey, token.Params{ProtocolID: token.DefaultProtocolID}, time.Now())
 	require.NoError(t, err)
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/roomwire/roomwire/netcode"
-	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
 	"github.com/roomwire/roomwire/rooms"
 	"github.com/roomwire/roomwire/rooms/arena"
@@ -328,14 +326,8 @@ func TestPprofFlag(t *testing.T) {
 	o, err := parseFlags([]string{"-pprof", "-quic", "127.0.0.1:0", "-kcp", "", "-http", "127.0.0.1:0"}, io.Discard)
 	require.NoError(t, err)
 	require.True(t, o.pprof)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(_, _, h net.Addr) { ready <- h })
-	}()
-	base := fmt.Sprintf("http://%s", nt.Recv(t, ready, "the server ready"))
+	srv, stop := serveForTest(t, o)
+	base := fmt.Sprintf("http://%s", srv.http)
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 		resp, err := http.Get(base + path)
 		require.NoError(t, err)
@@ -343,6 +335,5 @@ func TestPprofFlag(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
-	cancel()
-	require.NoError(t, nt.Recv(t, done, "serve to return"))
+	stop()
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	nt "github.com/roomwire/roomwire/netcode/netcodetest"
 	"github.com/roomwire/roomwire/netcode/token"
 )
 
@@ -26,13 +22,8 @@ func TestSidePortPages(t *testing.T) {
 		if !dev {
 			o.tokenKey = keyFile
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		ready := make(chan net.Addr, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- serve(ctx, o, slog.New(slog.DiscardHandler), func(_, _, h net.Addr) { ready <- h })
-		}()
-		base := "http://" + nt.Recv(t, ready, "the server ready").String()
+		srv, stop := serveForTest(t, o)
+		base := "http://" + srv.http.String()
 		get := func(path string) (int, string, string) {
 			resp, err := http.Get(base + path)
 			require.NoError(t, err)
@@ -63,7 +54,6 @@ func TestSidePortPages(t *testing.T) {
 		} else {
 			require.Equal(t, http.StatusNotFound, code, "no dev tokens with a real key")
 		}
-		cancel()
-		require.NoError(t, nt.Recv(t, done, "serve to return"))
+		stop()
 	}
 }
