@@ -126,7 +126,7 @@ type Hub struct {
 	wg       sync.WaitGroup
 
 	// epoch is the instant every room's tick slots are counted from, so that
-	// rooms of one tick rate tick together (see GameRoom.run).
+	// rooms of one tick rate tick together (see ticker).
 	epoch   time.Time
 	tickers map[time.Duration][]*ticker // by tick period (under mu)
 	shards  int                         // tickers per period at most: GOMAXPROCS
