@@ -211,7 +211,7 @@ func (s *Server) connEnded(c *Conn, ce *CloseError) {
 	c.finish()
 	if c.sres != nil {
 		c.sres.refresh.Stop()
-		c.sres.watch.Stop()
+		s.unwatch(c)
 	}
 
 	s.connsMu.Lock()

@@ -1,6 +1,7 @@
 package netcode
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -134,6 +135,28 @@ func TestFrameCopies(t *testing.T) {
 	require.False(t, c.update())
 	require.False(t, c.add(999, eventFrame(t, "z")))
 	require.Zero(t, c.n)
+}
+
+// The peer's ACKED retires the copies of the frames it handled, across a
+// wrap of the frame numbers, and leaves those after them.
+func TestFrameCopiesHandled(t *testing.T) {
+	var c frameCopies
+	c.on.Store(true)
+	first := uint32(math.MaxUint32 - 1)
+	for i := uint32(0); i < 4; i++ {
+		require.True(t, c.add(first+i, eventFrame(t, "x")))
+	}
+	c.handled(first) // nothing before the first
+	require.Equal(t, 4, c.n)
+	c.handled(first + 3) // the wrap: MaxUint32-1, MaxUint32 and 0 were handled
+	require.Equal(t, 1, c.n)
+	var bufs [copyDatagrams][]byte
+	var tags [copyDatagrams]uint64
+	require.Equal(t, 1, c.build(time.Unix(100, 0), 1200, &bufs, &tags))
+	require.Equal(t, uint64(first+3)<<32|uint64(first+3), tags[0], "only frame 1 is copied")
+	c.handled(first + 4)
+	require.Zero(t, c.n)
+	require.Zero(t, c.bytes)
 }
 
 // Building a round of copies does not allocate once the buffers grew.

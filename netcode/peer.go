@@ -617,6 +617,7 @@ func (p *peer) readLoop(r *reliable.Reader) *CloseError {
 		p.stats.framesReceived.Add(1)
 		if f.Type == reliable.FrameAcked && p.res != nil { // not numbered
 			p.res.acked(f.Received)
+			p.copies.handled(f.Received)
 			continue
 		}
 		num++

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +38,9 @@ const (
 	// A client declares its transport dead after deadAfter without
 	// receiving anything; it probes with a PING after probeAfter without
 	// receiving, and keeps alive with one after keepAliveAfter without
-	// sending. The server declares a resumable connection away after
-	// silentAfter without receiving.
+	// sending, unless the transport keeps alive itself (liveness). The
+	// server declares a resumable connection away after silentAfter
+	// without receiving.
 	probeAfter     = 500 * time.Millisecond
 	keepAliveAfter = time.Second
 	deadAfter      = 2 * time.Second
@@ -51,6 +53,24 @@ const (
 	raceEvery = 150 * time.Millisecond
 	raceDials = 4
 )
+
+// liveness is what a resumable connection on sess counts as heard beyond
+// its own bytes and datagrams, and after how long without receiving (probe)
+// or sending (keep) its client sends a PING. A transport that keeps alive
+// itself (transport.KeptAlive) hears a working path at least every
+// KeepAlive and is heard as often, so while no frame of ours waits for the
+// peer's ACKED its count is enough: the client probes only once even that
+// fell silent for half as long again and never keeps alive, and an idle
+// connection costs no reliable frames. While frames wait (waiting), or on
+// any other transport, only what netcode reads counts, and the PINGs go:
+// a path that carries the peer's keep-alives but not our frames (an uplink
+// gone dark) is then still found dead.
+func liveness(sess transport.Session, waiting bool) (heard uint64, probe, keep time.Duration) {
+	if ka, ok := sess.(transport.KeptAlive); ok && !waiting {
+		return ka.Heard(), max(probeAfter, ka.KeepAlive()*3/2), time.Duration(math.MaxInt64)
+	}
+	return 0, probeAfter, keepAliveAfter
+}
 
 // resumeName is the reserved event a client asks for resume with, and the
 // server's grant: the window and a ticket.
@@ -105,6 +125,13 @@ func newResumeState(p *peer, limit int) *resumeState {
 }
 
 func (r *resumeState) on() bool { return r != nil && r.enabled.Load() }
+
+// waiting reports whether some kept frame waits for the peer's ACKED.
+func (r *resumeState) waiting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ends) > 0
+}
 
 // start begins keeping frames from number first on (under the outbox's
 // lock, so that no frame slips between). Resume is on only once enabled:

@@ -73,9 +73,9 @@ func (c *Client) granted(p []byte) {
 }
 
 // watchLoop finds a dead transport: it probes with a PING when nothing
-// came for probeAfter and keeps alive when nothing went for
-// keepAliveAfter, and after deadAfter without anything received it closes
-// the transport, which sends the reader to awaitResume.
+// came for a while and keeps alive when nothing went (liveness), and after
+// deadAfter without anything received it closes the transport, which sends
+// the reader to awaitResume.
 func (c *Client) watchLoop() {
 	t := time.NewTicker(probeAfter / 2)
 	defer t.Stop()
@@ -93,7 +93,8 @@ func (c *Client) watchLoop() {
 			inAt, outAt = now, now
 			continue
 		}
-		in := c.stats.bytesReceived.Load() + c.stats.datagramsReceived.Load()
+		heard, probe, keep := liveness(c.session(), c.res.waiting())
+		in := c.stats.bytesReceived.Load() + c.stats.datagramsReceived.Load() + heard
 		out := c.stats.bytesSent.Load() + c.stats.datagramsSent.Load()
 		if in != lastIn {
 			lastIn, inAt = in, now
@@ -105,7 +106,7 @@ func (c *Client) watchLoop() {
 		case now.Sub(inAt) >= deadAfter:
 			c.dropTransport(CloseTimeout, "no answer")
 			inAt = now
-		case (now.Sub(inAt) >= probeAfter || now.Sub(outAt) >= keepAliveAfter) && now.Sub(pingAt) >= probeAfter:
+		case (now.Sub(inAt) >= probe || now.Sub(outAt) >= keep) && now.Sub(pingAt) >= probe:
 			pingAt = now
 			if b, ok := c.out.begin(); ok {
 				_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(now.UnixNano()))))

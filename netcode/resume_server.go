@@ -20,10 +20,73 @@ type serverResume struct {
 	resuming bool     // a RESUME won and is being taken over
 	offers   chan resumeOffer
 	refresh  *time.Timer
-	watch    *time.Timer
 	lastIn   uint64    // watchSilence's own
 	inAt     time.Time // watchSilence's own
 	watched  *sessBox  // watchSilence's own: the transport inAt is about
+}
+
+// silenceWatch is the server's one watch over the silence of its
+// resumable connections, a loop that runs watchSilence for each every
+// second, in place of a timer and a goroutine start per connection per
+// second.
+type silenceWatch struct {
+	mu      sync.Mutex
+	conns   map[*Conn]struct{}
+	started bool
+}
+
+// watch adds c to the silence watch, starting its loop with the first.
+func (s *Server) watch(c *Conn) {
+	w := &s.silence
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conns == nil {
+		w.conns = make(map[*Conn]struct{})
+	}
+	w.conns[c] = struct{}{}
+	if w.started {
+		return
+	}
+	s.connsMu.Lock() // as serving connections: Close waits for it, or it never starts
+	if !s.closing.Load() {
+		w.started = true
+		s.wg.Add(1)
+		go s.silenceLoop()
+	}
+	s.connsMu.Unlock()
+}
+
+// unwatch takes an ended connection off the silence watch.
+func (s *Server) unwatch(c *Conn) {
+	s.silence.mu.Lock()
+	delete(s.silence.conns, c)
+	s.silence.mu.Unlock()
+}
+
+// silenceLoop runs watchSilence for every watched connection each second,
+// until the server stops.
+func (s *Server) silenceLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var list []*Conn
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.silence.mu.Lock()
+		for c := range s.silence.conns {
+			list = append(list, c)
+		}
+		s.silence.mu.Unlock()
+		for i, c := range list {
+			c.watchSilence()
+			list[i] = nil
+		}
+		list = list[:0]
+	}
 }
 
 // resumeOffer is a new transport whose RESUME passed the checks.
@@ -47,8 +110,6 @@ func (c *Conn) prepareResume() {
 	c.sres = &serverResume{offers: make(chan resumeOffer, 1)}
 	c.sres.refresh = time.AfterFunc(time.Hour, c.refreshTicket)
 	c.sres.refresh.Stop()
-	c.sres.watch = time.AfterFunc(time.Hour, c.watchSilence)
-	c.sres.watch.Stop()
 	c.away = c.awaitResume
 }
 
@@ -101,19 +162,20 @@ func (c *Conn) sendTicket(start bool) {
 		c.sres.inAt = time.Now() // before the watch runs
 		c.res.enabled.Store(true)
 		c.sres.refresh.Reset(ticketRefresh)
-		c.sres.watch.Reset(time.Second)
+		c.srv.watch(c)
 	}
 }
 
-// watchSilence, every second, closes the transport of a connection that
-// sent nothing for silentAfter (its client keeps alive, PROTOCOL.md 14),
-// so that the session is away at once rather than after the transport's
-// own timeout.
+// watchSilence, every second (silenceLoop), closes the transport of a
+// connection that sent nothing for silentAfter (its client or its
+// transport keeps alive, PROTOCOL.md 14), so that the session is away at
+// once rather than after the transport's own timeout.
 func (c *Conn) watchSilence() {
 	if c.err() != nil {
 		return
 	}
-	in := c.stats.bytesReceived.Load() + c.stats.datagramsReceived.Load()
+	heard, _, _ := liveness(c.session(), false)
+	in := c.stats.bytesReceived.Load() + c.stats.datagramsReceived.Load() + heard
 	now := time.Now()
 	if box := c.cur.Load(); in != c.sres.lastIn || c.isAway.Load() || box != c.sres.watched {
 		c.sres.watched = box // a new transport's silence starts now
@@ -122,7 +184,6 @@ func (c *Conn) watchSilence() {
 		c.sres.inAt = now
 		c.dropTransport(CloseTimeout, "silent")
 	}
-	c.sres.watch.Reset(time.Second)
 }
 
 func (c *Conn) refreshTicket() {

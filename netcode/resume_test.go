@@ -200,6 +200,30 @@ func TestResumeAfterBlackout(t *testing.T) {
 	}
 }
 
+// An idle connection on a transport that keeps alive itself (QUIC's PINGs,
+// KCP's KEEPALIVE) sends no reliable frames either way once its clock burst
+// is over: those keep-alives tell each side that the other lives, so it
+// stays connected, and never away, through a silence longer than the
+// client's deadAfter and the server's silentAfter. A dark path is still
+// found dead (TestResumeAfterBlackout).
+func TestIdleResumableSendsNoFrames(t *testing.T) {
+	for _, name := range []string{"quic", "kcp"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			g := newResumeRig(t, name, 10*time.Second)
+			time.Sleep(2500 * time.Millisecond) // the clock's PINGs and their ACKEDs
+			before := g.cl.Stats()
+			time.Sleep(4 * time.Second)
+			after := g.cl.Stats()
+			require.Equal(t, before.FramesSent, after.FramesSent, "reliable frames the idle client sent")
+			require.Equal(t, before.FramesReceived, after.FramesReceived, "reliable frames the idle client received")
+			require.Zero(t, g.away.Load(), "the client went away")
+			require.Zero(t, g.srvAway.Load(), "the server found the client silent")
+			require.NoError(t, g.cl.Err())
+		})
+	}
+}
+
 func TestResumeExpires(t *testing.T) {
 	g := newResumeRig(t, "kcp", 1500*time.Millisecond)
 	g.net.set(true)

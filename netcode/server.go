@@ -320,6 +320,8 @@ type Server struct {
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
+	// silence watches the resumable connections for silence (watchSilence).
+	silence silenceWatch
 
 	movedMu sync.Mutex
 	moved   map[ID]movedTo // sessions handed off (handoff.go)

@@ -76,7 +76,8 @@ type Sent struct {
 	sent    uint64
 	acked   uint64
 	lost    uint64
-	lossAvg float64 // smoothed fraction lost
+	lossAvg float64   // smoothed fraction lost
+	lostAt  time.Time // when the newest loss was counted
 }
 
 // Next returns the sequence number for the next datagram and records it as
@@ -94,16 +95,17 @@ func (s *Sent) Next(now time.Time, tag uint64, hasTag bool) uint16 {
 	}
 	e := &s.ring[seq%sentWindow]
 	if e.valid && !e.acked {
-		s.lose()
+		s.lose(now)
 	}
 	*e = sentEntry{seq: seq, at: now.Sub(s.base), valid: true, tag: tag, hasTag: hasTag}
 	s.any = true
 	return seq
 }
 
-func (s *Sent) lose() {
+func (s *Sent) lose(now time.Time) {
 	s.lost++
 	s.lossAvg += (1 - s.lossAvg) * 0.01
+	s.lostAt = now
 }
 
 // Ack applies the peer's ack and ack bits received at now and calls
@@ -143,7 +145,10 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 		lossAfter = time.Second
 	}
 	at := now.Sub(s.base)
-	// Age out what is clearly lost, oldest first.
+	// Age out what is clearly lost, oldest first: older than lossAfter
+	// and sent before the newest datagram the peer acknowledged. One sent
+	// after that may only wait for the peer's next datagram, which a peer
+	// that sends few (an idle client) sends seconds later.
 	for s.tail != s.next {
 		if s.next-s.tail > sentWindow {
 			s.tail = s.next - sentWindow // older ones were counted by Next
@@ -151,11 +156,11 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 		}
 		e := &s.ring[s.tail%sentWindow]
 		if e.valid && !e.acked && e.seq == s.tail {
-			if at-e.at <= lossAfter {
-				break // and every later one is younger
+			if at-e.at <= lossAfter || int16(s.prevAck-e.seq) <= 0 {
+				break // and every later one is younger, or newer
 			}
 			e.valid = false
-			s.lose()
+			s.lose(now)
 		}
 		s.tail++
 	}
@@ -185,6 +190,12 @@ func (s *Sent) RTT() time.Duration { return s.rtt }
 
 // Loss is the smoothed fraction of datagrams lost, 0..1.
 func (s *Sent) Loss() float64 { return s.lossAvg }
+
+// LastLoss is when the newest loss was counted, zero before any. Loss
+// moves only as datagrams are sent and acknowledged, so on a connection
+// that sends few it can stay where a bad moment left it; LastLoss tells
+// how old that evidence is.
+func (s *Sent) LastLoss() time.Time { return s.lostAt }
 
 // Counts are the datagrams acknowledged and counted lost so far.
 func (s *Sent) Counts() (acked, lost uint64) { return s.acked, s.lost }

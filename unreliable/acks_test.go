@@ -27,6 +27,21 @@ func TestSentAgesOutLoss(t *testing.T) {
 		t.Fatalf("at 1.35 s: acked %d, lost %d; want 6 and 4", acked, lost)
 	}
 
+	// Sent after the newest datagram acknowledged, a datagram is not lost
+	// by age: the peer (an idle one) had no datagram since to ack it in.
+	var q Sent
+	for i := 0; i < 3; i++ {
+		q.Next(t0.Add(time.Duration(i)*100*time.Millisecond), 0, false)
+	}
+	q.Ack(1, 0, t0.Add(1500*time.Millisecond), nil)
+	if acked, lost := q.Counts(); acked != 1 || lost != 0 || q.Pending() != 2 {
+		t.Fatalf("after the newest ack: acked %d, lost %d, pending %d; want 1, 0 and 2", acked, lost, q.Pending())
+	}
+	q.Ack(3, 0b1, t0.Add(10*time.Second), nil) // 10 s on, both arrived
+	if acked, lost := q.Counts(); acked != 3 || lost != 0 {
+		t.Fatalf("acked late: acked %d, lost %d; want 3 and 0", acked, lost)
+	}
+
 	// A long run, each acked at once: nothing lost across the wrap.
 	var w Sent
 	now := t0

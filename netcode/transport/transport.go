@@ -62,6 +62,20 @@ type PathRTT interface {
 	RTT() time.Duration
 }
 
+// KeptAlive is implemented by sessions whose transport keeps a working path
+// alive by itself: either side sends a keep-alive once it has heard nothing
+// for KeepAlive, and the other answers, so that each side hears the other
+// at least every KeepAlive plus a round trip. netcode then finds a dead
+// path from Heard alone and sends no PINGs of its own to probe it (QUIC and
+// KCP keep alive; a WebSocket does not).
+type KeptAlive interface {
+	// Heard is a count that grows whenever anything arrives from the peer,
+	// keep-alives and acknowledgements included.
+	Heard() uint64
+	// KeepAlive is the longest either side stays silent on a working path.
+	KeepAlive() time.Duration
+}
+
 // Challenged is implemented by sessions whose transport gives the
 // application no TLS keying material to bind a connect token to: WebSocket
 // and WebTransport, since browsers cannot export it. On them the server

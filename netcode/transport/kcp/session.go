@@ -205,8 +205,14 @@ type Session struct {
 	handler atomic.Pointer[func([]byte)]
 
 	lastRecv, lastSend atomic.Int64 // unix nanoseconds
-	sent, received     atomic.Uint64
-	dropped            atomic.Uint64
+	// A listener's session times its KEEPALIVEs' answers (8.6): kaSent is
+	// when one went with none answered since, kaRTT the newest round trip
+	// so measured and kaAt when (unix nanoseconds). An idle session's KCP
+	// takes a sample only from the rare data it carries, so its smoothed
+	// RTT can stay where a busy moment left it; these are fresh.
+	kaSent, kaRTT, kaAt atomic.Int64
+	sent, received      atomic.Uint64
+	dropped             atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  atomic.Pointer[transport.CloseError]
@@ -222,6 +228,7 @@ type Session struct {
 var (
 	_ transport.Session         = (*Session)(nil)
 	_ transport.PathRTT         = (*Session)(nil)
+	_ transport.KeptAlive       = (*Session)(nil)
 	_ transport.DatagramHandler = (*Session)(nil)
 	_ transport.TrySender       = (*Session)(nil)
 	_ transport.BatchSender     = (*Session)(nil)
@@ -326,6 +333,10 @@ func (s *Session) handle(p, scratch []byte, now int64, out *outbox) {
 	s.lastRecv.Store(now)
 	switch t {
 	case secure.PacketKeepAlive:
+		if sent := s.kaSent.Swap(0); sent != 0 && time.Duration(now-sent) < s.keep {
+			s.kaRTT.Store(now - sent) // an answer to ours
+			s.kaAt.Store(now)
+		}
 		if s.answerKeepAlive && time.Duration(now-s.lastSend.Load()) >= s.keep/3 {
 			// A client answers the server's KEEPALIVE at once (8.6), so
 			// a server's sessions answer right after its tick's batch of
@@ -441,6 +452,9 @@ func (s *Session) tick(now time.Time, out *outbox) {
 		return
 	}
 	if time.Duration(n-s.lastSend.Load()) >= s.keep {
+		if !s.answerKeepAlive {
+			s.kaSent.Store(n)
+		}
 		if out != nil {
 			out.add(s, secure.PacketKeepAlive, nil)
 		} else {
@@ -602,15 +616,32 @@ func (s *Session) RemoteAddr() net.Addr { return s.raddr }
 // the server's auth hook.
 func (s *Session) TokenClaims() *token.Claims { return s.claims }
 
-// RTT is KCP's smoothed round-trip time, 0 before its first sample.
+// RTT is KCP's smoothed round-trip time, 0 before its first sample, or on
+// a listener's session the round trip of its newest answered KEEPALIVE
+// when that is lower and taken within the last 3 KeepAlive: the path as it
+// is now, on a session too idle for KCP to sample it.
 func (s *Session) RTT() time.Duration {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kcp == nil {
-		return 0
+	var srtt time.Duration
+	if s.kcp != nil {
+		srtt = time.Duration(kcpSRTT(s.kcp)) * time.Millisecond
 	}
-	return time.Duration(kcpSRTT(s.kcp)) * time.Millisecond
+	s.mu.Unlock()
+	if at := s.kaAt.Load(); at != 0 && time.Duration(time.Now().UnixNano()-at) < 3*s.keep {
+		if ka := time.Duration(s.kaRTT.Load()); ka < srtt {
+			return ka
+		}
+	}
+	return srtt
 }
+
+// Heard counts the packets that came from the peer and opened, keep-alives
+// included.
+func (s *Session) Heard() uint64 { return s.received.Load() }
+
+// KeepAlive is how long the listener's side stays silent before it sends a
+// keep-alive, which the dialling side answers at once (PROTOCOL.md 8.6).
+func (s *Session) KeepAlive() time.Duration { return s.cfg.KeepAlive }
 
 // Stats returns the session's packet counters.
 func (s *Session) Stats() Stats {

@@ -25,8 +25,13 @@ import (
 // Config tunes the QUIC transport. The zero value is ready to use.
 type Config struct {
 	// IdleTimeout closes a connection that hears nothing for this long.
-	// Zero means 15 seconds; keepalives are sent at a third of it.
+	// Zero means 15 seconds.
 	IdleTimeout time.Duration
+	// KeepAlive is how long a side hears nothing before it sends a PING,
+	// which the peer acknowledges, so that a working path is never silent
+	// for longer and netcode can find a dead one without probes of its own.
+	// Zero means 1 second; it is at most half of IdleTimeout.
+	KeepAlive time.Duration
 	// HandshakeTimeout bounds the QUIC/TLS handshake. Zero means 5 seconds.
 	HandshakeTimeout time.Duration
 	// LocalAddr is the UDP address a client dials from, such as
@@ -114,9 +119,22 @@ func (c Config) QUICConfig() *quicgo.Config {
 	return &quicgo.Config{
 		EnableDatagrams:      true,
 		MaxIdleTimeout:       idle,
-		KeepAlivePeriod:      idle / 3,
+		KeepAlivePeriod:      c.keepAlive(),
 		HandshakeIdleTimeout: hs,
 	}
+}
+
+// keepAlive is KeepAlive with its default and bound applied.
+func (c Config) keepAlive() time.Duration {
+	idle := c.IdleTimeout
+	if idle <= 0 {
+		idle = 15 * time.Second
+	}
+	k := c.KeepAlive
+	if k <= 0 {
+		k = time.Second
+	}
+	return min(k, idle/2)
 }
 
 // withALPN is t offering roomwire/1 when it offers nothing, and then every
@@ -162,6 +180,7 @@ type Listener struct {
 	// own is the socket Listen made, closed with the transport.
 	own       net.PacketConn
 	closeOnce sync.Once
+	keep      time.Duration // Config.keepAlive, for its sessions
 
 	// With Config.Divert, a routing goroutine accepts every connection:
 	// native ones wait in native for Accept, up to acceptQueue of them;
@@ -181,6 +200,7 @@ const acceptQueue = 1024
 var _ transport.Listener = (*Listener)(nil)
 var _ transport.Session = (*Session)(nil)
 var _ transport.PathRTT = (*Session)(nil)
+var _ transport.KeptAlive = (*Session)(nil)
 
 // Listen binds a QUIC listener on the UDP address addr.
 func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
@@ -230,7 +250,7 @@ func listen(pc net.PacketConn, own bool, tlsConf *tls.Config, cfg Config) (*List
 		}
 		return nil, err
 	}
-	l := &Listener{ln: ln, tr: tr, gate: g}
+	l := &Listener{ln: ln, tr: tr, gate: g, keep: cfg.keepAlive()}
 	if own {
 		l.own = pc
 	}
@@ -281,7 +301,7 @@ func (l *Listener) Accept(ctx context.Context) (transport.Session, error) {
 	if t := ticketOf(conn.Context()); t != nil {
 		t.accepted()
 	}
-	return newSession(conn, nil), nil
+	return newSession(conn, nil, l.keep), nil
 }
 
 // accept is the next native connection.
@@ -337,7 +357,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // stream.
 func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (*Session, error) {
 	if cfg.LocalAddr == "" {
-		return dial(ctx, addr, tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
+		return dial(ctx, addr, cfg.keepAlive(), tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
 			return quicgo.DialAddr(ctx, addr, tc, cfg.QUICConfig())
 		})
 	}
@@ -372,14 +392,14 @@ func DialOwned(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *t
 // DialConn is Dial over a packet conn the caller made; the session does not
 // close pc.
 func DialConn(ctx context.Context, pc net.PacketConn, addr net.Addr, tlsConf *tls.Config, cfg Config) (*Session, error) {
-	return dial(ctx, addr.String(), tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
+	return dial(ctx, addr.String(), cfg.keepAlive(), tlsConf, func(tc *tls.Config) (*quicgo.Conn, error) {
 		return quicgo.Dial(ctx, pc, addr, tc, cfg.QUICConfig())
 	})
 }
 
 // dial completes a QUIC handshake with connect and opens the reliable
 // stream.
-func dial(ctx context.Context, addr string, tlsConf *tls.Config, connect func(*tls.Config) (*quicgo.Conn, error)) (*Session, error) {
+func dial(ctx context.Context, addr string, keep time.Duration, tlsConf *tls.Config, connect func(*tls.Config) (*quicgo.Conn, error)) (*Session, error) {
 	if tlsConf == nil {
 		return nil, errors.New("quic: dial: a TLS config is required")
 	}
@@ -392,7 +412,7 @@ func dial(ctx context.Context, addr string, tlsConf *tls.Config, connect func(*t
 		_ = conn.CloseWithError(0, "no stream")
 		return nil, fmt.Errorf("quic: open stream: %w", closeErrorOf(err))
 	}
-	return newSession(conn, st), nil
+	return newSession(conn, st, keep), nil
 }
 
 // Session is one QUIC connection with its reliable stream.
@@ -408,11 +428,12 @@ type Session struct {
 	local     *transport.CloseError
 	// pc, if set, is the socket Dial made for LocalAddr: closed with the
 	// session.
-	pc net.PacketConn
+	pc   net.PacketConn
+	keep time.Duration
 }
 
-func newSession(conn *quicgo.Conn, st *quicgo.Stream) *Session {
-	s := &Session{conn: conn, st: st}
+func newSession(conn *quicgo.Conn, st *quicgo.Stream, keep time.Duration) *Session {
+	s := &Session{conn: conn, st: st, keep: keep}
 	if st != nil {
 		s.stOnce.Do(func() {})
 	}
@@ -467,6 +488,14 @@ func (s *Session) MaxDatagram() int { return unreliable.MaxDatagram }
 
 // RTT is quic-go's smoothed round-trip time for the connection.
 func (s *Session) RTT() time.Duration { return s.conn.ConnectionStats().SmoothedRTT }
+
+// Heard counts the QUIC packets received on the connection, quic-go's
+// keep-alive PINGs and acknowledgements included.
+func (s *Session) Heard() uint64 { return s.conn.ConnectionStats().PacketsReceived }
+
+// KeepAlive is Config.KeepAlive: quic-go sends a PING once it has heard
+// nothing for that long.
+func (s *Session) KeepAlive() time.Duration { return s.keep }
 
 // Close closes the connection with an application error code and reason.
 func (s *Session) Close(code uint16, reason string) error {
