@@ -120,3 +120,37 @@ func TestClientAnswersKeepAlives(t *testing.T) {
 	require.GreaterOrEqual(t, sent, uint64(4), "the client answered the server's keepalives (its own would be 2 in 3 s)")
 	require.GreaterOrEqual(t, s.Stats().PacketsReceived-recv0, uint64(4), "and the server received them")
 }
+
+// An idle pair hears each other by keep-alives alone (transport.KeptAlive):
+// both sides' Heard grows, and the listener's session times its
+// keep-alives' answers, which RTT reports when lower than KCP's estimate.
+func TestKeepAlivesAreHeardAndTimed(t *testing.T) {
+	keep := 200 * time.Millisecond
+	l := listen(t, Config{KeepAlive: keep})
+	c := dial(t, l, testToken(t, token.DevKey, time.Minute))
+	s := accept(t, l)
+	time.Sleep(keep)
+	ch, sh := c.Heard(), s.Heard()
+	time.Sleep(10 * keep) // a keep-alive every keep plus a timer tick (100 ms), answered while the client sent nothing for 0.5 s
+	require.GreaterOrEqual(t, c.Heard()-ch, uint64(5), "the client heard the server's keep-alives")
+	require.GreaterOrEqual(t, s.Heard()-sh, uint64(2), "the server heard their answers")
+	require.Equal(t, keep, s.KeepAlive())
+	require.NotZero(t, s.kaAt.Load(), "an answer was timed")
+	ka := time.Duration(s.kaRTT.Load())
+	require.Greater(t, ka, time.Duration(0))
+	require.Less(t, ka, keep)
+	require.Zero(t, c.kaAt.Load(), "the dialling side answers, it does not time")
+
+	// With a KCP estimate from data sent before, RTT is the lower of the two.
+	_, err := c.Write([]byte("hello"))
+	require.NoError(t, err)
+	buf := make([]byte, 16)
+	_, err = s.Read(buf)
+	require.NoError(t, err)
+	s.mu.Lock()
+	srtt := time.Duration(kcpSRTT(s.kcp)) * time.Millisecond
+	s.mu.Unlock()
+	rtt := s.RTT()
+	require.LessOrEqual(t, rtt, srtt)
+	require.Less(t, rtt, keep, "a keep-alive's round trip at most, which is under keep")
+}
