@@ -211,7 +211,6 @@ func (s *Server) connEnded(c *Conn, ce *CloseError) {
 	c.finish()
 	if c.sres != nil {
 		c.sres.refresh.Stop()
-		s.unwatch(c)
 	}
 
 	s.connsMu.Lock()

@@ -25,46 +25,22 @@ type serverResume struct {
 	watched  *sessBox  // watchSilence's own: the transport inAt is about
 }
 
-// silenceWatch is the server's one watch over the silence of its
-// resumable connections, a loop that runs watchSilence for each every
-// second, in place of a timer and a goroutine start per connection per
-// second.
-type silenceWatch struct {
-	mu      sync.Mutex
-	conns   map[*Conn]struct{}
-	started bool
-}
-
-// watch adds c to the silence watch, starting its loop with the first.
-func (s *Server) watch(c *Conn) {
-	w := &s.silence
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.conns == nil {
-		w.conns = make(map[*Conn]struct{})
-	}
-	w.conns[c] = struct{}{}
-	if w.started {
-		return
-	}
+// watchSilent starts the server's one watch over the silence of its
+// resumable connections, with the first of them: a loop that runs
+// watchSilence for each every second, in place of a timer and a goroutine
+// start per connection per second.
+func (s *Server) watchSilent() {
 	s.connsMu.Lock() // as serving connections: Close waits for it, or it never starts
-	if !s.closing.Load() {
-		w.started = true
+	defer s.connsMu.Unlock()
+	if !s.silenceOn && !s.closing.Load() {
+		s.silenceOn = true
 		s.wg.Add(1)
 		go s.silenceLoop()
 	}
-	s.connsMu.Unlock()
 }
 
-// unwatch takes an ended connection off the silence watch.
-func (s *Server) unwatch(c *Conn) {
-	s.silence.mu.Lock()
-	delete(s.silence.conns, c)
-	s.silence.mu.Unlock()
-}
-
-// silenceLoop runs watchSilence for every watched connection each second,
-// until the server stops.
+// silenceLoop runs watchSilence each second for every connection whose
+// resume is on (granted or adopted), until the server stops.
 func (s *Server) silenceLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -76,11 +52,13 @@ func (s *Server) silenceLoop() {
 			return
 		case <-t.C:
 		}
-		s.silence.mu.Lock()
-		for c := range s.silence.conns {
-			list = append(list, c)
+		s.connsMu.Lock()
+		for _, c := range s.conns {
+			if c.sres != nil && c.res.on() {
+				list = append(list, c)
+			}
 		}
-		s.silence.mu.Unlock()
+		s.connsMu.Unlock()
 		for i, c := range list {
 			c.watchSilence()
 			list[i] = nil
@@ -162,7 +140,7 @@ func (c *Conn) sendTicket(start bool) {
 		c.sres.inAt = time.Now() // before the watch runs
 		c.res.enabled.Store(true)
 		c.sres.refresh.Reset(ticketRefresh)
-		c.srv.watch(c)
+		c.srv.watchSilent()
 	}
 }
 

@@ -320,8 +320,7 @@ type Server struct {
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
-	// silence watches the resumable connections for silence (watchSilence).
-	silence silenceWatch
+	silenceOn   bool // the silence watch runs (watchSilent)
 
 	movedMu sync.Mutex
 	moved   map[ID]movedTo // sessions handed off (handoff.go)
