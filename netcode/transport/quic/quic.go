@@ -108,10 +108,7 @@ const (
 // QUICConfig is the quic-go configuration these settings make, for a
 // protocol that dials QUIC itself, such as WebTransport.
 func (c Config) QUICConfig() *quicgo.Config {
-	idle := c.IdleTimeout
-	if idle <= 0 {
-		idle = 15 * time.Second
-	}
+	idle := c.idleTimeout()
 	hs := c.HandshakeTimeout
 	if hs <= 0 {
 		hs = 5 * time.Second
@@ -124,17 +121,21 @@ func (c Config) QUICConfig() *quicgo.Config {
 	}
 }
 
+// idleTimeout is IdleTimeout with its default applied.
+func (c Config) idleTimeout() time.Duration {
+	if c.IdleTimeout <= 0 {
+		return 15 * time.Second
+	}
+	return c.IdleTimeout
+}
+
 // keepAlive is KeepAlive with its default and bound applied.
 func (c Config) keepAlive() time.Duration {
-	idle := c.IdleTimeout
-	if idle <= 0 {
-		idle = 15 * time.Second
-	}
 	k := c.KeepAlive
 	if k <= 0 {
 		k = time.Second
 	}
-	return min(k, idle/2)
+	return min(k, c.idleTimeout()/2)
 }
 
 // withALPN is t offering roomwire/1 when it offers nothing, and then every
