@@ -280,24 +280,22 @@ func (c *frameCopies) build(now time.Time, maxDatagram int, bufs *[copyDatagrams
 // acked removes frames first..last: the peer acknowledged a datagram that
 // carried them.
 func (c *frameCopies) acked(first, last uint32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := 0; i < c.n; i++ {
-		if e := &c.ring[(c.head+i)%maxCopies]; !e.done && e.num-first <= last-first {
-			c.finish(e)
-		}
-	}
-	c.pop()
+	c.finishIf(func(num uint32) bool { return num-first <= last-first })
 }
 
 // handled removes the frames before number next: the peer's ACKED says it
 // handled them, from the stream or a copy, so no copy of them is needed
 // any more, though no datagram that carried one was acknowledged.
 func (c *frameCopies) handled(next uint32) {
+	c.finishIf(func(num uint32) bool { return int32(num-next) < 0 })
+}
+
+// finishIf removes the held frames whose numbers done reports.
+func (c *frameCopies) finishIf(done func(num uint32) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := 0; i < c.n; i++ {
-		if e := &c.ring[(c.head+i)%maxCopies]; !e.done && int32(e.num-next) < 0 {
+		if e := &c.ring[(c.head+i)%maxCopies]; !e.done && done(e.num) {
 			c.finish(e)
 		}
 	}
