@@ -39,6 +39,11 @@ type Conn struct {
 	// handedOver: this handshaking connection's transport resumed another
 	// connection, which now owns it.
 	handedOver bool
+	// What serveReads needs across the read loop's goroutines: the
+	// admission to give back, and parkReads and its wake-up, made once.
+	leave    func()
+	park     func() bool
+	readMore func()
 }
 
 // ID is the connection's random, unguessable id.
@@ -116,7 +121,12 @@ func AppendEvent(b []byte, event string, payload []byte) ([]byte, error) {
 }
 
 func (s *Server) serveConn(sess transport.Session) {
-	defer s.wg.Done()
+	reading := false // serveReads ends the connection, and this goroutine's count
+	defer func() {
+		if !reading {
+			s.wg.Done()
+		}
+	}()
 	s.metrics.connsAccepted.Add(1)
 	// The admission limits come first, before any of the connection's
 	// state or goroutines exist.
@@ -125,7 +135,11 @@ func (s *Server) serveConn(sess transport.Session) {
 		s.refuse(sess, refused)
 		return
 	}
-	defer leave()
+	defer func() {
+		if !reading {
+			leave()
+		}
+	}()
 	c := &Conn{srv: s, id: newID(), budget: s.newBudget(), transport: sessionKind(sess)}
 	c.init(sess, s.cfg.MaxFrame, s.cfg.MaxQueued, s.cfg.ReliableCopies, s.cfg.Logger)
 	c.prepareResume()
@@ -201,7 +215,35 @@ func (s *Server) serveConn(sess transport.Session) {
 	c.callHooks(&s.onConnect)
 	c.out.uncork()
 
-	s.connEnded(c, c.readLoop(r))
+	reading, c.leave = true, leave
+	c.rd = r
+	c.park = c.parkReads
+	c.readMore = func() { go c.serveReads() }
+	c.serveReads()
+}
+
+// serveReads runs the connection's read loop on its goroutine. When the
+// loop ends, so does the connection: serveReads ends it (connEnded), then
+// gives back its admission and its count in the server's goroutines. On a
+// transport that says when its stream is readable, the goroutine also ends
+// while the stream is idle, and a new one goes on when there is more to
+// read (parkReads): an idle player costs the server no goroutine, whose
+// stack would be most of its memory.
+func (c *Conn) serveReads() {
+	ce := c.readFrames(c.park)
+	if ce == nil {
+		return // parked: readMore goes on
+	}
+	c.srv.connEnded(c, ce)
+	c.leave()
+	c.srv.wg.Done()
+}
+
+// parkReads lets the read loop's goroutine end if the current transport
+// calls readMore once its stream has something to read.
+func (c *Conn) parkReads() bool {
+	n, ok := c.session().(transport.ReadNotifier)
+	return ok && c.rd.Park() && n.NotifyReadable(c.readMore)
 }
 
 // connEnded ends a connection whose read loop returned ce: its goroutines

@@ -25,7 +25,8 @@ const closeGrace = 250 * time.Millisecond
 // sender, request correlation and the close logic.
 //
 // Goroutines: the owner (server's serveConn or the client's run) runs the
-// reliable read loop itself. The outbox's writer and the datagram sender
+// reliable read loop itself; a server's may hand it on between frames
+// (Conn.serveReads). The outbox's writer and the datagram sender
 // run only while they have work (spawn starts them, and they end after
 // linger without any), so an idle connection has neither; on a transport
 // without DatagramHandler a datagram reader runs from startReceiving. All
@@ -105,6 +106,11 @@ type peer struct {
 	// number of the peer's first frame on it, or ok false when the
 	// connection is to end (it has closed it).
 	away func(err error) (r *reliable.Reader, first uint32, ok bool)
+	// rd and rdNum are the read loop's own: its Reader, and the number
+	// of the newest numbered frame read, where a loop that parked
+	// (readFrames) goes on.
+	rd    *reliable.Reader
+	rdNum uint32
 
 	// hmu runs the application's event and request handlers one at a
 	// time, whether the event came reliably or as a datagram.
@@ -599,13 +605,24 @@ func (r countingReader) Read(b []byte) (int, error) {
 // the connection ended, having closed it. The handshake frame was read
 // already: the first frame read here is number 1.
 func (p *peer) readLoop(r *reliable.Reader) *CloseError {
-	var num uint32
+	p.rd, p.rdNum = r, 0
+	return p.readFrames(nil)
+}
+
+// readFrames is readLoop's loop, on p.rd. With park, whenever the Reader
+// holds nothing unread, it asks park whether its goroutine may end while
+// the stream is idle; if so it returns nil, and whoever park arranged
+// calls readFrames again once there is more to read.
+func (p *peer) readFrames(park func() bool) *CloseError {
 	for {
-		f, err := r.Next()
+		if park != nil && p.rd.Buffered() == 0 && park() {
+			return nil
+		}
+		f, err := p.rd.Next()
 		if err != nil {
 			if p.away != nil && p.resumable(err) {
 				if nr, first, ok := p.away(err); ok {
-					r, num = nr, first-1
+					p.rd, p.rdNum = nr, first-1
 					continue
 				}
 				return p.closeErr.Load()
@@ -620,11 +637,11 @@ func (p *peer) readLoop(r *reliable.Reader) *CloseError {
 			p.copies.handled(f.Received)
 			continue
 		}
-		num++
+		p.rdNum++
 		switch f.Type {
 		case reliable.FrameEvent, reliable.FrameRequest, reliable.FrameReply, reliable.FrameReplyError,
 			reliable.FramePing, reliable.FramePong:
-			p.seq.fromStream(num, f)
+			p.seq.fromStream(p.rdNum, f)
 		case reliable.FrameClose:
 			p.close(&CloseError{Code: f.Code, Reason: string(f.Payload), Remote: true})
 			return p.closeErr.Load()

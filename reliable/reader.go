@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Reader reads frames from a byte stream. It owns one body buffer that grows
 // to the largest frame seen, never past the limit; a frame returned by Next is
 // valid until the following call. A Reader is not safe for concurrent use.
 type Reader struct {
-	r   *bufio.Reader
+	src io.Reader
+	r   *bufio.Reader // from bufReaders; nil until the first Next, and while parked
 	max int
 	hdr [HeaderLen]byte
 	buf []byte
@@ -32,13 +34,56 @@ func NewReader(r io.Reader, max int) *Reader {
 		max = DefaultMaxFrame
 	}
 	max = min(max, MaxFrameLimit)
-	return &Reader{r: bufio.NewReaderSize(r, 2<<10), max: max}
+	return &Reader{src: r, max: max}
+}
+
+const (
+	// readBuffer is a Reader's buffer while it reads.
+	readBuffer = 2 << 10
+	// parkedBody is the largest body buffer a parked Reader keeps: small
+	// frames, the usual ones, then cost no allocation when it reads again.
+	parkedBody = 256
+)
+
+// bufReaders holds the buffers of parked Readers for those that read.
+var bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
+// Buffered is how many bytes the Reader holds that no Next returned yet.
+func (r *Reader) Buffered() int {
+	if r.r == nil {
+		return 0
+	}
+	return r.r.Buffered()
+}
+
+// Park gives back the Reader's read buffer, and a large body buffer, while
+// its stream is idle, if it holds nothing unread (Buffered is 0): a server
+// keeps a Reader for each of its thousands of idle connections. The next
+// Next takes a buffer again. It reports whether the Reader parked.
+func (r *Reader) Park() bool {
+	if r.r == nil {
+		return true
+	}
+	if r.r.Buffered() > 0 {
+		return false
+	}
+	r.r.Reset(nil)
+	bufReaders.Put(r.r)
+	r.r = nil
+	if cap(r.buf) > parkedBody {
+		r.buf = nil
+	}
+	return true
 }
 
 // Next reads and decodes one frame. A stream that ends between frames
 // returns io.EOF; one that ends inside a frame returns an error wrapping
 // ErrTruncated and io.ErrUnexpectedEOF.
 func (r *Reader) Next() (Frame, error) {
+	if r.r == nil {
+		r.r = bufReaders.Get().(*bufio.Reader)
+		r.r.Reset(r.src)
+	}
 	if _, err := r.r.Peek(1); err != nil { // between frames: waiting is fine
 		return Frame{}, err
 	}

@@ -8,7 +8,8 @@
 // transport allows: DatagramHandler (datagrams handled on the transport's
 // own receive loop), TrySender and BoundedQueue (a room's tick sends
 // without waiting), BatchSender with Batch (a tick's datagrams for every
-// session of a socket in one sendmmsg), PathRTT and Challenged. A
+// session of a socket in one sendmmsg), ReadNotifier (no goroutine parked
+// on an idle stream), PathRTT and Challenged. A
 // transport implements those that hold for it; netcode falls back to the
 // plain Session methods on a goroutine of the connection's.
 //
@@ -74,6 +75,20 @@ type KeptAlive interface {
 	Heard() uint64
 	// KeepAlive is the longest either side stays silent on a working path.
 	KeepAlive() time.Duration
+}
+
+// ReadNotifier is implemented by sessions that can say when Read has
+// something to return, so that a connection whose stream is idle needs no
+// goroutine parked in Read. On a server with thousands of idle players,
+// the stacks of such goroutines would be most of its memory per player
+// (KCP implements it; netcode uses it on a server's connections).
+type ReadNotifier interface {
+	// NotifyReadable returns false when Read would return at once: bytes
+	// are ready, or the session ended. Otherwise it returns true and calls
+	// f once, when that becomes so, on a goroutine of the transport's that
+	// must not wait: f must not block (it starts a reader). Until f is
+	// called, no Read may run; a later call replaces an f not yet called.
+	NotifyReadable(f func()) bool
 }
 
 // Challenged is implemented by sessions whose transport gives the

@@ -18,7 +18,9 @@
 // KCP segments go into the session's KCP core, and what the core answers
 // leaves in one sendmmsg per batch read; datagrams go to the session's
 // DatagramHandler, or its queue for ReceiveDatagram; a Read waiting on the
-// session is woken only once the core has bytes for it. The timer
+// session is woken only once the core has bytes for it, and so is a reader
+// that NotifyReadable asked to be started, so that the application need
+// keep no goroutine in Read on an idle session. The timer
 // goroutine flushes the cores that have segments in flight (or owe an
 // acknowledgement or a window update) when they are due, from a heap, and
 // every 100 ms sends keepalives (in one sendmmsg) and ends silent
@@ -191,6 +193,9 @@ type Session struct {
 	// or writable (made at the first wait); whoever makes progress
 	// possible clears the flag and sends.
 	rwait, wwait bool
+	// onReadable, with rwait, is NotifyReadable's f: called in place of a
+	// Read's wake-up.
+	onReadable func()
 	// ackOwed: acknowledgements wait for the Read that was woken (input).
 	ackOwed            bool
 	readable, writable chan struct{}
@@ -232,6 +237,7 @@ var (
 	_ transport.DatagramHandler = (*Session)(nil)
 	_ transport.TrySender       = (*Session)(nil)
 	_ transport.BatchSender     = (*Session)(nil)
+	_ transport.ReadNotifier    = (*Session)(nil)
 )
 
 // newSession makes a session with remote over conn; onClose runs once it
@@ -406,11 +412,38 @@ func (s *Session) wake() {
 	if s.rwait && s.kcp.PeekSize() > 0 {
 		s.rwait = false
 		notify(s.readable)
+		s.readableNow()
 	}
 	if s.wwait && s.kcp.WaitSnd() < s.cfg.Window {
 		s.wwait = false
 		notify(s.writable)
 	}
+}
+
+// readableNow calls NotifyReadable's f, if one waits (s.mu held).
+func (s *Session) readableNow() {
+	if f := s.onReadable; f != nil {
+		s.onReadable = nil
+		f()
+	}
+}
+
+// NotifyReadable implements transport.ReadNotifier: a listener's session
+// then costs its idle connection no goroutine at all. Acknowledgements
+// owed for what the reader was started for leave now, as they would when
+// a Read waits again.
+func (s *Session) NotifyReadable(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.rest) > 0 || (s.kcp != nil && s.kcp.PeekSize() > 0) {
+		return false
+	}
+	if s.ackOwed {
+		s.ackOwed = false
+		kcpFlush(s.kcp, true)
+	}
+	s.rwait, s.onReadable = true, f
+	return true
 }
 
 // notify sends on a 1-buffered wake-up channel without blocking.
@@ -583,6 +616,7 @@ func (s *Session) shut(ce *transport.CloseError, tell bool) {
 		s.closeErr.Store(ce)
 		s.mu.Lock()
 		s.closed = true
+		s.readableNow() // Read returns the error now
 		s.mu.Unlock()
 		if tell {
 			var b [2 + secure.MaxReason]byte
