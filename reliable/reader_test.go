@@ -298,3 +298,49 @@ func TestReaderPartial(t *testing.T) {
 	require.ErrorIs(t, err, ErrTruncated)
 	require.Equal(t, []bool{true, false}, calls)
 }
+
+// Park gives the read buffer back only between frames, keeps a small body
+// buffer and drops a large one, and the Reader reads on after it as
+// before, with no allocation for the small frames once warm.
+func TestReaderPark(t *testing.T) {
+	var src bytes.Buffer
+	r := NewReader(&src, 0)
+	require.True(t, r.Park(), "a Reader that never read parks")
+	require.Zero(t, r.Buffered())
+
+	src.Write(ok(t)(AppendEvent(nil, "a", make([]byte, 10))))
+	src.Write(ok(t)(AppendEvent(nil, "b", make([]byte, 10))))
+	f, err := r.Next()
+	require.NoError(t, err)
+	require.Equal(t, "a", string(f.Name))
+	require.NotZero(t, r.Buffered(), "the second frame is buffered")
+	require.False(t, r.Park(), "bytes unread: no parking")
+	f, err = r.Next()
+	require.NoError(t, err)
+	require.Equal(t, "b", string(f.Name))
+	small := &r.buf[:1][0]
+	require.True(t, r.Park())
+	require.Nil(t, r.r, "the read buffer went back")
+	require.Same(t, small, &r.buf[:1][0], "a small body buffer is kept")
+
+	src.Write(ok(t)(AppendEvent(nil, "c", make([]byte, 1000))))
+	f, err = r.Next()
+	require.NoError(t, err)
+	require.Equal(t, "c", string(f.Name))
+	require.Len(t, f.Payload, 1000)
+	require.True(t, r.Park())
+	require.Nil(t, r.buf, "a large body buffer is dropped")
+
+	frame := ok(t)(AppendEvent(nil, "d", make([]byte, 10)))
+	src.Write(frame)
+	_, err = r.Next() // warm: the body buffer again
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(100, func() {
+		require.True(t, r.Park())
+		src.Write(frame)
+		f, err = r.Next()
+	})
+	require.NoError(t, err)
+	require.Equal(t, "d", string(f.Name))
+	require.Zero(t, allocs, "parking and reading a small frame again")
+}
