@@ -320,7 +320,8 @@ type Server struct {
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
-	silenceOn   bool // the silence watch runs (watchSilent)
+	// housekeeping: the walk over the connections runs (housekeep).
+	housekeeping bool
 
 	movedMu sync.Mutex
 	moved   map[ID]movedTo // sessions handed off (handoff.go)
@@ -594,6 +595,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
+	s.housekeep()
 	for _, l := range s.listeners {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
