@@ -316,6 +316,9 @@ type Server struct {
 	tickets     *tokenCheck
 	onInput     InputHandler
 	limits      map[string]Rate // per-event budgets: the configuration's and LimitEvent's
+	// evLimits is limits as connections take them, made again after a
+	// change (newBudget).
+	evLimits *eventLimits
 
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
@@ -498,6 +501,7 @@ func (s *Server) LimitEvent(event string, r Rate) {
 	s.mu.Lock()
 	if _, set := s.cfg.Budgets.PerEvent[event]; !set {
 		s.limits[event] = r
+		s.evLimits = nil
 	}
 	s.mu.Unlock()
 }
@@ -505,8 +509,17 @@ func (s *Server) LimitEvent(event string, r Rate) {
 // newBudget makes a connection's budgets.
 func (s *Server) newBudget() *budget {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return newBudget(&s.cfg.Budgets, s.limits)
+	l := s.evLimits
+	s.mu.RUnlock()
+	if l == nil {
+		s.mu.Lock()
+		if s.evLimits == nil {
+			s.evLimits = newEventLimits(s.limits)
+		}
+		l = s.evLimits
+		s.mu.Unlock()
+	}
+	return newBudget(&s.cfg.Budgets, l)
 }
 
 // Handle registers the request handler for event, replacing any earlier one.
