@@ -3,6 +3,7 @@ package netcode
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -109,27 +110,66 @@ func (b *bucket) take(now time.Time, n int) (ok, closeIt bool) {
 	return false, sum >= b.close
 }
 
-// budget is one connection's buckets.
+// budget is one connection's buckets. The per-event ones are made at their
+// event's first use: most connections never send most of the events that
+// have one (a chat, a room's join), and an idle connection sends none.
 type budget struct {
 	events, bytes, datagrams *bucket
-	perEvent                 map[string]*bucket // fixed at creation: read without a lock
+	limits                   *eventLimits
+	perEvent                 []atomic.Pointer[bucket] // by limits.index; nil until used
 }
 
-func newBudget(b *Budgets, perEvent map[string]Rate) *budget {
+// eventLimits are the per-event budgets connections open with: made once
+// for all the connections opened while they stay the same, and read
+// without a lock.
+type eventLimits struct {
+	index map[string]int
+	rates []Rate   // or'ed with the default
+	names []string // the reasons their drops are counted as
+}
+
+func newEventLimits(perEvent map[string]Rate) *eventLimits {
+	l := &eventLimits{index: make(map[string]int, len(perEvent))}
+	for name, r := range perEvent {
+		if r = r.or(Rate{}); r.PerSecond >= 0 { // a negative rate is no limit
+			l.index[name] = len(l.rates)
+			l.rates = append(l.rates, r)
+			l.names = append(l.names, "budget_event:"+name)
+		}
+	}
+	return l
+}
+
+func newBudget(b *Budgets, limits *eventLimits) *budget {
 	bu := &budget{
 		events:    newBucket("budget_events", b.Events),
 		bytes:     newBucket("budget_event_bytes", b.EventBytes),
 		datagrams: newBucket("budget_datagrams", b.Datagrams),
+		limits:    limits,
 	}
-	if len(perEvent) > 0 {
-		bu.perEvent = make(map[string]*bucket, len(perEvent))
-		for name, r := range perEvent {
-			if k := newBucket("budget_event:"+name, r.or(Rate{})); k != nil {
-				bu.perEvent[name] = k
-			}
-		}
+	if limits != nil && len(limits.rates) > 0 {
+		bu.perEvent = make([]atomic.Pointer[bucket], len(limits.rates))
 	}
 	return bu
+}
+
+// event returns the bucket of the event name, made now if it is its first
+// use, or nil when the event has none of its own. Any goroutine may call
+// it: reliable events come from the stream's reader or a copy's,
+// unreliable ones from the datagram receiver.
+func (b *budget) event(name []byte) *bucket {
+	if b.limits == nil {
+		return nil
+	}
+	i, ok := b.limits.index[string(name)] // no allocation: the compiler looks up without a copy
+	if !ok {
+		return nil
+	}
+	if k := b.perEvent[i].Load(); k != nil {
+		return k
+	}
+	b.perEvent[i].CompareAndSwap(nil, newBucket(b.limits.names[i], b.limits.rates[i]))
+	return b.perEvent[i].Load() // ours, or the one another goroutine made first
 }
 
 // overBudget is the error a request over budget is answered with.
@@ -149,7 +189,7 @@ func (c *Conn) admitEvent(name []byte, size int, reliable bool) bool {
 			return false
 		}
 	}
-	if k := b.perEvent[string(name)]; k != nil { // no allocation: the compiler looks up without a copy
+	if k := b.event(name); k != nil {
 		return c.spend(k, now, 1)
 	}
 	return true

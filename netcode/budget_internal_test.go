@@ -51,3 +51,34 @@ func TestBucket(t *testing.T) {
 	require.True(t, ok)
 	require.False(t, closeIt)
 }
+
+// A connection's per-event buckets are made at their event's first use,
+// once even when goroutines race for it, and then spend as one bucket.
+func TestBudgetPerEventMadeAtFirstUse(t *testing.T) {
+	limits := newEventLimits(map[string]Rate{"chat": {PerSecond: 1, Burst: 1}, "free": {PerSecond: -1}})
+	b := newBudget(&Budgets{}, limits)
+	require.Len(t, b.perEvent, 1, "no bucket slot for an unlimited event")
+	require.Nil(t, b.perEvent[0].Load(), "made before its first use")
+	require.Nil(t, b.event([]byte("free")))
+	require.Nil(t, b.event([]byte("other")))
+
+	got := make(chan *bucket, 8)
+	for range cap(got) {
+		go func() { got <- b.event([]byte("chat")) }()
+	}
+	first := <-got
+	require.NotNil(t, first)
+	for range cap(got) - 1 {
+		require.Same(t, first, <-got, "two buckets for one event")
+	}
+	require.Equal(t, "budget_event:chat", first.name)
+	t0 := time.Unix(1000, 0)
+	ok, _ := b.event([]byte("chat")).take(t0, 1)
+	require.True(t, ok)
+	ok, _ = b.event([]byte("chat")).take(t0, 1)
+	require.False(t, ok, "the burst of 1 was spent")
+	require.Zero(t, testing.AllocsPerRun(100, func() { b.event([]byte("chat")) }))
+
+	other := newBudget(&Budgets{}, limits)
+	require.Nil(t, other.perEvent[0].Load(), "another connection's bucket is its own")
+}

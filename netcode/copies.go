@@ -132,12 +132,16 @@ type frameCopies struct {
 	skipped atomic.Uint32
 	judged  atomic.Int64 // when the path was last judged, Unix nanoseconds
 
-	mu       sync.Mutex
-	ring     *[maxCopies]copyEntry // made at the first frame copied: most connections copy none
+	mu sync.Mutex
+	// ring is made at the first frame copied (most connections copy none),
+	// and let go with its frames' buffers once none was copied for a while
+	// (trim).
+	ring     *[maxCopies]copyEntry
 	head, n  int
 	bytes    int
 	lastSent time.Time
-	fresh    bool // an entry was added since the last round
+	fresh    bool     // an entry was added since the last round
+	idle     idleMark // trim's: add uses it
 }
 
 // rejudgeEvery is how many frames may go uncopied, and rejudgeAfter how
@@ -178,8 +182,20 @@ func (c *frameCopies) add(num uint32, frame []byte) bool {
 	e.num, e.frame, e.first, e.done = num, append(e.frame[:0], frame...), time.Time{}, false
 	c.n++
 	c.bytes += len(frame)
-	c.fresh = true
+	c.fresh, c.idle.used = true, true
 	return true
+}
+
+// trim lets the ring and its frames' buffers go once it holds none and
+// none was added for trimAfter (housekeeping, peer.trim); add makes it
+// again.
+func (c *frameCopies) trim(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ring == nil || c.n > 0 || !c.idle.idle(now, trimAfter) {
+		return
+	}
+	c.ring, c.head, c.bytes = nil, 0, 0
 }
 
 // judge decides whether frames are copied from now on: the mode, the peer

@@ -385,6 +385,26 @@ func (q *dgramQueue) sendOne(d []byte, tag uint64, b *transport.Batch, wait bool
 	return true, true
 }
 
+// trim lets an idle queue's buffers go (housekeeping, peer.trim): once
+// nothing was sent for trimAfter, the acks' window, the turn holder's
+// scratch and buffers of copies, and the ring's datagram buffers, which
+// are only filled to be sent. A sender that holds the turn is not idle.
+func (q *dgramQueue) trim(now time.Time) {
+	if !q.turn.TryLock() {
+		return
+	}
+	defer q.turn.Unlock()
+	if !q.acks.trim(now) {
+		return
+	}
+	q.scratch, q.copyBufs = nil, nil
+	q.mu.Lock()
+	if q.n == 0 {
+		q.ring = [dgramQueueLen][]byte{}
+	}
+	q.mu.Unlock()
+}
+
 // ackState is a connection's datagram acknowledgement bookkeeping, shared
 // by its datagram sender (which stamps) and reader (which records).
 type ackState struct {
@@ -428,6 +448,14 @@ func (a *ackState) pending() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.sent.Pending()
+}
+
+// trim releases the window of datagrams sent once none was for trimAfter
+// (unreliable.Sent.Trim), and reports whether it is released.
+func (a *ackState) trim(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sent.Trim(now, trimAfter)
 }
 
 func (a *ackState) estimates() (rtt time.Duration, loss float64, acked, lost uint64) {

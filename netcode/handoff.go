@@ -320,7 +320,7 @@ func (s *Server) Adopt(state []byte) (*Conn, error) {
 	s.metrics.connsActive.Add(1)
 	s.transports[c.transport].handshakes.Add("adopted", 1)
 	c.sres.refresh.Reset(ticketRefresh)
-	s.watchSilent()
+	s.housekeep()
 	go s.serveAdopted(c, r)
 	return c, nil
 }

@@ -15,8 +15,9 @@ import (
 // empty, so an idle connection has none. A goroutine that is waiting for
 // the peer anyway (a request, a reply on the reader goroutine) may flush
 // itself and save the hand-off. Two buffers alternate, so a steady flow does
-// not allocate. The queue is bounded: a producer that pushes it past limit
-// gets ErrSlowConsumer.
+// not allocate; once nothing was written for trimAfter, trim lets both go.
+// The queue is bounded: a producer that pushes it past limit gets
+// ErrSlowConsumer.
 type outbox struct {
 	mu      sync.Mutex
 	buf     []byte
@@ -35,6 +36,7 @@ type outbox struct {
 	// queues the replay for the new transport.
 	lost   bool
 	writer worker
+	idle   idleMark // trim's: flush uses it
 
 	// spawn starts a goroutine the connection owns, or reports false once
 	// the connection is finishing; closeSession closes the transport
@@ -220,6 +222,7 @@ func (o *outbox) flush() error {
 		b := o.buf
 		o.buf = o.spare[:0]
 		o.spare = nil
+		o.idle.used = true
 		o.mu.Unlock()
 		if o.stall != nil {
 			o.stall.Reset(o.stallAfter)
@@ -342,4 +345,16 @@ func (o *outbox) control(frame []byte) {
 	o.buf = append(o.buf, frame...)
 	o.mu.Unlock()
 	o.signal()
+}
+
+// trim lets the two buffers go once nothing is queued or being written and
+// nothing was written for trimAfter (housekeeping, peer.trim): the next
+// frame queued allocates one again.
+func (o *outbox) trim(now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if (o.buf == nil && o.spare == nil) || len(o.buf) > 0 || o.writing || !o.idle.idle(now, trimAfter) {
+		return
+	}
+	o.buf, o.spare = nil, nil
 }

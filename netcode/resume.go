@@ -101,13 +101,17 @@ type resumeState struct {
 	p       *peer
 	enabled atomic.Bool
 
-	mu     sync.Mutex
-	base   uint32 // the number of the first frame kept
+	mu   sync.Mutex
+	base uint32 // the number of the first frame kept
+	// buf and ends keep their capacity for the next frames, until trim
+	// lets it go: once the peer acknowledged every frame and none was kept
+	// for trimAfter.
 	buf    []byte // the kept frames, back to back
 	ends   []int  // where each ends in buf
 	limit  int
 	over   bool
-	logged bool // logging started: base is set
+	logged bool     // logging started: base is set
+	idle   idleMark // trim's: keep uses it
 
 	// Acknowledging the peer's frames: handled since the last ACKED.
 	ackMu    sync.Mutex
@@ -173,7 +177,23 @@ func (r *resumeState) keep(num uint32, frame []byte) {
 	}
 	r.buf = append(r.buf, frame...)
 	r.ends = append(r.ends, len(r.buf))
+	r.idle.used = true
 	r.mu.Unlock()
+}
+
+// trim lets the kept frames' buffers go once the peer acknowledged every
+// frame and none was kept for trimAfter (housekeeping, peer.trim): nothing
+// is left to replay, and keep allocates them again.
+func (r *resumeState) trim(now time.Time) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if (r.buf == nil && r.ends == nil) || len(r.ends) > 0 || !r.idle.idle(now, trimAfter) {
+		return
+	}
+	r.buf, r.ends = nil, nil
 }
 
 // acked forgets the frames numbered before received.

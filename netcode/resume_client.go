@@ -75,12 +75,13 @@ func (c *Client) granted(p []byte) {
 // watchLoop finds a dead transport: it probes with a PING when nothing
 // came for a while and keeps alive when nothing went (liveness), and after
 // deadAfter without anything received it closes the transport, which sends
-// the reader to awaitResume.
+// the reader to awaitResume. Each second it also lets idle buffers go
+// (trim), as the server's housekeeping does.
 func (c *Client) watchLoop() {
 	t := time.NewTicker(probeAfter / 2)
 	defer t.Stop()
 	var lastIn, lastOut uint64
-	var inAt, outAt, pingAt time.Time
+	var inAt, outAt, pingAt, trimAt time.Time
 	inAt, outAt = time.Now(), time.Now()
 	for {
 		select {
@@ -89,6 +90,10 @@ func (c *Client) watchLoop() {
 		case <-t.C:
 		}
 		now := time.Now()
+		if now.Sub(trimAt) >= time.Second {
+			trimAt = now
+			c.trim(now)
+		}
 		if c.isAway.Load() || !c.res.on() {
 			inAt, outAt = now, now
 			continue

@@ -25,48 +25,6 @@ type serverResume struct {
 	watched  *sessBox  // watchSilence's own: the transport inAt is about
 }
 
-// watchSilent starts the server's one watch over the silence of its
-// resumable connections, with the first of them: a loop that runs
-// watchSilence for each every second, in place of a timer and a goroutine
-// start per connection per second.
-func (s *Server) watchSilent() {
-	s.connsMu.Lock() // as serving connections: Close waits for it, or it never starts
-	defer s.connsMu.Unlock()
-	if !s.silenceOn && !s.closing.Load() {
-		s.silenceOn = true
-		s.wg.Add(1)
-		go s.silenceLoop()
-	}
-}
-
-// silenceLoop runs watchSilence each second for every connection whose
-// resume is on (granted or adopted), until the server stops.
-func (s *Server) silenceLoop() {
-	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	var list []*Conn
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.connsMu.Lock()
-		for _, c := range s.conns {
-			if c.sres != nil && c.res.on() {
-				list = append(list, c)
-			}
-		}
-		s.connsMu.Unlock()
-		for i, c := range list {
-			c.watchSilence()
-			list[i] = nil
-		}
-		list = list[:0]
-	}
-}
-
 // resumeOffer is a new transport whose RESUME passed the checks.
 type resumeOffer struct {
 	sess     transport.Session
@@ -140,11 +98,10 @@ func (c *Conn) sendTicket(start bool) {
 		c.sres.inAt = time.Now() // before the watch runs
 		c.res.enabled.Store(true)
 		c.sres.refresh.Reset(ticketRefresh)
-		c.srv.watchSilent()
 	}
 }
 
-// watchSilence, every second (silenceLoop), closes the transport of a
+// watchSilence, every second (housekeepLoop), closes the transport of a
 // connection that sent nothing for silentAfter (its client or its
 // transport keeps alive, PROTOCOL.md 14), so that the session is away at
 // once rather than after the transport's own timeout.

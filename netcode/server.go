@@ -316,11 +316,15 @@ type Server struct {
 	tickets     *tokenCheck
 	onInput     InputHandler
 	limits      map[string]Rate // per-event budgets: the configuration's and LimitEvent's
+	// evLimits is limits as connections take them, made again after a
+	// change (newBudget).
+	evLimits *eventLimits
 
 	connsMu     sync.Mutex
 	conns       map[ID]*Conn
 	handshaking map[*Conn]struct{}
-	silenceOn   bool // the silence watch runs (watchSilent)
+	// housekeeping: the walk over the connections runs (housekeep).
+	housekeeping bool
 
 	movedMu sync.Mutex
 	moved   map[ID]movedTo // sessions handed off (handoff.go)
@@ -497,6 +501,7 @@ func (s *Server) LimitEvent(event string, r Rate) {
 	s.mu.Lock()
 	if _, set := s.cfg.Budgets.PerEvent[event]; !set {
 		s.limits[event] = r
+		s.evLimits = nil
 	}
 	s.mu.Unlock()
 }
@@ -504,8 +509,17 @@ func (s *Server) LimitEvent(event string, r Rate) {
 // newBudget makes a connection's budgets.
 func (s *Server) newBudget() *budget {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return newBudget(&s.cfg.Budgets, s.limits)
+	l := s.evLimits
+	s.mu.RUnlock()
+	if l == nil {
+		s.mu.Lock()
+		if s.evLimits == nil {
+			s.evLimits = newEventLimits(s.limits)
+		}
+		l = s.evLimits
+		s.mu.Unlock()
+	}
+	return newBudget(&s.cfg.Budgets, l)
 }
 
 // Handle registers the request handler for event, replacing any earlier one.
@@ -594,6 +608,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
+	s.housekeep()
 	for _, l := range s.listeners {
 		s.wg.Add(1)
 		go s.acceptLoop(l)

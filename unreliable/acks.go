@@ -52,10 +52,12 @@ type sentEntry struct {
 // Sent remembers the datagrams sent and turns the peer's acks into a
 // round-trip time and a loss estimate. The zero value is ready. A datagram
 // counts as lost when it leaves the window, or is older than LossAfter,
-// unacknowledged.
+// unacknowledged. Trim lets the window's memory go once sending stopped.
 type Sent struct {
-	ring *[sentWindow]sentEntry // allocated at the first send: an idle connection sends none
-	base time.Time              // the first send's time, which entries count from
+	// ring is allocated at the first send, and again at the first after a
+	// Trim: a connection that sends none holds none.
+	ring *[sentWindow]sentEntry
+	base time.Time // the first send's time, which entries count from
 	next uint16
 	any  bool
 	// prevAck and prevBits are the newest ack seen and what it covered.
@@ -76,6 +78,7 @@ type Sent struct {
 	sent    uint64
 	acked   uint64
 	lost    uint64
+	forgot  uint64    // dropped by Trim, neither acknowledged nor lost
 	lossAvg float64   // smoothed fraction lost
 	lostAt  time.Time // when the newest loss was counted
 }
@@ -140,15 +143,22 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 	} else if ack == s.prevAck {
 		s.prevBits |= bits
 	}
+	s.age(now)
+}
+
+// age counts what is clearly lost, oldest first: older than LossAfter and
+// sent before the newest datagram the peer acknowledged. One sent after
+// that may only wait for the peer's next datagram, which a peer that sends
+// few (an idle client) sends seconds later.
+func (s *Sent) age(now time.Time) {
+	if s.ring == nil {
+		return // trimmed (tail is next) or nothing sent
+	}
 	lossAfter := s.LossAfter
 	if lossAfter <= 0 {
 		lossAfter = time.Second
 	}
 	at := now.Sub(s.base)
-	// Age out what is clearly lost, oldest first: older than lossAfter
-	// and sent before the newest datagram the peer acknowledged. One sent
-	// after that may only wait for the peer's next datagram, which a peer
-	// that sends few (an idle client) sends seconds later.
 	for s.tail != s.next {
 		if s.next-s.tail > sentWindow {
 			s.tail = s.next - sentWindow // older ones were counted by Next
@@ -167,6 +177,9 @@ func (s *Sent) Ack(ack uint16, bits uint32, now time.Time, onTag func(tag uint64
 }
 
 func (s *Sent) ackOne(seq uint16, now time.Time, onTag func(uint64)) {
+	if s.ring == nil {
+		return // trimmed: whatever it acknowledges was forgotten
+	}
 	e := &s.ring[seq%sentWindow]
 	if !e.valid || e.acked || e.seq != seq {
 		return
@@ -202,4 +215,36 @@ func (s *Sent) Counts() (acked, lost uint64) { return s.acked, s.lost }
 
 // Pending is how many datagrams sent are neither acknowledged nor counted
 // lost yet: at most what is in flight or still queued in the transport.
-func (s *Sent) Pending() uint64 { return s.sent - s.acked - s.lost }
+// Those a Trim forgot are not pending.
+func (s *Sent) Pending() uint64 { return s.sent - s.acked - s.lost - s.forgot }
+
+// Trim releases the window (about 6 KB) when nothing was sent for at least
+// idle before now, and reports whether it is released, by this call or
+// an earlier one; the next send allocates it again. A connection that went
+// quiet keeps its estimates and counts, and only the memory goes.
+//
+// What the window still waited for is settled first as an Ack at now
+// would: the datagrams clearly lost are counted lost. Those left are
+// forgotten, neither acknowledged nor lost, and an ack that comes for one
+// later is ignored, as one for a datagram that left the window is: after
+// idle without sending, such an ack would be seconds late, a round-trip
+// sample to keep out of RTT anyway. Trim should wait well past LossAfter.
+func (s *Sent) Trim(now time.Time, idle time.Duration) bool {
+	if s.ring == nil {
+		return true
+	}
+	if last := s.base.Add(s.ring[(s.next-1)%sentWindow].at); now.Sub(last) < idle {
+		return false
+	}
+	s.age(now)
+	if s.next-s.tail > sentWindow {
+		s.tail = s.next - sentWindow // older ones were counted by Next
+	}
+	for ; s.tail != s.next; s.tail++ {
+		if e := &s.ring[s.tail%sentWindow]; e.valid && !e.acked && e.seq == s.tail {
+			s.forgot++
+		}
+	}
+	s.ring = nil
+	return true
+}

@@ -109,3 +109,107 @@ func TestSentAckCountsEachOnce(t *testing.T) {
 		}
 	}
 }
+
+// Trim lets the window go only once nothing was sent for the idle time;
+// it settles what was clearly lost, forgets the rest, keeps the estimates,
+// ignores acks for what it forgot, and the next send starts a window that
+// acks and loses as before.
+func TestSentTrim(t *testing.T) {
+	var s Sent
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for i := 0; i < 10; i++ { // seqs 1..10 at 0..900 ms, tagged with their seq
+		s.Next(at(i*100), uint64(i+1), true)
+	}
+	var tags []uint64
+	onTag := func(tag uint64) { tags = append(tags, tag) }
+	s.Ack(6, 0b111, at(950), onTag) // 6..3 arrived; 1 and 2 not yet a second old
+	if acked, lost := s.Counts(); acked != 4 || lost != 0 || s.Pending() != 6 {
+		t.Fatalf("before the trim: acked %d, lost %d, pending %d; want 4, 0 and 6", acked, lost, s.Pending())
+	}
+	rtt, loss := s.RTT(), s.Loss()
+
+	if s.Trim(at(5899), 5*time.Second) || s.ring == nil {
+		t.Fatal("trimmed 4.999 s after the last send, with 5 s to wait")
+	}
+	if !s.Trim(at(5900), 5*time.Second) || s.ring != nil {
+		t.Fatal("not trimmed 5 s after the last send")
+	}
+	// 1 and 2 were lost (sent before the newest ack, and old); 7..10 are
+	// forgotten.
+	if acked, lost := s.Counts(); acked != 4 || lost != 2 || s.Pending() != 0 {
+		t.Fatalf("after the trim: acked %d, lost %d, pending %d; want 4, 2 and 0", acked, lost, s.Pending())
+	}
+	if s.RTT() != rtt || s.Loss() <= loss || !s.LastLoss().Equal(at(5900)) {
+		t.Fatalf("after the trim: rtt %v (was %v), loss %v (was %v), last loss %v", s.RTT(), rtt, s.Loss(), loss, s.LastLoss())
+	}
+	rtt, loss = s.RTT(), s.Loss()
+	if !s.Trim(at(6000), 5*time.Second) {
+		t.Fatal("a released window reported held")
+	}
+
+	// Late and stale acks for what was forgotten: no panic, nothing counted.
+	tags = tags[:0]
+	s.Ack(10, 0b111, at(6100), onTag)
+	s.Ack(3, ^uint32(0), at(6200), onTag)
+	if acked, lost := s.Counts(); acked != 4 || lost != 2 || len(tags) != 0 || s.RTT() != rtt || s.Loss() != loss {
+		t.Fatalf("after stale acks: acked %d, lost %d, tags %v, rtt %v; want 4, 2, none, %v", acked, lost, tags, s.RTT(), rtt)
+	}
+
+	// Sending again: a new window, whose acks and losses count.
+	if seq := s.Next(at(7000), 99, true); seq != 11 || s.ring == nil {
+		t.Fatalf("the first send after the trim: seq %d, ring %v; want 11 and a window", seq, s.ring != nil)
+	}
+	s.Ack(11, 0b1111, at(7050), onTag) // bits for the forgotten 10..7: ignored
+	if acked, _ := s.Counts(); acked != 5 || len(tags) != 1 || tags[0] != 99 {
+		t.Fatalf("after the new send's ack: acked %d, tags %v; want 5 and [99]", acked, tags)
+	}
+	if want := rtt + (50*time.Millisecond-rtt)/8; s.RTT() != want {
+		t.Fatalf("rtt %v after a 50 ms sample; want %v", s.RTT(), want)
+	}
+	s.Next(at(7100), 0, false) // 12: lost
+	s.Next(at(7200), 0, false) // 13
+	s.Ack(13, 0, at(8500), onTag)
+	if acked, lost := s.Counts(); acked != 6 || lost != 3 || s.Pending() != 0 {
+		t.Fatalf("after a loss in the new window: acked %d, lost %d, pending %d; want 6, 3 and 0", acked, lost, s.Pending())
+	}
+	if s.Trim(at(8500), 5*time.Second) {
+		t.Fatal("trimmed 1.3 s after a send")
+	}
+}
+
+// Trim across the sequence wrap and a window overflowed by sends: the
+// pending count stays exact, and sending on works.
+func TestSentTrimWrap(t *testing.T) {
+	var s Sent
+	now := time.Unix(1000, 0)
+	for i := 0; i < 65535+300; i++ { // wraps; the first 300 after the wrap overflow the window
+		s.Next(now, 0, false)
+	}
+	s.Ack(s.next-1, ^uint32(0), now, nil) // the newest 33 arrived
+	if !s.Trim(now.Add(10*time.Second), 5*time.Second) {
+		t.Fatal("not trimmed")
+	}
+	if s.Pending() != 0 {
+		t.Fatalf("pending %d after the trim; want 0", s.Pending())
+	}
+	seq := s.Next(now.Add(11*time.Second), 0, false)
+	s.Ack(seq, 0, now.Add(11*time.Second), nil)
+	if acked, _ := s.Counts(); acked != 34 || s.Pending() != 0 {
+		t.Fatalf("acked %d, pending %d; want 34 and 0", acked, s.Pending())
+	}
+}
+
+// Ack and Next stay free of allocations once the window exists.
+func TestSentAllocs(t *testing.T) {
+	var s Sent
+	now := time.Unix(1000, 0)
+	s.Next(now, 0, false)
+	if n := testing.AllocsPerRun(1000, func() {
+		seq := s.Next(now, 1, true)
+		s.Ack(seq, ^uint32(0), now, nil)
+		s.Trim(now, 5*time.Second)
+	}); n != 0 {
+		t.Fatalf("%v allocs per send and ack", n)
+	}
+}
