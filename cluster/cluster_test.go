@@ -2,8 +2,10 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +38,7 @@ type node struct {
 	cl    *cluster.Node
 	proxy *impair.Proxy // in front of srv, when the test can silence the node
 	done  chan struct{}
+	once  sync.Once // stop's
 }
 
 var tokens = &netcode.Tokens{Key: token.DevKey, ProtocolID: nt.ProtocolID}
@@ -59,6 +62,23 @@ func startCluster(t testing.TB, n int, ttl time.Duration) []*node {
 // test closes to silence it, as a node killed with SIGKILL is.
 func startClusterWith(t testing.TB, n int, ttl time.Duration, proxied bool) []*node {
 	t.Helper()
+	// freePort's ports are free when it looks, not always when NATS
+	// listens on them: a test package running beside this one may take
+	// one in between, and that node's NATS never becomes ready. Such a
+	// start is tried again on new ports.
+	for try := 1; ; try++ {
+		nodes, err := tryCluster(t, n, ttl, proxied)
+		if err == nil || try == 3 || !strings.Contains(err.Error(), "embedded NATS not ready") {
+			require.NoError(t, err)
+			return nodes
+		}
+		t.Logf("cluster start %d: %v; again on new ports", try, err)
+	}
+}
+
+// tryCluster starts n nodes on new ports, or stops those it started and
+// returns the first error.
+func tryCluster(t testing.TB, n int, ttl time.Duration, proxied bool) ([]*node, error) {
 	routes := make([]string, n)
 	listen := make([]string, n)
 	for i := range routes {
@@ -77,11 +97,16 @@ func startClusterWith(t testing.TB, n int, ttl time.Duration, proxied bool) []*n
 	}
 	start := time.Now()
 	wg.Wait()
-	for _, err := range errs {
-		require.NoError(t, err)
+	if err := errors.Join(errs...); err != nil {
+		for _, nd := range nodes {
+			if nd != nil {
+				nd.stop()
+			}
+		}
+		return nil, err
 	}
 	t.Logf("%d nodes up in %v", n, time.Since(start).Round(10*time.Millisecond))
-	return nodes
+	return nodes, nil
 }
 
 func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.Duration, proxied bool) (*node, error) {
@@ -146,13 +171,15 @@ func startNode(t testing.TB, i int, routeAddr string, routes []string, ttl time.
 }
 
 func (nd *node) stop() {
-	if nd.proxy != nil {
-		_ = nd.proxy.Close()
-	}
-	_ = nd.srv.Close()
-	<-nd.done
-	nd.hub.Close()
-	_ = nd.cl.Close()
+	nd.once.Do(func() {
+		if nd.proxy != nil {
+			_ = nd.proxy.Close()
+		}
+		_ = nd.srv.Close()
+		<-nd.done
+		nd.hub.Close()
+		_ = nd.cl.Close()
+	})
 }
 
 func (nd *node) url() string {
