@@ -117,11 +117,15 @@ type Client struct {
 	reasm       unreliable.Reassembler // datagram goroutine only
 	snaps       snapshotReceiver
 	clock       clockSync
-	inputs      inputHistory
-	interpA     []byte // Interpolate's frame copies
-	interpB     []byte
-	connected   atomic.Bool
-	done        chan struct{}
+	// clockIdle: clockLoop waits out clockIdlePeriod, and the first
+	// snapshot wakes it on clockWake (snapshotWake).
+	clockIdle atomic.Bool
+	clockWake chan struct{}
+	inputs    inputHistory
+	interpA   []byte // Interpolate's frame copies
+	interpB   []byte
+	connected atomic.Bool
+	done      chan struct{}
 
 	unhandled  atomic.Uint64
 	inCallback atomic.Int32 // callbacks running: Close must not wait on them
@@ -145,7 +149,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{})}
+	c := &Client{cfg: cfg, events: make(map[string]func([]byte)), done: make(chan struct{}), clockWake: make(chan struct{}, 1)}
 	c.inputAcked = func(n uint32) { // an INPUT datagram arrived: its inputs need not go again
 		if n > c.inputs.acked.Load() {
 			c.inputs.acked.Store(n)
@@ -611,6 +615,7 @@ func (c *Client) onSnapshotFragment(body []byte) {
 		return
 	}
 	c.stats.snapshotsReceived.Add(1)
+	c.snapshotWake()
 	c.acknowledge()
 	c.mu.RLock()
 	hs := c.onSnapshot

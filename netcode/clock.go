@@ -19,8 +19,11 @@ const (
 	// clockIdlePeriod spaces the PINGs while no snapshot arrives (a
 	// connection in a lobby): the estimate only serves snapshots, and a
 	// server with thousands of idle connections should not answer a PING
-	// from each every second.
-	clockIdlePeriod = 10 * time.Second
+	// from each every second, nor hold the buffers an exchange takes (its
+	// idle trims let them go after a few seconds). Clocks drift by far
+	// less than a millisecond in that time, and the first snapshot after
+	// an idle spell brings the next PING forward (snapshotWake).
+	clockIdlePeriod = 30 * time.Second
 	// clockScale is the excess round trip at which a sample's weight falls
 	// to a quarter.
 	clockScale = 5 * time.Millisecond
@@ -111,7 +114,8 @@ func (c *Client) ServerTime(now time.Time) time.Time {
 // clockLoop sends PINGs for the clock estimate: clockBurst quickly after
 // connecting, then one every clockPeriod while snapshots arrive and every
 // clockIdlePeriod while none do (the burst's estimate serves a room joined
-// in between), until the connection closes.
+// in between, and its first snapshot wakes the loop), until the
+// connection closes.
 func (c *Client) clockLoop() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -121,7 +125,12 @@ func (c *Client) clockLoop() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
+		case <-c.clockWake:
+			if !t.Stop() {
+				<-t.C
+			}
 		}
+		c.clockIdle.Store(false)
 		if b, ok := c.out.begin(); ok {
 			_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(time.Now().UnixNano()))))
 		}
@@ -134,7 +143,20 @@ func (c *Client) clockLoop() {
 			snaps = n
 			t.Reset(clockPeriod)
 		default:
+			c.clockIdle.Store(true)
 			t.Reset(clockIdlePeriod)
+		}
+	}
+}
+
+// snapshotWake brings the clock's next PING forward when a snapshot
+// arrives while clockLoop waits out clockIdlePeriod: the connection just
+// joined a room, and the estimate should follow its path from now on.
+func (c *Client) snapshotWake() {
+	if c.clockIdle.Load() && c.clockIdle.CompareAndSwap(true, false) {
+		select {
+		case c.clockWake <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -82,12 +82,18 @@ type sample struct {
 	RSSKiB  uint64
 }
 
-// sampleServer forces a collection in the server at side (its heap
+// sampleServer forces two collections in the server at side (its heap
 // profile with gc=1, which -pprof serves) and then reads its figures and
-// the RSS of process pid.
+// the RSS of process pid. It takes two because what a sync.Pool holds
+// survives one collection, as its victim cache, and is freed at the next:
+// the pools of buffers that the server and its libraries reuse (kcp-go's
+// segment buffers, for one) hold what a burst, such as the connections'
+// own handshakes, put back, which is no idle session's.
 func sampleServer(ctx context.Context, side string, pid int) (sample, error) {
-	if _, err := fetch(ctx, side+"/debug/pprof/heap?gc=1"); err != nil {
-		return sample{}, fmt.Errorf("force a collection (is -pprof on?): %w", err)
+	for range 2 {
+		if _, err := fetch(ctx, side+"/debug/pprof/heap?gc=1"); err != nil {
+			return sample{}, fmt.Errorf("force a collection (is -pprof on?): %w", err)
+		}
 	}
 	m, err := readMetrics(ctx, side)
 	if err != nil {

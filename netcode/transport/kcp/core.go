@@ -3,6 +3,7 @@ package kcp
 import (
 	"encoding/binary"
 	"reflect"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -25,10 +26,20 @@ import (
 //   - the size NewKCP gives its three segment rings: 64 slots of 64 bytes
 //     each, 12 KB per session, most of an idle session's memory. The rings
 //     grow when full, so newCore starts them at ringSlots (shrinkRings).
+//   - what an idle core still holds (trimCore): rings grown in a burst,
+//     the storage of its receive heap and of its acknowledgement list,
+//     and, in that heap, a stale reference. The heap's Pop shortens its
+//     slice without clearing the slot it vacated, so every core keeps the
+//     1500-byte buffer of the last segment it received reachable, though
+//     that buffer went back to kcp-go's pool long ago: 1.5 KB or more per
+//     idle session. Its counters (snd_nxt, rcv_nxt) tell idle from busy.
+//   - buffer, the MTU-sized scratch that only flush writes packets into:
+//     an idle core lends it to a pool (releaseBuffer), and gets one back
+//     before anything that may flush (restoreBuffer, by Session.core).
 //
 // TestKCPInternals fails if an upgrade of kcp-go moves any of them; until
-// then each falls back to something safe (no RTT, 64-slot rings) rather
-// than break, except the linkname, which fails the build.
+// then each falls back to something safe (no RTT, 64-slot rings, no trim)
+// rather than break, except the linkname, which fails the build.
 
 // kcpFlush is (*KCP).flush: it sends pending acknowledgements, window
 // probes, new segments the windows allow and due retransmissions through
@@ -59,6 +70,11 @@ const (
 	// ringSlots is how many slots each segment ring starts with (3
 	// segments; a full ring grows to 8, then doubles).
 	ringSlots = 4
+	// idleRingSlots is how many an idle core's empty rings keep: as many
+	// as a new core's, which an idle session's rare exchanges (a request,
+	// its reply and an acknowledgement) fit in. Fewer would save 192 bytes
+	// a ring, but the next exchange would grow it to 8 (512 bytes).
+	idleRingSlots = ringSlots
 )
 
 // newCore returns a KCP core tuned by cfg that hands each packet to output.
@@ -154,7 +170,11 @@ var rings = func() *ringLayout {
 // instead of NewKCP's 64. A ring grows by itself when it fills, so the
 // session keeps working whatever the sizes are; only the idle memory
 // differs.
-func shrinkRings(k *kcpgo.KCP) {
+func shrinkRings(k *kcpgo.KCP) { resizeRings(k, ringSlots) }
+
+// resizeRings gives each empty segment ring of k with more than slots
+// slots a new slice of that many, and leaves the others as they are.
+func resizeRings(k *kcpgo.KCP, slots int) {
 	if rings == nil {
 		return
 	}
@@ -165,16 +185,147 @@ func shrinkRings(k *kcpgo.KCP) {
 			continue
 		}
 		r = r.Elem()
-		if r.Field(rings.head).Int() != 0 || r.Field(rings.tail).Int() != 0 {
+		head, tail := r.Field(rings.head), r.Field(rings.tail)
+		if head.Int() != tail.Int() {
 			continue // not empty: leave it
 		}
 		el := r.Field(rings.elements)
-		if el.Len() <= ringSlots {
+		if el.Len() <= slots {
 			continue
 		}
-		// el is unexported, so reflect will not set it; a pointer made
-		// from its address will, with a slice of its own type.
+		// The fields are unexported, so reflect will not set them; a
+		// pointer made from each one's address will.
 		reflect.NewAt(rings.elementsType, unsafe.Pointer(el.UnsafeAddr())).Elem().
-			Set(reflect.MakeSlice(rings.elementsType, ringSlots, ringSlots))
+			Set(reflect.MakeSlice(rings.elementsType, slots, slots))
+		for _, f := range [...]reflect.Value{head, tail} {
+			reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetInt(0)
+		}
+	}
+}
+
+// bufferOffset is where KCP keeps its flush buffer, a []byte; ok is false
+// if it has none.
+var bufferOffset, bufferOK = func() (uintptr, bool) {
+	f, ok := reflect.TypeFor[kcpgo.KCP]().FieldByName("buffer")
+	if !ok || len(f.Index) != 1 || f.Type != reflect.TypeFor[[]byte]() {
+		return 0, false
+	}
+	return f.Offset, true
+}()
+
+// flushBuffers are the flush buffers idle cores lent, each of mtu bytes,
+// the size newCore's SetMtu gave it.
+var flushBuffers sync.Pool
+
+// coreBuffer is k's flush buffer field.
+func coreBuffer(k *kcpgo.KCP) *[]byte {
+	return (*[]byte)(unsafe.Add(unsafe.Pointer(k), bufferOffset))
+}
+
+// releaseBuffer lends k's flush buffer to flushBuffers and reports
+// whether it did. k must not flush until restoreBuffer gives it one back:
+// its flush would write to a nil slice.
+func releaseBuffer(k *kcpgo.KCP) bool {
+	if !bufferOK {
+		return false
+	}
+	b := coreBuffer(k)
+	if len(*b) != secure.MaxPayload {
+		return false
+	}
+	buf := *b
+	*b = nil
+	flushBuffers.Put(&buf)
+	return true
+}
+
+// restoreBuffer gives k, whose buffer releaseBuffer lent, one of the
+// right size again.
+func restoreBuffer(k *kcpgo.KCP) {
+	if p, ok := flushBuffers.Get().(*[]byte); ok {
+		*coreBuffer(k) = *p
+		return
+	}
+	*coreBuffer(k) = make([]byte, secure.MaxPayload)
+}
+
+// idleLayout locates what trimCore reads and clears in a KCP.
+type idleLayout struct {
+	sndNxt, rcvNxt int // the next sequence numbers to send and to receive
+	acklist        int // the acknowledgements to send
+	rcvBuf         int // *segmentHeap: segments received out of order
+	segments       int // the heap's slice
+	segmentsType   reflect.Type
+}
+
+// idle is KCP's layout for trimCore, nil if it is not the one this file
+// knows.
+var idle = func() *idleLayout {
+	if rings == nil {
+		return nil
+	}
+	kt := reflect.TypeFor[kcpgo.KCP]()
+	var l idleLayout
+	top := func(name string, kind reflect.Kind) (reflect.StructField, bool) {
+		f, ok := kt.FieldByName(name)
+		return f, ok && len(f.Index) == 1 && f.Type.Kind() == kind
+	}
+	snd, ok1 := top("snd_nxt", reflect.Uint32)
+	rcv, ok2 := top("rcv_nxt", reflect.Uint32)
+	acks, ok3 := top("acklist", reflect.Slice)
+	buf, ok4 := top("rcv_buf", reflect.Pointer)
+	if !ok1 || !ok2 || !ok3 || !ok4 || buf.Type.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	seg, ok := buf.Type.Elem().FieldByName("segments")
+	// The heap holds the rings' own element type.
+	if !ok || len(seg.Index) != 1 || seg.Type != rings.elementsType {
+		return nil
+	}
+	l.sndNxt, l.rcvNxt, l.acklist, l.rcvBuf = snd.Index[0], rcv.Index[0], acks.Index[0], buf.Index[0]
+	l.segments, l.segmentsType = seg.Index[0], seg.Type
+	return &l
+}()
+
+// coreMark is k's two sequence counters together: it changes whenever k
+// sends or receives a new segment, so an unchanged mark says k carried no
+// data in between. It is 0 where the layout is unknown.
+func coreMark(k *kcpgo.KCP) uint64 {
+	if idle == nil {
+		return 0
+	}
+	v := reflect.ValueOf(k).Elem()
+	return v.Field(idle.sndNxt).Uint()<<32 | v.Field(idle.rcvNxt).Uint()
+}
+
+// trimCore lets an idle core's storage go: the empty rings shrink to
+// idleRingSlots, an empty receive heap and acknowledgement list lose
+// their slices, and a heap that holds segments drops its stale references
+// past its length. Each grows again at its next use; nothing k holds is
+// lost. The caller holds the session's lock.
+func trimCore(k *kcpgo.KCP) {
+	if idle == nil {
+		return
+	}
+	resizeRings(k, idleRingSlots)
+	v := reflect.ValueOf(k).Elem()
+	settable := func(f reflect.Value) reflect.Value {
+		return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
+	}
+	if acks := v.Field(idle.acklist); acks.Len() == 0 && acks.Cap() > 0 {
+		settable(acks).SetZero()
+	}
+	h := v.Field(idle.rcvBuf)
+	if h.IsNil() {
+		return
+	}
+	segs := settable(h.Elem().Field(idle.segments))
+	if segs.Len() == 0 {
+		segs.SetZero()
+		return
+	}
+	full := segs.Slice(0, segs.Cap())
+	for i := segs.Len(); i < full.Len(); i++ {
+		full.Index(i).SetZero()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -162,6 +163,65 @@ func TestKCPInternals(t *testing.T) {
 	require.Equal(t, big, got, "the rings grew as they had to")
 	require.GreaterOrEqual(t, p.a.RTT(), 25*time.Millisecond, "RTT is KCP's srtt")
 	require.Less(t, p.a.RTT(), time.Second)
+}
+
+// An idle core gives back what it holds for reuse: grown rings, its
+// receive heap's slice (and the stale buffer reference in it) and its
+// flush buffer. A core that carried data within coreTrimAfter keeps them,
+// and a trimmed one works on as before.
+func TestIdleCoreTrim(t *testing.T) {
+	require.NotNil(t, idle, "KCP's layout for the idle trim")
+	require.True(t, bufferOK, "KCP.buffer")
+	p := newHandPair(t, Config{})
+	exchange := func(msg []byte) {
+		t.Helper()
+		_, err := p.a.Write(msg)
+		require.NoError(t, err)
+		p.settle()
+		got := make([]byte, len(msg))
+		for n := 0; n < len(got); {
+			m, err := p.b.Read(got[n:])
+			require.NoError(t, err)
+			n += m
+		}
+		require.Equal(t, msg, got)
+		p.settle()
+	}
+	exchange(bytes.Repeat([]byte("y"), 10*mss)) // grows b's receive rings
+	heapCap := func(s *Session) int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return reflect.ValueOf(s.kcp).Elem().Field(idle.rcvBuf).Elem().Field(idle.segments).Cap()
+	}
+	lent := func(s *Session) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return *coreBuffer(s.kcp) == nil
+	}
+	require.Greater(t, heapCap(p.b), 0, "the receive heap keeps its slice, with the stale slot")
+	require.Greater(t, slices.Max(ringCaps(p.b.kcp)), ringSlots, "a ring grew")
+
+	now := time.Now()
+	p.b.trimIdle(now)                        // first look
+	p.b.trimIdle(now.Add(coreTrimAfter / 2)) // too soon
+	require.False(t, lent(p.b), "a core used within coreTrimAfter is not trimmed")
+	p.b.trimIdle(now.Add(coreTrimAfter))
+	require.True(t, lent(p.b), "the idle core lent its flush buffer")
+	require.Equal(t, 0, heapCap(p.b), "the heap's slice went")
+	require.LessOrEqual(t, slices.Max(ringCaps(p.b.kcp)), idleRingSlots, "the rings shrank")
+
+	exchange([]byte("after the trim"))   // b acknowledges: it flushes
+	_, err := p.b.Write([]byte("reply")) // and sends
+	require.NoError(t, err)
+	p.settle()
+	buf := make([]byte, 16)
+	n, err := p.a.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, "reply", string(buf[:n]))
+	require.False(t, lent(p.b), "the core got a flush buffer back")
+
+	p.b.trimIdle(now.Add(2 * coreTrimAfter))
+	require.False(t, lent(p.b), "a core that carried data since starts its wait again")
 }
 
 // Bytes that arrived before the peer closed are read first, then the

@@ -20,6 +20,16 @@ import (
 // tickInterval is how often keepalives and timeouts are checked.
 const tickInterval = 100 * time.Millisecond
 
+// Every trimEvery ticks, the listener offers each session's KCP core the
+// idle trim (Session.trimIdle), which takes a core that carried no data
+// for coreTrimAfter: long enough that a session in use, even a slow one,
+// never gives back storage it needs again at once; short enough that the
+// many idle sessions of a game server hold only what they need.
+const (
+	trimEvery     = 10
+	coreTrimAfter = 5 * time.Second
+)
+
 // ListenerStats count what a listener did with the packets it received.
 // Nothing counted as dropped was ever answered.
 type ListenerStats struct {
@@ -257,10 +267,12 @@ func (l *Listener) packet(p []byte, from netip.AddrPort, now int64, scratch []by
 }
 
 // timerLoop drives the KCP cores that need it and, every tickInterval,
-// keepalives, timeouts and the token table, until the listener closes.
+// keepalives, timeouts and the token table, and every trimEvery ticks the
+// idle trim, until the listener closes.
 func (l *Listener) timerLoop() {
 	defer l.wg.Done()
 	var list []*Session
+	ticks := 0
 	l.timers.run(l.done, &outbox{w: newBatchWriter(l.conn)}, func(now time.Time, out *outbox) {
 		l.mu.Lock()
 		list = list[:0]
@@ -269,8 +281,13 @@ func (l *Listener) timerLoop() {
 		}
 		l.mu.Unlock()
 		l.used.Expire(now)
+		ticks++
+		trim := ticks%trimEvery == 0
 		for _, s := range list {
 			s.tick(now, out)
+			if trim {
+				s.trimIdle(now)
+			}
 		}
 		clear(list)
 	})

@@ -197,7 +197,16 @@ type Session struct {
 	// Read's wake-up.
 	onReadable func()
 	// ackOwed: acknowledgements wait for the Read that was woken (input).
-	ackOwed            bool
+	ackOwed bool
+	// The idle trim's view of the core (trimIdle): its mark when last
+	// looked at, since when (unix nanoseconds) it has not changed, and
+	// whether the core was trimmed since.
+	mark        uint64
+	markSince   int64
+	coreTrimmed bool
+	// lent: the trim lent the core's flush buffer (releaseBuffer), and
+	// core gets one back before the core is used.
+	lent               bool
 	readable, writable chan struct{}
 
 	// ti and due (mono) are the session's place in timers, guarded by
@@ -282,8 +291,12 @@ func sessionTimeout(cfg *Config, fromToken time.Duration) time.Duration {
 
 // core returns the session's KCP core, made at the first need (s.mu held).
 func (s *Session) core() *kcpgo.KCP {
-	if s.kcp == nil {
+	switch {
+	case s.kcp == nil:
 		s.kcp = newCore(s.cfg, s.output)
+	case s.lent:
+		restoreBuffer(s.kcp)
+		s.lent = false
 	}
 	return s.kcp
 }
@@ -440,7 +453,7 @@ func (s *Session) NotifyReadable(f func()) bool {
 	}
 	if s.ackOwed {
 		s.ackOwed = false
-		kcpFlush(s.kcp, true)
+		kcpFlush(s.core(), true)
 	}
 	s.rwait, s.onReadable = true, f
 	return true
@@ -469,7 +482,7 @@ func (s *Session) update(out *outbox) (due int64, again bool) {
 		return 0, false
 	}
 	s.out = out
-	next := kcpFlush(s.kcp, false)
+	next := kcpFlush(s.core(), false)
 	s.out = nil
 	s.ackOwed = false
 	s.wake()
@@ -493,6 +506,27 @@ func (s *Session) tick(now time.Time, out *outbox) {
 		} else {
 			_ = s.seal(secure.PacketKeepAlive, nil)
 		}
+	}
+}
+
+// trimIdle trims the session's KCP core (trimCore) once it carried no
+// data for coreTrimAfter, and then not again until it carried some. The
+// listener calls it about once a second for each of its sessions.
+func (s *Session) trimIdle(now time.Time) {
+	n := now.UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kcp == nil || s.closed {
+		return
+	}
+	if m := coreMark(s.kcp); m != s.mark || s.markSince == 0 {
+		s.mark, s.markSince, s.coreTrimmed = m, n, false
+		return
+	}
+	if !s.coreTrimmed && time.Duration(n-s.markSince) >= coreTrimAfter {
+		trimCore(s.kcp)
+		s.lent = releaseBuffer(s.kcp)
+		s.coreTrimmed = true
 	}
 }
 
@@ -529,7 +563,7 @@ func (s *Session) Read(p []byte) (int, error) {
 		}
 		if s.ackOwed && !s.closed { // the data this Read was woken for is read
 			s.ackOwed = false
-			kcpFlush(s.kcp, true)
+			kcpFlush(s.core(), true)
 		}
 		if s.closed {
 			s.mu.Unlock()
