@@ -41,8 +41,9 @@ type dgramQueue struct {
 
 	mu   sync.Mutex
 	snap *Snapshot
-	ring [dgramQueueLen][]byte // each a whole datagram; the sender writes the header
-	tags [dgramQueueLen]uint64 // what each carried, for the ack callback (0: nothing)
+	// slots are the ring of queued datagrams, made at the first put and
+	// let go by the idle trim (nil: none queued).
+	slots *dgramSlots
 	head int
 	n    int
 	shut bool // the connection closed: for good
@@ -61,6 +62,14 @@ type dgramQueue struct {
 	acks   *ackState
 	snaps  *snapshotSender // nil on the client
 	copies *frameCopies
+}
+
+// dgramSlots are a dgramQueue's ring: each datagram whole (the sender
+// writes the header), and what it carried, for the ack callback (0:
+// nothing).
+type dgramSlots struct {
+	ring [dgramQueueLen][]byte
+	tags [dgramQueueLen]uint64
 }
 
 func newDgramQueue(stats *connStats, acks *ackState, sess transport.Session) *dgramQueue {
@@ -189,9 +198,12 @@ func (q *dgramQueue) put(kind unreliable.Kind, body []byte, tag uint64) {
 		q.n--
 		q.stats.datagramsDropped.Add(1)
 	}
+	if q.slots == nil {
+		q.slots = new(dgramSlots)
+	}
 	i := (q.head + q.n) % dgramQueueLen
-	q.ring[i] = append(unreliable.AppendHeader(q.ring[i][:0], unreliable.Header{Kind: kind}), body...)
-	q.tags[i] = tag
+	q.slots.ring[i] = append(unreliable.AppendHeader(q.slots.ring[i][:0], unreliable.Header{Kind: kind}), body...)
+	q.slots.tags[i] = tag
 	q.n++
 	q.mu.Unlock()
 	q.signal()
@@ -296,8 +308,8 @@ func (q *dgramQueue) round() (ok, copying bool) {
 			q.mu.Unlock()
 			break
 		}
-		d := append(q.scratch[:0], q.ring[q.head]...)
-		tag := q.tags[q.head]
+		d := append(q.scratch[:0], q.slots.ring[q.head]...)
+		tag := q.slots.tags[q.head]
 		q.head = (q.head + 1) % dgramQueueLen
 		q.n--
 		q.mu.Unlock()
@@ -387,7 +399,7 @@ func (q *dgramQueue) sendOne(d []byte, tag uint64, b *transport.Batch, wait bool
 
 // trim lets an idle queue's buffers go (housekeeping, peer.trim): once
 // nothing was sent for trimAfter, the acks' window, the turn holder's
-// scratch and buffers of copies, and the ring's datagram buffers, which
+// scratch and buffers of copies, and the ring with its datagram buffers, which
 // are only filled to be sent. A sender that holds the turn is not idle.
 func (q *dgramQueue) trim(now time.Time) {
 	if !q.turn.TryLock() {
@@ -400,7 +412,7 @@ func (q *dgramQueue) trim(now time.Time) {
 	q.scratch, q.copyBufs = nil, nil
 	q.mu.Lock()
 	if q.n == 0 {
-		q.ring = [dgramQueueLen][]byte{}
+		q.slots, q.head = nil, 0
 	}
 	q.mu.Unlock()
 }
