@@ -68,8 +68,10 @@ const overFor = 2 * time.Second
 // last overFor in four slots, which close the connection once they add up
 // to what the budget allows in overFor.
 type bucket struct {
-	name  string // the reason counted for its drops
-	lim   *rate.Limiter
+	name string // the reason counted for its drops
+	// lim is held in the bucket, not made by NewLimiter: one allocation
+	// fewer for each budget of each connection.
+	lim   rate.Limiter
 	close float64 // drops within overFor that close the connection
 
 	mu     sync.Mutex
@@ -82,11 +84,12 @@ func newBucket(name string, r Rate) *bucket {
 	if r.PerSecond < 0 {
 		return nil
 	}
-	return &bucket{
-		name:  name,
-		lim:   rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst),
-		close: max(r.PerSecond*overFor.Seconds(), 1),
-	}
+	b := &bucket{name: name, close: max(r.PerSecond*overFor.Seconds(), 1)}
+	// Set as of the zero time, the limiter is full at its first use, as
+	// NewLimiter's is: the time since then fills it to the burst.
+	b.lim.SetBurstAt(time.Time{}, r.Burst)
+	b.lim.SetLimitAt(time.Time{}, rate.Limit(r.PerSecond))
+	return b
 }
 
 // take spends n tokens at now. It reports whether they were there, and

@@ -19,7 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -116,7 +116,7 @@ type Hub struct {
 	kinds   map[string]kind
 	games   map[string]*GameRoom
 	inGame  map[*netcode.Conn]*GameRoom
-	joined  map[*netcode.Conn]map[string]struct{}
+	joined  map[*netcode.Conn][]string // the rooms each is in (at most MaxRoomsPerConn, few)
 	nextNum map[string]int
 	creates map[*netcode.Conn]*rate.Limiter // rooms each connection may create
 	perKind map[string]int                  // game rooms alive by kind
@@ -152,7 +152,7 @@ func NewHub(srv *netcode.Server, opts HubOptions) *Hub {
 		kinds:   make(map[string]kind),
 		games:   make(map[string]*GameRoom),
 		inGame:  make(map[*netcode.Conn]*GameRoom),
-		joined:  make(map[*netcode.Conn]map[string]struct{}),
+		joined:  make(map[*netcode.Conn][]string),
 		nextNum: make(map[string]int),
 		epoch:   time.Now(),
 		tickers: make(map[time.Duration][]*ticker),
@@ -182,18 +182,16 @@ func (h *Hub) Join(c *netcode.Conn, room string) error { return h.join(c, room, 
 
 func (h *Hub) join(c *netcode.Conn, room string, capped bool) error {
 	h.mu.Lock()
-	set := h.joined[c]
-	if set == nil {
-		set = make(map[string]struct{})
-		h.joined[c] = set
-	}
-	_, already := set[room]
-	if !already && capped && len(set) >= h.opts.MaxRoomsPerConn {
+	in := h.joined[c]
+	already := slices.Contains(in, room)
+	if !already && capped && len(in) >= h.opts.MaxRoomsPerConn {
 		h.mu.Unlock()
 		h.srv.Drop("rooms_per_conn")
-		return fmt.Errorf("%w: in %d rooms already", ErrRoomCap, len(set))
+		return fmt.Errorf("%w: in %d rooms already", ErrRoomCap, len(in))
 	}
-	set[room] = struct{}{}
+	if !already {
+		h.joined[c] = append(in, room)
+	}
 	h.mu.Unlock()
 	if !already {
 		h.adapter.Add(room, c)
@@ -204,8 +202,17 @@ func (h *Hub) join(c *netcode.Conn, room string, capped bool) error {
 // Leave takes c out of room.
 func (h *Hub) Leave(c *netcode.Conn, room string) {
 	h.mu.Lock()
-	_, was := h.joined[c][room]
-	delete(h.joined[c], room)
+	in := h.joined[c]
+	i := slices.Index(in, room)
+	was := i >= 0
+	if was {
+		in = slices.Delete(in, i, i+1)
+		if len(in) == 0 {
+			delete(h.joined, c)
+		} else {
+			h.joined[c] = in
+		}
+	}
 	h.mu.Unlock()
 	if was {
 		h.adapter.Remove(room, c)
@@ -215,12 +222,9 @@ func (h *Hub) Leave(c *netcode.Conn, room string) {
 // RoomsOf lists the rooms c is in, sorted.
 func (h *Hub) RoomsOf(c *netcode.Conn) []string {
 	h.mu.Lock()
-	out := make([]string, 0, len(h.joined[c]))
-	for r := range h.joined[c] {
-		out = append(out, r)
-	}
+	out := slices.Clone(h.joined[c])
 	h.mu.Unlock()
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -234,11 +238,11 @@ func (h *Hub) To(room string) Broadcast { return Broadcast{hub: h, room: room} }
 func (h *Hub) drop(c *netcode.Conn) {
 	h.leaveGame(c)
 	h.mu.Lock()
-	set := h.joined[c]
+	in := h.joined[c]
 	delete(h.joined, c)
 	delete(h.creates, c)
 	h.mu.Unlock()
-	for room := range set {
+	for _, room := range in {
 		h.adapter.Remove(room, c)
 	}
 }
