@@ -252,7 +252,7 @@ func (c *Conn) parkReads() bool {
 func (s *Server) connEnded(c *Conn, ce *CloseError) {
 	c.finish()
 	if c.sres != nil {
-		c.sres.refresh.Stop()
+		c.sres.refreshAt.Store(0)
 	}
 
 	s.connsMu.Lock()

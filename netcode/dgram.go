@@ -44,9 +44,9 @@ type dgramQueue struct {
 	// slots are the ring of queued datagrams, made at the first put and
 	// let go by the idle trim (nil: none queued).
 	slots *dgramSlots
-	head int
-	n    int
-	shut bool // the connection closed: for good
+	head  int
+	n     int
+	shut  bool // the connection closed: for good
 	// gone: the session failed under the sender; until a resume attaches
 	// another (attach), nothing is queued or sent.
 	gone   bool
@@ -244,7 +244,7 @@ func (q *dgramQueue) sendLoop() {
 		if !ok { // the session is gone: until a resume, if the connection has one
 			q.drop(false)
 			q.mu.Lock()
-			q.sender.running = false // before the turn goes: an attach then starts a new loop
+			q.sender.end() // before the turn goes: an attach then starts a new loop
 			q.mu.Unlock()
 		}
 		q.turn.Unlock()
@@ -272,7 +272,7 @@ func (q *dgramQueue) sendLoop() {
 			}
 			q.mu.Lock()
 			if q.n == 0 && q.snap == nil {
-				q.sender.running = false
+				q.sender.end()
 				q.mu.Unlock()
 				return
 			}

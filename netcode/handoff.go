@@ -319,7 +319,7 @@ func (s *Server) Adopt(state []byte) (*Conn, error) {
 	s.connsMu.Unlock()
 	s.metrics.connsActive.Add(1)
 	s.transports[c.transport].handshakes.Add("adopted", 1)
-	c.sres.refresh.Reset(ticketRefresh)
+	c.sres.refreshLater()
 	s.housekeep()
 	go s.serveAdopted(c, r)
 	return c, nil

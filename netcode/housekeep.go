@@ -3,9 +3,10 @@ package netcode
 import "time"
 
 // Housekeeping: the server's one walk a second over its connections. It
-// finds resumable connections gone silent (watchSilence) and lets idle
-// connections' buffers go (trim), in place of a timer and a goroutine
-// start per connection per second.
+// finds resumable connections gone silent (watchSilence) and sends their
+// new tickets when due (refreshTicket), closes connections stalled past a
+// deadline (overdue) and lets idle connections' buffers go (trim), in
+// place of timers and goroutine starts per connection.
 
 // trimAfter is how long a connection's structure must go unused before
 // trim releases its buffers: long enough that a connection in use, even a
@@ -28,8 +29,8 @@ func (s *Server) housekeep() {
 }
 
 // housekeepLoop runs each second, until the server stops: watchSilence
-// for every connection whose resume is on (granted or adopted), and trim
-// for every connection.
+// and refreshTicket for every connection whose resume is on (granted or
+// adopted), and overdue and trim for every connection.
 func (s *Server) housekeepLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -50,7 +51,9 @@ func (s *Server) housekeepLoop() {
 		for i, c := range list {
 			if c.sres != nil && c.res.on() {
 				c.watchSilence()
+				c.refreshTicket(now)
 			}
+			c.overdue(now)
 			c.trim(now)
 			list[i] = nil
 		}

@@ -3,6 +3,7 @@ package netcode
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomwire/roomwire/reliable"
@@ -54,9 +55,10 @@ type outbox struct {
 	mark    int // len(buf) at begin: where the frames being appended start
 	onFrame func(num uint32, frame []byte)
 
-	// stall, if set, runs while a write takes longer than stallAfter: the
-	// peer does not read (set before the writer starts).
-	stall      *time.Timer
+	// writeBegun is when the write under way began (unix nanoseconds, 0:
+	// none); one that takes stallAfter (if set, before the writer starts)
+	// says the peer does not read (peer.overdue).
+	writeBegun atomic.Int64
 	stallAfter time.Duration
 }
 
@@ -224,13 +226,13 @@ func (o *outbox) flush() error {
 		o.spare = nil
 		o.idle.used = true
 		o.mu.Unlock()
-		if o.stall != nil {
-			o.stall.Reset(o.stallAfter)
+		if o.stallAfter > 0 {
+			o.writeBegun.Store(time.Now().UnixNano())
 		}
 		var n int
 		n, err = o.write(b)
-		if o.stall != nil {
-			o.stall.Stop()
+		if o.stallAfter > 0 {
+			o.writeBegun.Store(0)
 		}
 		o.written(n)
 		o.mu.Lock()
@@ -293,7 +295,7 @@ func (o *outbox) writeLoop() {
 		case <-idle.C:
 			o.mu.Lock()
 			if !o.closing && o.failed == nil && (len(o.buf) == 0 || o.writing || o.corked || o.lost) {
-				o.writer.running = false
+				o.writer.end()
 				o.mu.Unlock()
 				return
 			}

@@ -48,8 +48,12 @@ type peer struct {
 	onCopy   func(num uint32, frame []byte)
 	// inputAcked, if set, learns that the peer has every input up to n.
 	inputAcked func(n uint32)
-	// frameTimer closes a peer that began a frame and went silent.
-	frameTimer *time.Timer
+	// A peer that began a frame and went silent is closed (overdue):
+	// frameBegun is when the reader found a frame begun and not whole
+	// (unix nanoseconds, 0: none), frameLimit how long it may stay so (0:
+	// no limit).
+	frameBegun atomic.Int64
+	frameLimit time.Duration
 
 	// Unreliable events: per-name sequence numbers sent (under evMu) and
 	// the newest received (reader goroutine only).
@@ -175,25 +179,34 @@ func (p *peer) spawn(f func()) bool {
 
 // bound sets the deadlines a peer cannot stall past: a frame begun on r must
 // be whole within frame, and a write must be taken within write. Call it
-// before start.
+// before start. The server's housekeeping enforces them each second
+// (overdue), with no timer per connection.
 func (p *peer) bound(r *reliable.Reader, frame, write time.Duration) {
-	p.frameTimer = time.AfterFunc(frame, func() {
-		p.close(&CloseError{Code: CloseTimeout, Reason: fmt.Sprintf("a frame was begun and not completed within %v", frame)})
-	})
-	p.frameTimer.Stop()
+	p.frameLimit = frame
 	p.partial = func(waiting bool) {
-		if waiting {
-			p.frameTimer.Reset(frame)
-		} else {
-			p.frameTimer.Stop()
+		switch {
+		case !waiting:
+			p.frameBegun.Store(0)
+		case p.frameBegun.Load() == 0:
+			p.frameBegun.Store(time.Now().UnixNano())
 		}
 	}
 	r.Partial = p.partial
 	p.out.stallAfter = write
-	p.out.stall = time.AfterFunc(write, func() {
-		p.close(&CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("a write was not taken within %v: the peer does not read", write)})
-	})
-	p.out.stall.Stop()
+}
+
+// overdue closes the peer if it stalled past a deadline bound set: a frame
+// begun and not whole within its limit, or a write not taken within
+// stallAfter.
+func (p *peer) overdue(now time.Time) {
+	n := now.UnixNano()
+	if t := p.frameBegun.Load(); t != 0 && p.frameLimit > 0 && time.Duration(n-t) >= p.frameLimit {
+		p.close(&CloseError{Code: CloseTimeout, Reason: fmt.Sprintf("a frame was begun and not completed within %v", p.frameLimit)})
+		return
+	}
+	if t := p.out.writeBegun.Load(); t != 0 && p.out.stallAfter > 0 && time.Duration(n-t) >= p.out.stallAfter {
+		p.close(&CloseError{Code: CloseSlowConsumer, Reason: fmt.Sprintf("a write was not taken within %v: the peer does not read", p.out.stallAfter)})
+	}
 }
 
 // slowQueue is how many datagrams that run application handlers (events,
@@ -323,7 +336,7 @@ func (s *slowDatagrams) run(done <-chan struct{}, handle func(unreliable.Header,
 		case <-idle.C:
 			s.mu.Lock()
 			if len(s.queue) == 0 {
-				s.handler.running = false
+				s.handler.end()
 				s.mu.Unlock()
 				return
 			}
@@ -386,10 +399,6 @@ func (p *peer) finish() {
 		p.force.Stop()
 	}
 	p.forceMu.Unlock()
-	if p.frameTimer != nil {
-		p.frameTimer.Stop()
-		p.out.stall.Stop()
-	}
 	p.res.stop()
 	p.closeSession()
 	if p.detached.Load() {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roomwire/roomwire/netcode/token"
@@ -19,10 +20,12 @@ type serverResume struct {
 	tag      [16]byte // the current ticket's tag; zero: none to use
 	resuming bool     // a RESUME won and is being taken over
 	offers   chan resumeOffer
-	refresh  *time.Timer
-	lastIn   uint64    // watchSilence's own
-	inAt     time.Time // watchSilence's own
-	watched  *sessBox  // watchSilence's own: the transport inAt is about
+	// refreshAt is when the next ticket is due (unix nanoseconds, 0:
+	// none), sent by the housekeeping (refreshTicket).
+	refreshAt atomic.Int64
+	lastIn    uint64    // watchSilence's own
+	inAt      time.Time // watchSilence's own
+	watched   *sessBox  // watchSilence's own: the transport inAt is about
 }
 
 // resumeOffer is a new transport whose RESUME passed the checks.
@@ -44,8 +47,6 @@ func (c *Conn) prepareResume() {
 	}
 	c.res = newResumeState(&c.peer, c.srv.cfg.MaxQueued)
 	c.sres = &serverResume{offers: make(chan resumeOffer, 1)}
-	c.sres.refresh = time.AfterFunc(time.Hour, c.refreshTicket)
-	c.sres.refresh.Stop()
 	c.away = c.awaitResume
 }
 
@@ -97,7 +98,7 @@ func (c *Conn) sendTicket(start bool) {
 	if start {
 		c.sres.inAt = time.Now() // before the watch runs
 		c.res.enabled.Store(true)
-		c.sres.refresh.Reset(ticketRefresh)
+		c.sres.refreshLater()
 	}
 }
 
@@ -121,14 +122,21 @@ func (c *Conn) watchSilence() {
 	}
 }
 
-func (c *Conn) refreshTicket() {
-	if c.err() != nil {
+// refreshLater makes the next ticket due ticketRefresh from now.
+func (r *serverResume) refreshLater() {
+	r.refreshAt.Store(time.Now().Add(ticketRefresh).UnixNano())
+}
+
+// refreshTicket sends a new ticket once one is due (housekeepLoop), unless
+// the connection is away, and makes the next due.
+func (c *Conn) refreshTicket(now time.Time) {
+	if at := c.sres.refreshAt.Load(); at == 0 || now.UnixNano() < at || c.err() != nil {
 		return
 	}
 	if !c.isAway.Load() {
 		c.sendTicket(false)
 	}
-	c.sres.refresh.Reset(ticketRefresh)
+	c.sres.refreshLater()
 }
 
 // resume checks the RESUME f that opened sess (on the handshaking
@@ -226,6 +234,7 @@ func (c *Conn) awaitResume(cause error) (*reliable.Reader, uint32, bool) {
 			c.callHooks(&s.onBack)
 			r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 			r.Partial = c.partial
+			c.frameBegun.Store(0) // a frame the old transport left half is not this reader's
 			return r, first, true
 		}
 	}

@@ -10,11 +10,18 @@ import "sync"
 // decision to end never miss each other.
 type worker struct {
 	running bool
-	wake    chan struct{}
-	loop    func() // the goroutine's body, bound once: a kick allocates nothing
+	// wake is made as the goroutine starts and let go as it ends (end):
+	// an idle connection holds no channel for each of its queues.
+	wake chan struct{}
+	loop func() // the goroutine's body, bound once
 }
 
-func newWorker(loop func()) worker { return worker{wake: make(chan struct{}, 1), loop: loop} }
+func newWorker(loop func()) worker { return worker{loop: loop} }
+
+// end is the goroutine's decision to end, with the queue's mutex held.
+func (w *worker) end() {
+	w.running, w.wake = false, nil
+}
 
 // kick is called with mu, the queue's mutex, held, and unlocks it. It wakes
 // the goroutine if it runs; otherwise, when work says there is something
@@ -34,12 +41,15 @@ func (w *worker) kick(mu *sync.Mutex, work bool, spawn func(func()) bool) bool {
 		return true
 	}
 	w.running = true
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
 	mu.Unlock()
 	if spawn(w.loop) {
 		return true
 	}
 	mu.Lock()
-	w.running = false
+	w.end()
 	mu.Unlock()
 	return false
 }
