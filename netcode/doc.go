@@ -38,6 +38,11 @@
 //     whose handlers may block, go to a goroutine that runs only while some
 //     wait. Input handlers therefore must not block. Elsewhere (QUIC) a
 //     datagram reader runs for the connection's life.
+//   - One housekeeping goroutine per server walks every connection each
+//     second: the silence watch and ticket refresh of resumable ones, the
+//     frame and write deadlines, and the trim of buffers an idle
+//     connection need not hold. A connection keeps no timer of its own
+//     for these.
 //
 // Every connection goroutine ends once the connection is closed and its
 // session gone; Server.Close and Shutdown wait for them, and Close is
