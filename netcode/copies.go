@@ -349,7 +349,8 @@ type frameSeq struct {
 	next     uint32 // the number of the next frame to deliver
 	maxFrame int
 	deliver  func(reliable.Frame)
-	held     *[maxHeld]heldCopy // made at the first copy held ahead
+	held     *[maxHeld]heldCopy // made at the first copy held ahead, let go by trim
+	heldIdle idleMark           // used: a copy was held ahead
 	// gate, while not nil, holds stream frames back (a handoff: freeze);
 	// it is closed when they may go on (thaw) or are to be dropped for
 	// good (moved: another server handles them).
@@ -435,6 +436,7 @@ func (s *frameSeq) fromCopy(num uint32, frame []byte) (delivered, bad bool) {
 		if !h.valid || h.num != num {
 			h.num, h.valid, h.frame = num, true, append(h.frame[:0], frame...)
 		}
+		s.heldIdle.used = true
 	}
 	return false, false
 }
@@ -460,6 +462,28 @@ func (s *frameSeq) thaw(moved bool) {
 	if s.gate != nil {
 		close(s.gate)
 		s.gate = nil
+	}
+}
+
+// trim lets the ring of copies held ahead go, with their frames' buffers,
+// once no copy held waits to be delivered and none was held for
+// trimAfter (housekeeping, peer.trim). Only a lossy path fills it, and a
+// path that was lossy once need not hold it for the connection's life.
+func (s *frameSeq) trim(now time.Time) {
+	if !s.mu.TryLock() {
+		return // a frame's handler runs: not idle, and it may take long
+	}
+	defer s.mu.Unlock()
+	if s.held == nil {
+		return
+	}
+	for i := range s.held {
+		if h := &s.held[i]; h.valid && h.num-s.next < 1<<31 {
+			return // ahead: still to be delivered
+		}
+	}
+	if s.heldIdle.idle(now, trimAfter) {
+		s.held = nil
 	}
 }
 

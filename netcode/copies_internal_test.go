@@ -64,6 +64,27 @@ func TestFrameSeq(t *testing.T) {
 	}
 	require.True(t, stream(7, "g"), "bad copies change nothing")
 
+	// The ring of copies held ahead goes once none waits and none was held
+	// for trimAfter; never while one waits.
+	require.NotNil(t, s.held)
+	t0 := time.Unix(100, 0)
+	d, _ = copyOf(9, "i") // ahead of 8
+	require.False(t, d)
+	s.trim(t0)
+	s.trim(t0.Add(time.Hour))
+	require.NotNil(t, s.held, "a copy waits: kept")
+	require.True(t, stream(8, "h"), "and delivered with the one before it")
+	require.Equal(t, "i", got[len(got)-1])
+	s.trim(t0.Add(2 * time.Hour))
+	require.NotNil(t, s.held, "held within trimAfter")
+	s.trim(t0.Add(2*time.Hour + trimAfter))
+	require.Nil(t, s.held, "let go")
+	d, _ = copyOf(11, "k")
+	require.False(t, d)
+	require.NotNil(t, s.held, "made again at the next copy ahead")
+	require.True(t, stream(10, "j"))
+	require.Equal(t, []string{"j", "k"}, got[len(got)-2:])
+
 	// Numbers wrap.
 	got = got[:0]
 	s.next = 0xffffffff

@@ -64,13 +64,14 @@ func (s *Server) housekeepLoop() {
 // trim releases the buffers the connection's structures keep for reuse
 // once each went unused for trimAfter and holds nothing that is still
 // needed: the datagram acks' window and the sender's scratch, the frames
-// held for copying, the replay log once the peer acknowledged all of it,
+// held for copying, the peer's copies held ahead, the replay log once the peer acknowledged all of it,
 // and the outbox's buffers. Each is allocated again at its next use. It
 // takes each structure's own lock, one at a time, and any goroutine may
 // call it: the server's housekeeping, the client's watch loop.
 func (p *peer) trim(now time.Time) {
 	p.dq.trim(now)
 	p.copies.trim(now)
+	p.seq.trim(now)
 	p.res.trim(now)
 	p.out.trim(now)
 }
