@@ -29,9 +29,10 @@ func (w *worker) end() {
 // refused (the connection is finishing).
 func (w *worker) kick(mu *sync.Mutex, work bool, spawn func(func()) bool) bool {
 	if w.running {
+		wake := w.wake // read under mu: end lets it go
 		mu.Unlock()
 		select {
-		case w.wake <- struct{}{}:
+		case wake <- struct{}{}:
 		default:
 		}
 		return true
