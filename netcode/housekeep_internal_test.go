@@ -20,15 +20,7 @@ func TestTicketRefreshWhenDue(t *testing.T) {
 	require.NoError(t, err)
 	conns := make(chan *Conn, 1)
 	srv.OnConnect(func(c *Conn) { conns <- c })
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(context.Background())
-	}()
-	defer func() {
-		_ = srv.Close()
-		<-served
-	}()
+	serveInTest(t, srv)
 	cl := NewClient(ClientConfig{
 		Dial: func(ctx context.Context, _ string) (transport.Session, error) { return l.Dial(ctx) },
 	})
@@ -60,4 +52,18 @@ func TestTicketRefreshWhenDue(t *testing.T) {
 	c.refreshTicket(time.Unix(0, due))
 	require.Eventually(t, func() bool { return ticket() != first }, 5*time.Second, 5*time.Millisecond, "a new ticket")
 	require.Greater(t, c.sres.refreshAt.Load(), due, "the next is due later")
+}
+
+// serveInTest serves srv until the test ends, then closes it and waits
+// for Serve to return.
+func serveInTest(t *testing.T, srv *Server) {
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(context.Background())
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-served
+	})
 }

@@ -241,15 +241,7 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 		_ = c.Emit("pong", p)
 		_ = c.EmitUnreliable("upong", p)
 	})
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(context.Background())
-	}()
-	defer func() {
-		_ = srv.Close()
-		<-served
-	}()
+	serveInTest(t, srv)
 
 	cl := NewClient(ClientConfig{
 		ReliableCopies: CopiesAlways,
