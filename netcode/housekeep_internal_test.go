@@ -28,12 +28,7 @@ func TestTicketRefreshWhenDue(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cl.Connect(ctx, "mem://refresh"))
 	defer cl.Close()
-	var c *Conn
-	select {
-	case c = <-conns:
-	case <-ctx.Done():
-		t.Fatal("no connection")
-	}
+	c := recvConn(t, ctx, conns)
 	ticket := func() *token.ConnectToken {
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
@@ -66,4 +61,17 @@ func serveInTest(t *testing.T, srv *Server) {
 		_ = srv.Close()
 		<-served
 	})
+}
+
+// recvConn is the server's connection from conns, failing the test if
+// none comes before ctx ends.
+func recvConn(t *testing.T, ctx context.Context, conns <-chan *Conn) *Conn {
+	t.Helper()
+	select {
+	case c := <-conns:
+		return c
+	case <-ctx.Done():
+		t.Fatal("no connection")
+		return nil
+	}
 }

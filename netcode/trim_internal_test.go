@@ -254,12 +254,7 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cl.Connect(ctx, "mem://trim"))
 	defer cl.Close()
-	var c *Conn
-	select {
-	case c = <-conns:
-	case <-ctx.Done():
-		t.Fatal("no connection")
-	}
+	c := recvConn(t, ctx, conns)
 
 	exchange := func(round int) {
 		t.Helper()
