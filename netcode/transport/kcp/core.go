@@ -68,13 +68,12 @@ const (
 	// segment still queued, which only happens when the window is full.
 	mss = secure.MaxPayload - kcpgo.IKCP_OVERHEAD
 	// ringSlots is how many slots each segment ring starts with (3
-	// segments; a full ring grows to 8, then doubles).
+	// segments; a full ring grows to 8, then doubles), and how many an
+	// idle core's empty rings keep: an idle session's rare exchanges (a
+	// request, its reply and an acknowledgement) fit in them. Fewer would
+	// save 192 bytes a ring, but the next exchange would grow it to 8 (512
+	// bytes).
 	ringSlots = 4
-	// idleRingSlots is how many an idle core's empty rings keep: as many
-	// as a new core's, which an idle session's rare exchanges (a request,
-	// its reply and an acknowledgement) fit in. Fewer would save 192 bytes
-	// a ring, but the next exchange would grow it to 8 (512 bytes).
-	idleRingSlots = ringSlots
 )
 
 // newCore returns a KCP core tuned by cfg that hands each packet to output.
@@ -166,15 +165,12 @@ var rings = func() *ringLayout {
 	return &l
 }()
 
-// shrinkRings gives the empty segment rings of a new core ringSlots slots
-// instead of NewKCP's 64. A ring grows by itself when it fills, so the
-// session keeps working whatever the sizes are; only the idle memory
-// differs.
-func shrinkRings(k *kcpgo.KCP) { resizeRings(k, ringSlots) }
-
-// resizeRings gives each empty segment ring of k with more than slots
-// slots a new slice of that many, and leaves the others as they are.
-func resizeRings(k *kcpgo.KCP, slots int) {
+// shrinkRings gives each empty segment ring of k with more than
+// ringSlots slots a new slice of that many: a new core's, instead of
+// NewKCP's 64, and an idle core's that grew in a burst. A ring grows by
+// itself when it fills, so the session keeps working whatever the sizes
+// are; only the memory differs.
+func shrinkRings(k *kcpgo.KCP) {
 	if rings == nil {
 		return
 	}
@@ -190,17 +186,19 @@ func resizeRings(k *kcpgo.KCP, slots int) {
 			continue // not empty: leave it
 		}
 		el := r.Field(rings.elements)
-		if el.Len() <= slots {
+		if el.Len() <= ringSlots {
 			continue
 		}
-		// The fields are unexported, so reflect will not set them; a
-		// pointer made from each one's address will.
-		reflect.NewAt(rings.elementsType, unsafe.Pointer(el.UnsafeAddr())).Elem().
-			Set(reflect.MakeSlice(rings.elementsType, slots, slots))
-		for _, f := range [...]reflect.Value{head, tail} {
-			reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().SetInt(0)
-		}
+		settable(el).Set(reflect.MakeSlice(rings.elementsType, ringSlots, ringSlots))
+		settable(head).SetInt(0)
+		settable(tail).SetInt(0)
 	}
+}
+
+// settable is f, an unexported field that reflect will not set, reached
+// through a pointer made from its address, which it will.
+func settable(f reflect.Value) reflect.Value {
+	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
 }
 
 // bufferOffset is where KCP keeps its flush buffer, a []byte; ok is false
@@ -255,7 +253,6 @@ type idleLayout struct {
 	acklist        int // the acknowledgements to send
 	rcvBuf         int // *segmentHeap: segments received out of order
 	segments       int // the heap's slice
-	segmentsType   reflect.Type
 }
 
 // idle is KCP's layout for trimCore, nil if it is not the one this file
@@ -283,7 +280,7 @@ var idle = func() *idleLayout {
 		return nil
 	}
 	l.sndNxt, l.rcvNxt, l.acklist, l.rcvBuf = snd.Index[0], rcv.Index[0], acks.Index[0], buf.Index[0]
-	l.segments, l.segmentsType = seg.Index[0], seg.Type
+	l.segments = seg.Index[0]
 	return &l
 }()
 
@@ -299,7 +296,7 @@ func coreMark(k *kcpgo.KCP) uint64 {
 }
 
 // trimCore lets an idle core's storage go: the empty rings shrink to
-// idleRingSlots, an empty receive heap and acknowledgement list lose
+// ringSlots, an empty receive heap and acknowledgement list lose
 // their slices, and a heap that holds segments drops its stale references
 // past its length. Each grows again at its next use; nothing k holds is
 // lost. The caller holds the session's lock.
@@ -307,11 +304,8 @@ func trimCore(k *kcpgo.KCP) {
 	if idle == nil {
 		return
 	}
-	resizeRings(k, idleRingSlots)
+	shrinkRings(k)
 	v := reflect.ValueOf(k).Elem()
-	settable := func(f reflect.Value) reflect.Value {
-		return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
-	}
 	if acks := v.Field(idle.acklist); acks.Len() == 0 && acks.Cap() > 0 {
 		settable(acks).SetZero()
 	}

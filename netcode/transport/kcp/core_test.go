@@ -208,7 +208,7 @@ func TestIdleCoreTrim(t *testing.T) {
 	p.b.trimIdle(now.Add(coreTrimAfter))
 	require.True(t, lent(p.b), "the idle core lent its flush buffer")
 	require.Equal(t, 0, heapCap(p.b), "the heap's slice went")
-	require.LessOrEqual(t, slices.Max(ringCaps(p.b.kcp)), idleRingSlots, "the rings shrank")
+	require.LessOrEqual(t, slices.Max(ringCaps(p.b.kcp)), ringSlots, "the rings shrank")
 
 	exchange([]byte("after the trim"))   // b acknowledges: it flushes
 	_, err := p.b.Write([]byte("reply")) // and sends
