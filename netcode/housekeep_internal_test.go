@@ -28,7 +28,7 @@ func TestTicketRefreshWhenDue(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cl.Connect(ctx, "mem://refresh"))
 	defer cl.Close()
-	c := recvConn(t, ctx, conns)
+	c := recvOrFail(t, ctx, conns)
 	ticket := func() *token.ConnectToken {
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
@@ -63,15 +63,16 @@ func serveInTest(t *testing.T, srv *Server) {
 	})
 }
 
-// recvConn is the server's connection from conns, failing the test if
-// none comes before ctx ends.
-func recvConn(t *testing.T, ctx context.Context, conns <-chan *Conn) *Conn {
+// recvOrFail is the next value from ch, failing the test if none comes
+// before ctx ends.
+func recvOrFail[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
 	t.Helper()
 	select {
-	case c := <-conns:
-		return c
+	case v := <-ch:
+		return v
 	case <-ctx.Done():
-		t.Fatal("no connection")
-		return nil
+		var zero T
+		t.Fatalf("no %T before the deadline", zero)
+		return zero
 	}
 }

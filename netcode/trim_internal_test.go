@@ -254,7 +254,7 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cl.Connect(ctx, "mem://trim"))
 	defer cl.Close()
-	c := recvConn(t, ctx, conns)
+	c := recvOrFail(t, ctx, conns)
 
 	exchange := func(round int) {
 		t.Helper()
@@ -319,15 +319,4 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 	require.Greater(t, after.CopiesSent, before.CopiesSent, "frames copied after the trim")
 	require.Greater(t, after.DatagramsAcked, before.DatagramsAcked, "datagrams acknowledged after the trim")
 	require.Equal(t, before.DatagramsLost, after.DatagramsLost, "no loss on a clean pipe")
-}
-
-func recvOrFail(t *testing.T, ctx context.Context, ch <-chan string) string {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-ctx.Done():
-		t.Fatal("timed out")
-		return ""
-	}
 }
