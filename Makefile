@@ -22,6 +22,9 @@ run:
 # deadline, and the capped-link test of snapshots over WebSocket, whose
 # 250 ms bound on a snapshot's age (about 190 ms alone, with or without the
 # detector) the detector's slowdown beside every other package can cross.
+# That last step runs one package at a time (-p 1), so the timed tests do
+# not load each other: the node-loss bots beside the capped-link test
+# missed their deadline once.
 test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
 	node --test web/client/test/
@@ -30,7 +33,7 @@ test: node_modules/playwright-core/package.json
 	    sed -n '/^WARNING: DATA RACE/,/^==================/p' .race.log | head -400; rm -f .race.log; exit 1; }
 	@rm -f .race.log
 	$(GO) test -race -count=1 -run '^TestMatrixGoals$$' ./loadtest/
-	$(GO) test -count=1 -run 'Allocs|^TestAwaySessionsMemory$$|^TestDrainHandsRoomsOff$$|^TestNodeLossBotsGetBackIntoPlay$$|^TestWebSocketSnapshotsThroughACappedLink$$' ./...
+	$(GO) test -count=1 -p 1 -run 'Allocs|^TestAwaySessionsMemory$$|^TestDrainHandsRoomsOff$$|^TestNodeLossBotsGetBackIntoPlay$$|^TestWebSocketSnapshotsThroughACappedLink$$' ./...
 
 # The browser test's only npm dependency, pinned in package-lock.json.
 node_modules/playwright-core/package.json: package.json package-lock.json
