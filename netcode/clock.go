@@ -16,14 +16,6 @@ const (
 	clockBurst    = 16
 	clockBurstGap = 100 * time.Millisecond
 	clockPeriod   = time.Second
-	// clockIdlePeriod spaces the PINGs while no snapshot arrives (a
-	// connection in a lobby): the estimate only serves snapshots, and a
-	// server with thousands of idle connections should not answer a PING
-	// from each every second, nor hold the buffers an exchange takes (its
-	// idle trims let them go after a few seconds). Clocks drift by far
-	// less than a millisecond in that time, and the first snapshot after
-	// an idle spell brings the next PING forward (snapshotWake).
-	clockIdlePeriod = 30 * time.Second
 	// clockScale is the excess round trip at which a sample's weight falls
 	// to a quarter.
 	clockScale = 5 * time.Millisecond
@@ -31,6 +23,16 @@ const (
 	// sample is discarded (see clockSync.estimate).
 	clockMinTolerance = 5 * time.Millisecond
 )
+
+// clockIdlePeriod spaces the PINGs while no snapshot arrives (a
+// connection in a lobby): the estimate only serves snapshots, and a
+// server with thousands of idle connections should not answer a PING
+// from each every second, nor hold the buffers an exchange takes (its
+// idle trims let them go after a few seconds). Clocks drift by far
+// less than a millisecond in that time, and the first snapshot after
+// an idle spell brings the next PING forward (snapshotWake).
+// It is a variable for tests, which shorten it.
+var clockIdlePeriod = 30 * time.Second
 
 type clockSample struct {
 	rtt, offset time.Duration
@@ -130,8 +132,11 @@ func (c *Client) clockLoop() {
 				<-t.C
 			}
 		}
-		c.clockIdle.Store(false)
+		// A PING at the end of an idle spell (no snapshot woke the loop)
+		// is not copied (5.17): the idle clock needs no fast sample.
+		idle := c.clockIdle.Swap(false)
 		if b, ok := c.out.begin(); ok {
+			c.out.noCopy = idle
 			_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(time.Now().UnixNano()))))
 		}
 		n := c.stats.snapshotsReceived.Load()

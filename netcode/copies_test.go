@@ -54,3 +54,61 @@ func TestReliableCopiesModes(t *testing.T) {
 }
 
 const copiesTestPause = 40 * time.Millisecond
+
+// An idle clock's PING, sent after a spell without snapshots, is not
+// copied, nor is the PONG that answers it, even with CopiesAlways: a
+// connection in a lobby needs no fast clock sample, and the copies and
+// their acknowledgements would cost an idle session more than the PING.
+// Once snapshots flow, PINGs and PONGs are copied again.
+func TestIdleClockPingsAreNotCopied(t *testing.T) {
+	t.Cleanup(netcode.SetClockIdlePeriod(time.Second)) // first: it runs after the others
+	tr := nt.Find("kcp")
+	conns := make(chan *netcode.Conn, 1)
+	srv := nt.Server(t, tr, &netcode.Config{ReliableCopies: netcode.CopiesAlways}, func(s *netcode.Server) {
+		s.OnConnect(func(c *netcode.Conn) { conns <- c })
+	})
+	cl, err := nt.TryClient(tr, srv, netcode.ClientConfig{ReliableCopies: netcode.CopiesAlways}, nil)
+	require.NoError(t, err)
+	defer func() { _ = cl.Close() }()
+	conn := nt.Recv(t, conns, "the connection")
+	copies := func() (uint64, uint64) { return cl.Stats().CopiesSent, conn.Stats().CopiesSent }
+	// The burst's PINGs (16, 100 ms apart) and their PONGs are copied;
+	// wait for the copies of its last to be acknowledged.
+	nt.Eventually(t, func() bool { c, s := copies(); return c > 0 && s > 0 }, "the burst's copies")
+	var c0, s0 uint64
+	for settled := false; !settled; {
+		c0, s0 = copies()
+		time.Sleep(300 * time.Millisecond)
+		c, s := copies()
+		settled = c == c0 && s == s0
+	}
+	frames := conn.Stats().FramesReceived
+	time.Sleep(3500 * time.Millisecond) // three idle PINGs at least
+	require.GreaterOrEqual(t, conn.Stats().FramesReceived, frames+2, "idle PINGs")
+	c, s := copies()
+	require.Equal(t, c0, c, "the client copied an idle PING")
+	require.Equal(t, s0, s, "the server copied the PONG of an idle PING")
+
+	// Snapshots: the next PING comes at once, and it and its PONG are
+	// copied.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for tick := uint32(1); ; tick++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			snap := netcode.NewSnapshot(tick)
+			snap.Data = append(snap.Data, "state"...)
+			conn.SendSnapshot(snap)
+			snap.Release()
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	nt.Eventually(t, func() bool { c, s := copies(); return c > c0 && s > s0 }, "copies of the PINGs and PONGs while snapshots flow")
+}

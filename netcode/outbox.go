@@ -53,7 +53,11 @@ type outbox struct {
 	// every frame after the handshake frame with its number (under mu).
 	frames  uint32
 	mark    int // len(buf) at begin: where the frames being appended start
-	onFrame func(num uint32, frame []byte)
+	onFrame func(num uint32, frame []byte, copy bool)
+	// noCopy, set between begin and end, tells onFrame that the frames
+	// being appended are not to be copied (5.17): an idle clock's PING and
+	// its PONG. begin clears it.
+	noCopy bool
 
 	// writeBegun is when the write under way began (unix nanoseconds, 0:
 	// none); one that takes stallAfter (if set, before the writer starts)
@@ -76,7 +80,7 @@ func (o *outbox) begin() (b []byte, ok bool) {
 		o.mu.Unlock()
 		return nil, false
 	}
-	o.mark = len(o.buf)
+	o.mark, o.noCopy = len(o.buf), false
 	return o.buf, true
 }
 
@@ -89,7 +93,7 @@ func (o *outbox) number(b []byte) {
 			return // encoders append whole frames only
 		}
 		if o.frames != 0 && o.onFrame != nil {
-			o.onFrame(o.frames, b[:n:n])
+			o.onFrame(o.frames, b[:n:n], !o.noCopy)
 		}
 		o.frames++
 		b = b[n:]

@@ -115,6 +115,11 @@ type peer struct {
 	// (readFrames) goes on.
 	rd    *reliable.Reader
 	rdNum uint32
+	// pingAt and pingSnaps are when the peer's latest PING was handled
+	// and how many snapshots had gone to it then (handleFrame's, under
+	// the sequencer's lock): they tell an idle clock's PING (idlePing).
+	pingAt    time.Time
+	pingSnaps uint64
 
 	// hmu runs the application's event and request handlers one at a
 	// time, whether the event came reliably or as a datagram.
@@ -140,9 +145,9 @@ func (p *peer) init(sess transport.Session, maxFrame, outboxLimit int, copies Co
 	p.dq.copies = &p.copies
 	p.out.spawn, p.out.closeSession = p.spawn, p.closeSession
 	p.dq.spawn = p.spawn
-	p.out.onFrame = func(num uint32, frame []byte) {
+	p.out.onFrame = func(num uint32, frame []byte, copy bool) {
 		p.res.keep(num, frame)
-		if !p.isAway.Load() && p.copies.add(num, frame) {
+		if copy && !p.isAway.Load() && p.copies.add(num, frame) {
 			p.dq.signal()
 		}
 	}
@@ -676,7 +681,9 @@ func (p *peer) handleFrame(f reliable.Frame) {
 	case reliable.FramePing:
 		// Written here, as replies are, not handed to the writer goroutine:
 		// a clock PING a second from every client would wake it each time.
+		quiet := p.idlePing(time.Now())
 		if b, ok := p.out.begin(); ok {
+			p.out.noCopy = quiet
 			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano())))) == nil {
 				_ = p.out.flush()
 			}
@@ -686,6 +693,19 @@ func (p *peer) handleFrame(f reliable.Frame) {
 			p.pong(f)
 		}
 	}
+}
+
+// idlePing reports whether the PING being handled is an idle clock's
+// (5.17): it came at least half the idle clock's period (far above its
+// active one) after the one before, and no snapshot went to the peer in
+// between. Its PONG is not copied, as the
+// client does not copy that PING: a connection in a lobby needs no fast
+// clock sample, and copying each would double what an idle session costs.
+func (p *peer) idlePing(now time.Time) bool {
+	snaps := p.stats.snapshotsSent.Load()
+	idle := !p.pingAt.IsZero() && now.Sub(p.pingAt) >= clockIdlePeriod/2 && snaps == p.pingSnaps
+	p.pingAt, p.pingSnaps = now, snaps
+	return idle
 }
 
 // onCopies takes a RELIABLE datagram's body (datagram goroutine); it

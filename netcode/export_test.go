@@ -1,0 +1,11 @@
+package netcode
+
+import "time"
+
+// SetClockIdlePeriod shortens the idle clock's PING period for a test,
+// whose cleanup (after its clients and servers closed) puts it back.
+func SetClockIdlePeriod(d time.Duration) (restore func()) {
+	old := clockIdlePeriod
+	clockIdlePeriod = d
+	return func() { clockIdlePeriod = old }
+}
