@@ -565,8 +565,20 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 			live = append(live, nd)
 		}
 	}
-	require.Eventually(t, func() bool { return onNode(live[0])+onNode(live[1]) == 15 }, 40*time.Second, 100*time.Millisecond,
-		"every bot back in play on a live node")
+	for onNode(live[0])+onNode(live[1]) != 15 {
+		if time.Since(killed) > 40*time.Second {
+			// Say what is where, and what the bots met, for the failure
+			// to be understood.
+			for _, nd := range live {
+				list, err := nd.cl.Rooms(context.Background())
+				t.Logf("%s: rooms %+v; knows nodes %v; directory %v (%v)", nd.cl.ID(), nd.hub.Rooms(), nd.cl.Nodes(), list, err)
+			}
+			rep, err := wait()
+			t.Fatalf("not every bot back in play on a live node 40 s after it died: %d there; bots' report (%v): rejoined %d, failed %d, errors %q",
+				onNode(live[0])+onNode(live[1]), err, rep.Rejoined, rep.Failed, rep.Errors)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	t.Logf("%d bots of the dead node back in play %v after it died (resume window 10 s, TTL %v)", victims, time.Since(killed).Round(100*time.Millisecond), ttl)
 	rep, err := wait()
 	require.NoError(t, err)
