@@ -582,3 +582,56 @@ func TestAwayMemberExpiresLeavesOnce(t *testing.T) {
 	require.Equal(t, 1, f.game.members, "the game saw b leave")
 	f.game.mu.Unlock()
 }
+
+// heldDirectory is a cluster directory whose claims wait until the test
+// lets them through, as a claim waits on NATS.
+type heldDirectory struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d heldDirectory) Claim(*netcode.Conn, string, string) (*rooms.Redirect, error) {
+	d.entered <- struct{}{}
+	<-d.release
+	return nil, nil
+}
+
+func (heldDirectory) Release(string) {}
+
+// A connection that ends while its join waits on the directory is not
+// left in the room once the claim returns: its disconnect hook ran while
+// it was in none, and the room would otherwise keep a member that is
+// gone, counted, sent snapshots and holding a place, for as long as the
+// room lives.
+func TestJoinEndingAfterDisconnectLeavesNoMember(t *testing.T) {
+	dir := heldDirectory{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	game := &recorder{}
+	var hub *rooms.Hub
+	conns := make(chan *netcode.Conn, 1)
+	tr := nt.Find("quic")
+	srv := nt.Server(t, tr, nil, func(s *netcode.Server) {
+		hub = rooms.NewHub(s, rooms.HubOptions{Directory: dir})
+		require.NoError(t, hub.Define("test", func() rooms.Game { return game }, rooms.Options{}))
+		s.OnConnect(func(c *netcode.Conn) { conns <- c })
+	})
+	t.Cleanup(hub.Close)
+	cl := nt.Client(t, tr, srv, nil)
+	conn := nt.Recv(t, conns, "the connection")
+	joined := make(chan error, 1)
+	go func() { // as a matchmaker beside the connection's reader would
+		_, err := hub.JoinGame(conn, "test", "r")
+		joined <- err
+	}()
+	nt.Recv(t, dir.entered, "the claim")
+	require.NoError(t, cl.Close())
+	nt.Eventually(t, func() bool { return srv.Metrics().ConnsActive == 0 }, "the connection ended")
+	close(dir.release)
+	require.Error(t, nt.Recv(t, joined, "the join's end"), "a join that ended on a closed connection")
+	require.NotNil(t, hub.Room("r"), "the room was made")
+	require.Zero(t, hub.Room("r").Info().Members, "no member left behind")
+	require.Nil(t, hub.GameOf(conn))
+	require.Empty(t, hub.RoomsOf(conn))
+	game.mu.Lock()
+	defer game.mu.Unlock()
+	require.Zero(t, game.members, "the game saw the player leave")
+}

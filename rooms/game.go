@@ -217,6 +217,15 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 			h.mu.Unlock()
 			h.inGameMu.Unlock()
 			_ = h.join(c, g.name, false)
+			if err := c.Err(); err != nil {
+				// c ended while it joined (a directory's claim waits on the
+				// network, and JoinGame may run beside c's reader): its
+				// disconnect hook may have run already and found nothing
+				// to remove, so take it out here, or the room keeps a
+				// member that is gone.
+				h.drop(c)
+				return nil, err
+			}
 			_ = h.To(g.name).Except(c).Emit(EventMemberJoined, []byte(c.ID().String()))
 			return g, nil
 		case errors.Is(err, errRoomClosed):

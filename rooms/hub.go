@@ -195,6 +195,9 @@ func (h *Hub) join(c *netcode.Conn, room string, capped bool) error {
 	h.mu.Unlock()
 	if !already {
 		h.adapter.Add(room, c)
+		if c.Err() != nil { // ended meanwhile: see JoinGame
+			h.drop(c)
+		}
 	}
 	return nil
 }
