@@ -108,11 +108,17 @@ func sampleServer(ctx context.Context, side string, pid int) (sample, error) {
 
 // idleCommands are the server and one wave of n clients of an idle
 // subject: the gameserver and the botclient on a transport, or perf itself
-// for bare quic-go.
+// for bare quic-go and bare UDP.
 func (c config) idleCommands(subject string, p ports, wave int) (server, clients []string, err error) {
 	quicAddr := fmt.Sprintf("127.0.0.1:%d", p.QUIC)
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", p.HTTP)
 	stay, n := c.idleStay().String(), strconv.Itoa(wave)
+	if subject == bareUDP {
+		udpAddr := fmt.Sprintf("127.0.0.1:%d", p.KCP)
+		server = []string{c.Self, "bare-udp-server", "-udp", udpAddr, "-http", httpAddr}
+		clients = []string{c.Self, "bare-udp-clients", "-addr", udpAddr, "-n", n, "-duration", stay}
+		return server, clients, nil
+	}
 	if subject == bareQUIC {
 		server = []string{c.Self, "bare-quic-server", "-quic", quicAddr, "-http", httpAddr}
 		clients = []string{c.Self, "bare-quic-clients", "-addr", quicAddr, "-n", n,

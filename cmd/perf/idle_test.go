@@ -65,11 +65,15 @@ func TestVsBare(t *testing.T) {
 	rows := []IdleResult{
 		{Subject: bareQUIC, BytesPerSession: 20000},
 		{Subject: "quic", BytesPerSession: 21000},
-		{Subject: "kcp", BytesPerSession: 6000},
+		{Subject: "kcp", BytesPerSession: 6000, ServerCPUPct: 3},
+		{Subject: bareUDP, ServerCPUPct: 2},
 	}
 	vsBare(rows)
 	if rows[1].VsBareQUIC != 1.05 || rows[0].VsBareQUIC != 0 || rows[2].VsBareQUIC != 0 {
 		t.Errorf("got %v, %v, %v; want only quic's, 1.05", rows[0].VsBareQUIC, rows[1].VsBareQUIC, rows[2].VsBareQUIC)
+	}
+	if rows[2].CPUVsBareUDP != 1.5 || rows[1].CPUVsBareUDP != 0 {
+		t.Errorf("CPU vs bare UDP: kcp %v, quic %v; want 1.5 and none", rows[2].CPUVsBareUDP, rows[1].CPUVsBareUDP)
 	}
 	failed := []IdleResult{{Subject: bareQUIC, Error: "x"}, {Subject: "quic", BytesPerSession: 21000}}
 	vsBare(failed)
@@ -84,18 +88,20 @@ func TestWriteIdleMarkdown(t *testing.T) {
 		{Subject: bareQUIC, Sessions: 500, ServerCPUPct: 0.8, BytesPerSession: 20000, HeapPerSession: 17000, StackPerSession: 3000, GoroutinesPerSession: 1.01, RSSPerSession: 30000},
 		{Subject: "quic", Sessions: 500, ServerCPUPct: 1.25, BytesPerSession: 24000, HeapPerSession: 19000, StackPerSession: 5000, GoroutinesPerSession: 2, RSSPerSession: 41000, VsBareQUIC: 1.2},
 		{Subject: "ws", Error: "sessions never connected | x"},
+		{Subject: "kcp", Sessions: 500, ServerCPUPct: 2.4, CPUVsBareUDP: 1.5, BytesPerSession: 8000, HeapPerSession: 7900, StackPerSession: 100, RSSPerSession: 9000},
 	}
 	if err := writeIdleMarkdown(&b, rows); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("%d lines, want 5:\n%s", len(lines), b.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 6:\n%s", len(lines), b.String())
 	}
 	for i, want := range []string{
-		"| bare-quic | 500 | 0.80 | 20000 (17000 + 3000) | 1.01 | 30000 |  |",
-		"| quic | 500 | 1.25 | 24000 (19000 + 5000) | 2.00 | 41000 | 1.20× |",
-		`| ws | error: sessions never connected \| x | | | | | |`,
+		"| bare-quic | 500 | 0.80 |  | 20000 (17000 + 3000) | 1.01 | 30000 |  |",
+		"| quic | 500 | 1.25 |  | 24000 (19000 + 5000) | 2.00 | 41000 | 1.20× |",
+		`| ws | error: sessions never connected \| x | | | | | | |`,
+		"| kcp | 500 | 2.40 | 1.50× | 8000 (7900 + 100) | 0.00 | 9000 |  |",
 	} {
 		if lines[2+i] != want {
 			t.Errorf("row\n%s\nwant\n%s", lines[2+i], want)
@@ -130,6 +136,11 @@ func TestIdleCommands(t *testing.T) {
 	if err != nil || srv[0] != "/tmp/perf" || srv[1] != "bare-quic-server" || cl[1] != "bare-quic-clients" ||
 		!hasArgs(srv, []string{"-quic", "127.0.0.1:1"}) || !hasArgs(cl, []string{"-addr", "127.0.0.1:1"}) {
 		t.Errorf("bare-quic: %q, %q, %v", srv, cl, err)
+	}
+	srv, cl, err = c.idleCommands(bareUDP, p, 100)
+	if err != nil || srv[0] != "/tmp/perf" || srv[1] != "bare-udp-server" || cl[1] != "bare-udp-clients" ||
+		!hasArgs(srv, []string{"-udp", "127.0.0.1:2"}) || !hasArgs(cl, []string{"-addr", "127.0.0.1:2"}) || !hasArgs(cl, []string{"-n", "100"}) {
+		t.Errorf("bare-udp: %q, %q, %v", srv, cl, err)
 	}
 }
 

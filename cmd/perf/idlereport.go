@@ -9,7 +9,7 @@ import (
 
 // IdleResult is one subject's row of -idle: one JSON line with -json.
 type IdleResult struct {
-	// Subject is the transport (quic, kcp, ws) or bare-quic.
+	// Subject is the transport (quic, kcp, ws), bare-quic or bare-udp.
 	Subject string `json:"subject"`
 	// Sessions is the server's active connections after the window, which
 	// the per-session figures divide by.
@@ -38,6 +38,9 @@ type IdleResult struct {
 	// VsBareQUIC, on the quic row, is its BytesPerSession over bare-quic's
 	// in the same run; 0 elsewhere or without a bare-quic row.
 	VsBareQUIC float64 `json:"vs_bare_quic,omitempty"`
+	// CPUVsBareUDP, on the kcp row, is its ServerCPUPct over bare-udp's in
+	// the same run; 0 elsewhere or without a bare-udp row.
+	CPUVsBareUDP float64 `json:"cpu_vs_bare_udp,omitempty"`
 	// Before and After are the raw figures: before any connection and
 	// after the window.
 	Before idleFigures `json:"before"`
@@ -84,39 +87,50 @@ func idleResult(before, after sample, w window) IdleResult {
 }
 
 // vsBare sets the quic row's ratio to the bare-quic row's memory per
-// session, when both measured.
+// session, and the kcp row's to the bare-udp row's CPU, when both measured.
 func vsBare(rows []IdleResult) {
-	var bare, q *IdleResult
+	var bareQ, bareU, q, k *IdleResult
 	for i := range rows {
 		switch r := &rows[i]; {
 		case r.Error != "":
 		case r.Subject == bareQUIC:
-			bare = r
+			bareQ = r
+		case r.Subject == bareUDP:
+			bareU = r
 		case r.Subject == "quic":
 			q = r
+		case r.Subject == "kcp":
+			k = r
 		}
 	}
-	if bare != nil && q != nil && bare.BytesPerSession > 0 {
-		q.VsBareQUIC = round(float64(q.BytesPerSession)/float64(bare.BytesPerSession), 2)
+	if bareQ != nil && q != nil && bareQ.BytesPerSession > 0 {
+		q.VsBareQUIC = round(float64(q.BytesPerSession)/float64(bareQ.BytesPerSession), 2)
+	}
+	if bareU != nil && k != nil && bareU.ServerCPUPct > 0 {
+		k.CPUVsBareUDP = round(k.ServerCPUPct/bareU.ServerCPUPct, 2)
 	}
 }
 
 // writeIdleMarkdown prints the rows as a Markdown table.
 func writeIdleMarkdown(w io.Writer, rows []IdleResult) error {
 	var b strings.Builder
-	b.WriteString("| subject | sessions | server CPU % | bytes/session (heap + stacks) | goroutines/session | RSS bytes/session | vs bare quic-go |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| subject | sessions | server CPU % | CPU vs bare UDP | bytes/session (heap + stacks) | goroutines/session | RSS bytes/session | vs bare quic-go |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rows {
 		if r.Error != "" {
-			fmt.Fprintf(&b, "| %s | error: %s | | | | | |\n", r.Subject, strings.ReplaceAll(r.Error, "|", "\\|"))
+			fmt.Fprintf(&b, "| %s | error: %s | | | | | | |\n", r.Subject, strings.ReplaceAll(r.Error, "|", "\\|"))
 			continue
 		}
 		ratio := ""
 		if r.VsBareQUIC > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.VsBareQUIC)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.2f | %d (%d + %d) | %.2f | %d | %s |\n",
-			r.Subject, r.Sessions, r.ServerCPUPct, r.BytesPerSession, r.HeapPerSession, r.StackPerSession,
+		cpuRatio := ""
+		if r.CPUVsBareUDP > 0 {
+			cpuRatio = fmt.Sprintf("%.2f×", r.CPUVsBareUDP)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %s | %d (%d + %d) | %.2f | %d | %s |\n",
+			r.Subject, r.Sessions, r.ServerCPUPct, cpuRatio, r.BytesPerSession, r.HeapPerSession, r.StackPerSession,
 			r.GoroutinesPerSession, r.RSSPerSession, ratio)
 	}
 	_, err := io.WriteString(w, b.String())

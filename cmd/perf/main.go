@@ -32,7 +32,10 @@
 // one, is the same for a server that is quic-go alone with Roomwire's QUIC
 // settings, and idle quic-go clients: perf runs itself for both sides
 // (perf bare-quic-server, perf bare-quic-clients), and the quic row's
-// memory per session is also given as a ratio to it.
+// memory per session is also given as a ratio to it. A bare-udp row,
+// measured before the kcp one, is a server that only keeps its idle UDP
+// clients alive, one packet each way a second as the KCP listener does
+// (bareudp.go), and the kcp row's CPU is also given as a ratio to it.
 package main
 
 import (
@@ -60,12 +63,16 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 { // perf's own children, for -idle's bare-quic subject
+	if len(args) > 0 { // perf's own children, for -idle's bare subjects
 		switch args[0] {
 		case "bare-quic-server":
 			return serveBareQUIC(args[1:], stderr)
 		case "bare-quic-clients":
 			return bareQUICClients(args[1:], stdout, stderr)
+		case "bare-udp-server":
+			return serveBareUDP(args[1:], stderr)
+		case "bare-udp-clients":
+			return bareUDPClients(args[1:], stdout, stderr)
 		}
 	}
 	_, tasksetErr := exec.LookPath("taskset")
@@ -73,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	transports := fs.String("transports", "quic,kcp,ws", "transports to measure, comma-separated, one after another: quic, kcp, ws; with -idle also bare-quic, which comes with quic unless given")
+	transports := fs.String("transports", "quic,kcp,ws", "transports to measure, comma-separated, one after another: quic, kcp, ws; with -idle also bare-quic and bare-udp, which come with quic and kcp unless given")
 	var c config
 	fs.IntVar(&c.Rooms, "rooms", 10, "arena rooms")
 	fs.IntVar(&c.Players, "players", 10, "bots per room (the server's -max-members)")
@@ -193,8 +200,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // parseTransports splits the -transports list, refusing unknown and
-// repeated names. With idle, bare-quic is a subject too, and comes just
-// before quic unless the list names it.
+// repeated names. With idle, bare-quic and bare-udp are subjects too, and
+// come just before quic and kcp unless the list names them.
 func parseTransports(s string, idle bool) ([]string, error) {
 	var list []string
 	seen := map[string]bool{}
@@ -203,10 +210,10 @@ func parseTransports(s string, idle bool) ([]string, error) {
 		if t == "" {
 			continue
 		}
-		if !idle || t != bareQUIC {
+		if !idle || (t != bareQUIC && t != bareUDP) {
 			if _, err := transportURL(t, ports{}); err != nil {
 				if idle {
-					err = fmt.Errorf("%w, or with -idle %s", err, bareQUIC)
+					err = fmt.Errorf("%w, or with -idle %s or %s", err, bareQUIC, bareUDP)
 				}
 				return nil, err
 			}
@@ -220,8 +227,10 @@ func parseTransports(s string, idle bool) ([]string, error) {
 	if len(list) == 0 {
 		return nil, errors.New("no transports: -transports is empty")
 	}
-	if i := slices.Index(list, "quic"); idle && i >= 0 && !seen[bareQUIC] {
-		list = slices.Insert(list, i, bareQUIC)
+	for bare, of := range map[string]string{bareQUIC: "quic", bareUDP: "kcp"} {
+		if i := slices.Index(list, of); idle && i >= 0 && !seen[bare] {
+			list = slices.Insert(list, i, bare)
+		}
 	}
 	return list, nil
 }
@@ -249,7 +258,7 @@ func (c config) runIdle(ctx context.Context, list []string, asJSON bool, stdout 
 		}
 		r.Subject, r.Pinned = s, c.Pin
 		rows = append(rows, r)
-		vsBare(rows) // bare-quic comes before quic
+		vsBare(rows) // bare-quic comes before quic, bare-udp before kcp
 		if asJSON {
 			b, err := json.Marshal(rows[len(rows)-1])
 			if err != nil {

@@ -131,12 +131,15 @@ func TestParseTransports(t *testing.T) {
 		want string
 	}{
 		{" quic, kcp,ws,", false, "quic kcp ws"},
-		// With -idle, bare-quic comes just before quic unless named.
-		{" quic, kcp,ws,", true, "bare-quic quic kcp ws"},
-		{"kcp,quic", true, "kcp bare-quic quic"},
-		{"kcp", true, "kcp"},
+		// With -idle, bare-quic and bare-udp come just before quic and kcp
+		// unless named.
+		{" quic, kcp,ws,", true, "bare-quic quic bare-udp kcp ws"},
+		{"kcp,quic", true, "bare-udp kcp bare-quic quic"},
+		{"kcp", true, "bare-udp kcp"},
+		{"kcp,bare-udp", true, "kcp bare-udp"},
 		{"quic,bare-quic", true, "quic bare-quic"},
 		{"bare-quic", true, "bare-quic"},
+		{"ws", true, "ws"},
 	} {
 		got, err := parseTransports(tc.list, tc.idle)
 		if err != nil || strings.Join(got, " ") != tc.want {
