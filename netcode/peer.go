@@ -698,9 +698,9 @@ func (p *peer) handleFrame(f reliable.Frame) {
 // idlePing reports whether the PING being handled is an idle clock's
 // (5.17): it came at least half the idle clock's period (far above its
 // active one) after the one before, and no snapshot went to the peer in
-// between. Its PONG is not copied, as the
-// client does not copy that PING: a connection in a lobby needs no fast
-// clock sample, and copying each would double what an idle session costs.
+// between. Its PONG is not copied, as the client does not copy that PING:
+// a connection in a lobby needs no fast clock sample, and the copy, with
+// the acknowledgement it takes, costs an idle session more than the PONG.
 func (p *peer) idlePing(now time.Time) bool {
 	snaps := p.stats.snapshotsSent.Load()
 	idle := !p.pingAt.IsZero() && now.Sub(p.pingAt) >= clockIdlePeriod/2 && snaps == p.pingSnaps
