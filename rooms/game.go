@@ -177,6 +177,20 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 	if c.Err() != nil {
 		return nil, c.Err()
 	}
+	g, err := h.joinGame(c, kindName, name)
+	if cerr := c.Err(); cerr != nil {
+		// c ended while it joined (a directory's claim waits on the
+		// network, and JoinGame may run beside c's reader): its disconnect
+		// hook may have run already and found nothing to remove, so what
+		// the join left of c (a room's place, a rate limiter) goes here,
+		// or the room keeps a member that is gone.
+		h.drop(c)
+		return nil, cerr
+	}
+	return g, err
+}
+
+func (h *Hub) joinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error) {
 	if err := checkRoomName(name); err != nil {
 		return nil, err
 	}
@@ -218,13 +232,7 @@ func (h *Hub) JoinGame(c *netcode.Conn, kindName, name string) (*GameRoom, error
 			h.inGameMu.Unlock()
 			_ = h.join(c, g.name, false)
 			if err := c.Err(); err != nil {
-				// c ended while it joined (a directory's claim waits on the
-				// network, and JoinGame may run beside c's reader): its
-				// disconnect hook may have run already and found nothing
-				// to remove, so take it out here, or the room keeps a
-				// member that is gone.
-				h.drop(c)
-				return nil, err
+				return nil, err // JoinGame takes it out again
 			}
 			_ = h.To(g.name).Except(c).Emit(EventMemberJoined, []byte(c.ID().String()))
 			return g, nil
