@@ -91,24 +91,6 @@ func TestIdleClockPingsAreNotCopied(t *testing.T) {
 
 	// Snapshots: the next PING comes at once, and it and its PONG are
 	// copied.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tk := time.NewTicker(50 * time.Millisecond)
-		defer tk.Stop()
-		for tick := uint32(1); ; tick++ {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-			}
-			snap := netcode.NewSnapshot(tick)
-			snap.Data = append(snap.Data, "state"...)
-			conn.SendSnapshot(snap)
-			snap.Release()
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	tickSnapshots(t, conn, 50*time.Millisecond)
 	nt.Eventually(t, func() bool { c, s := copies(); return c > c0 && s > s0 }, "copies of the PINGs and PONGs while snapshots flow")
 }

@@ -2,7 +2,6 @@ package netcode_test
 
 import (
 	"encoding/binary"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,27 +23,7 @@ func TestClockAndInterpolationAt150msRTT(t *testing.T) {
 	conn := srv.Conn(cl.ID())
 	require.NotNil(t, conn)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the server's tick loop
-		defer wg.Done()
-		tk := time.NewTicker(time.Second / 30)
-		defer tk.Stop()
-		for tick := uint32(1); ; tick++ {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-			}
-			s := netcode.NewSnapshot(tick)
-			s.Data = binary.BigEndian.AppendUint32(s.Data, tick)
-			conn.SendSnapshot(s)
-			s.Release()
-		}
-	}()
-	defer wg.Wait()
-	defer close(stop)
+	tickSnapshots(t, conn, time.Second/30)
 
 	time.Sleep(2 * time.Second) // the PING burst and its PONGs; the delay settles
 	before := cl.Stats()
@@ -68,4 +47,28 @@ func TestClockAndInterpolationAt150msRTT(t *testing.T) {
 	require.LessOrEqual(t, worst, 5*time.Millisecond)
 	require.LessOrEqual(t, underruns, frames/20, "the old server-clock render time underran nearly every frame at this latency")
 	require.Less(t, meanDelay, 100*time.Millisecond)
+}
+
+// tickSnapshots sends conn a snapshot every period, its tick number as
+// its data, as a server's tick loop would, until the test ends.
+func tickSnapshots(t testing.TB, conn *netcode.Conn, every time.Duration) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for tick := uint32(1); ; tick++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			s := netcode.NewSnapshot(tick)
+			s.Data = binary.BigEndian.AppendUint32(s.Data, tick)
+			conn.SendSnapshot(s)
+			s.Release()
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
 }

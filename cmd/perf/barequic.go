@@ -65,14 +65,12 @@ func serveBareQUIC(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer ln.Close()
-	hl, err := net.Listen("tcp", *httpAddr)
+	var active atomic.Int64
+	closeFigures, err := serveFigures(*httpAddr, &active)
 	if err != nil {
 		return err
 	}
-	var active atomic.Int64
-	hs := &http.Server{Handler: bareHandler(&active), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(hl) }()
-	defer hs.Close()
+	defer closeFigures()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -181,8 +179,26 @@ func bareQUICClients(args []string, stdout, stderr io.Writer) error {
 		})
 	}
 	wg.Wait()
+	return writeBareReport(stdout, bareQUIC, *n, &connected, &failed, began, &errs)
+}
+
+// serveFigures serves bareHandler's figures on httpAddr until the returned
+// close.
+func serveFigures(httpAddr string, active *atomic.Int64) (close func(), err error) {
+	hl, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: bareHandler(active), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(hl) }()
+	return func() { _ = hs.Close() }, nil
+}
+
+// writeBareReport prints a bare subject's clients' report, shaped like the
+// botclient's -json one: bots, connected, failed, duration_s and errors.
+func writeBareReport(stdout io.Writer, subject string, n int, connected, failed *atomic.Int64, began time.Time, errs *errorTally) error {
 	rep := loadtest.Report{
-		Transport: "bare-quic", Bots: *n, Connected: int(connected.Load()), Failed: int(failed.Load()),
+		Transport: subject, Bots: n, Connected: int(connected.Load()), Failed: int(failed.Load()),
 		DurationSeconds: time.Since(began).Seconds(), Errors: errs.list(),
 	}
 	b, err := json.Marshal(rep)

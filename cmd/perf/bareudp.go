@@ -13,12 +13,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -27,8 +24,6 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-
-	"github.com/roomwire/roomwire/loadtest"
 )
 
 // bareUDP is the -idle subject that is bare UDP keep-alives.
@@ -54,14 +49,12 @@ func serveBareUDP(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer uc.Close()
-	hl, err := net.Listen("tcp", *httpAddr)
+	var active atomic.Int64
+	closeFigures, err := serveFigures(*httpAddr, &active)
 	if err != nil {
 		return err
 	}
-	var active atomic.Int64
-	hs := &http.Server{Handler: bareHandler(&active), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(hl) }()
-	defer hs.Close()
+	defer closeFigures()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -177,14 +170,5 @@ func bareUDPClients(args []string, stdout, stderr io.Writer) error {
 		})
 	}
 	wg.Wait()
-	rep := loadtest.Report{
-		Transport: bareUDP, Bots: *n, Connected: int(connected.Load()), Failed: int(failed.Load()),
-		DurationSeconds: time.Since(began).Seconds(), Errors: errs.list(),
-	}
-	b, err := json.Marshal(rep)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(stdout, string(b))
-	return err
+	return writeBareReport(stdout, bareUDP, *n, &connected, &failed, began, &errs)
 }
