@@ -22,9 +22,10 @@ run:
 # deadline, and the capped-link test of snapshots over WebSocket, whose
 # 250 ms bound on a snapshot's age (about 190 ms alone, with or without the
 # detector) the detector's slowdown beside every other package can cross.
-# That last step runs one package at a time (-p 1), so the timed tests do
-# not load each other: the node-loss bots beside the capped-link test
-# missed their deadline once.
+# That last step runs one package at a time (-p 1), so that each timed test
+# has the cores to itself. (The node-loss test's rare miss of its deadline
+# came both with and without -p 1: its cause is not load; the test says
+# where everything is when it fails.)
 test: node_modules/playwright-core/package.json
 	$(GO) vet ./...
 	node --test web/client/test/
