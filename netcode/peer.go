@@ -681,10 +681,11 @@ func (p *peer) handleFrame(f reliable.Frame) {
 	case reliable.FramePing:
 		// Written here, as replies are, not handed to the writer goroutine:
 		// a clock PING a second from every client would wake it each time.
-		quiet := p.idlePing(time.Now())
+		now := time.Now()
+		quiet := p.idlePing(now)
 		if b, ok := p.out.begin(); ok {
 			p.out.noCopy = quiet
-			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(time.Now().UnixNano())))) == nil {
+			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(now.UnixNano())))) == nil {
 				_ = p.out.flush()
 			}
 		}
