@@ -16,6 +16,7 @@ import (
 	"flag"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -65,7 +66,7 @@ func serveBareUDP(args []string, stderr io.Writer) error {
 		wg    sync.WaitGroup
 	)
 	wg.Go(func() { // the reader: the answers, and each new client
-		known := map[string]bool{}
+		known := map[netip.AddrPort]bool{}
 		msgs := make([]ipv4.Message, 32)
 		for i := range msgs {
 			msgs[i].Buffers = [][]byte{make([]byte, 1500)}
@@ -76,8 +77,12 @@ func serveBareUDP(args []string, stderr io.Writer) error {
 				return // the socket closed
 			}
 			for _, m := range msgs[:k] {
-				if s := m.Addr.String(); !known[s] {
-					known[s] = true
+				ua, ok := m.Addr.(*net.UDPAddr)
+				if !ok {
+					continue
+				}
+				if ap := ua.AddrPort(); !known[ap] {
+					known[ap] = true
 					mu.Lock()
 					peers = append(peers, m.Addr)
 					mu.Unlock()
