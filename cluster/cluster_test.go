@@ -569,13 +569,14 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 		if time.Since(killed) > 40*time.Second {
 			// Say what is where, and what the bots met, for the failure
 			// to be understood.
+			there := onNode(live[0]) + onNode(live[1])
 			for _, nd := range live {
 				list, err := nd.cl.Rooms(context.Background())
 				t.Logf("%s: rooms %+v; knows nodes %v; directory %v (%v)", nd.cl.ID(), nd.hub.Rooms(), nd.cl.Nodes(), list, err)
 			}
 			rep, err := wait()
 			t.Fatalf("not every bot back in play on a live node 40 s after it died: %d there; bots' report (%v): rejoined %d, failed %d, errors %q",
-				onNode(live[0])+onNode(live[1]), err, rep.Rejoined, rep.Failed, rep.Errors)
+				there, err, rep.Rejoined, rep.Failed, rep.Errors)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

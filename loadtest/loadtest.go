@@ -105,7 +105,9 @@ type Config struct {
 	// died, its session expired) connect again and join its room again,
 	// through the next of Addr's URLs, until Duration is over, as a game
 	// client would: bots over a cluster's nodes get back into play when
-	// one of them dies. Connected then counts connections.
+	// one of them dies. A bot whose first connect or join fails tries
+	// again the same way (not counted as a rejoin). Connected then counts
+	// connections.
 	Rejoin bool
 	// History makes each bot emit the reliable event arena.HistoryEvent
 	// every 100 ms with a counter, 1, 2, 3 …, and check the server's echoes
@@ -220,6 +222,7 @@ type run struct {
 	// the time from there to the first snapshot after (microseconds,
 	// under mu).
 	rejoins    atomic.Int64
+	joined     []atomic.Bool // per bot: it joined its room once (Config.Rejoin)
 	lostAt     []atomic.Int64
 	rejoinBack *hdrhistogram.Histogram
 	delay      *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
@@ -282,6 +285,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		resBack:    newDelayHistogram(),
 		errs:       make(map[string]int),
 		lostAt:     make([]atomic.Int64, cfg.Bots),
+		joined:     make([]atomic.Bool, cfg.Bots),
 		rejoinBack: newDelayHistogram(),
 		connect:    newDelayHistogram(),
 		secRTT:     newDelayHistogram(),
@@ -309,8 +313,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 					if left <= 0 || !r.bot(ctx, i, 0, try, left) {
 						return
 					}
-					r.lostAt[i].CompareAndSwap(0, time.Now().UnixNano())
-					r.rejoins.Add(1)
+					if r.joined[i].Load() { // lost, not a first attempt that failed
+						r.lostAt[i].CompareAndSwap(0, time.Now().UnixNano())
+						r.rejoins.Add(1)
+					}
 					sleepCtx(ctx, 100*time.Millisecond+time.Duration(mrand.Int64N(int64(200*time.Millisecond))))
 				}
 				return
@@ -447,7 +453,7 @@ func (r *run) localAddr(addr string, i int) string {
 // bot plays one client: connect, join, then send inputs every tick and a ping
 // every PingInterval until the duration is over. try counts its rejoins
 // (Config.Rejoin), each through the next of Addr's URLs; lost reports that
-// the connection dropped early, or, on a rejoin, failed.
+// the connection dropped early, or, with Config.Rejoin, failed.
 func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duration) (lost bool) {
 	cfg := r.cfg
 	cctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
@@ -576,7 +582,7 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 		if !netcode.IsBusy(err) || !sleepCtx(cctx, backoff/2+time.Duration(mrand.Int64N(int64(backoff)))) {
 			r.failed.Add(1)
 			r.addError("connect", err)
-			return try > 0
+			return try > 0 || cfg.Rejoin
 		}
 		r.connectRetries.Add(1)
 		backoff = min(2*backoff, time.Second)
@@ -628,10 +634,11 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	if err != nil {
 		r.failed.Add(1)
 		r.addError("join", err)
-		return try > 0
+		return try > 0 || cfg.Rejoin
 	}
 	r.eventsAckd.Add(1)
 	r.connected.Add(1)
+	r.joined[i].Store(true)
 	joinedAt := time.Now()
 	// The blackouts that can end while the bot plays, drains and waits for
 	// its last echoes.
