@@ -87,5 +87,5 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Session, error) {
 		return nil, fmt.Errorf("websocket: dial %s: the server did not select the subprotocol %s", rawURL, Subprotocol)
 	}
 	_ = tune(c, cfg.NotSentLowat)
-	return newSession(ws, c, heard, &cfg), nil
+	return newSession(ws, c, heard, &cfg, nil), nil
 }

@@ -26,6 +26,9 @@ type eorConn struct {
 	n    int
 	err  error
 	send func(fd uintptr) bool
+	// try: the write in progress gives up, declined, when the socket
+	// takes none of it at once (tryWrite).
+	try, declined bool
 }
 
 // withEOR wraps a TCP connection in an eorConn; other connections, and
@@ -60,6 +63,28 @@ func (c *eorConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// tryWrite writes p unless the socket takes none of it at once, which
+// under TCP_NOTSENT_LOWAT 1 means that the kernel holds bytes unsent (or
+// that another write is under way); once the socket took part of p, it
+// writes the rest as Write does. It reports whether it wrote p.
+func (c *eorConn) tryWrite(p []byte) (bool, error) {
+	if !c.mu.TryLock() {
+		return false, nil
+	}
+	defer c.mu.Unlock()
+	c.p, c.n, c.err, c.try, c.declined = p, 0, nil, true, false
+	err := c.raw.Write(c.send)
+	if err == nil && c.err != nil {
+		err = os.NewSyscallError("sendmsg", c.err)
+	}
+	declined := c.declined
+	c.p, c.err, c.try = nil, nil, false
+	if err != nil {
+		return true, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	return !declined, nil
+}
+
 // sendmsg writes what is left of c.p; it returns false to wait until the
 // socket takes more.
 func (c *eorConn) sendmsg(fd uintptr) bool {
@@ -70,6 +95,10 @@ func (c *eorConn) sendmsg(fd uintptr) bool {
 			c.n += m
 		case unix.EINTR:
 		case unix.EAGAIN:
+			if c.try && c.n == 0 {
+				c.declined = true
+				return true
+			}
 			return false
 		default:
 			c.err = err

@@ -187,10 +187,11 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return // Accept answered the request
 	}
-	if err := tune(hook.conn, l.cfg.NotSentLowat); err != nil {
+	err = tune(hook.conn, l.cfg.NotSentLowat)
+	if err != nil {
 		l.cfg.Logger.Debug("WebSocket: cannot set TCP_NOTSENT_LOWAT", "remote", r.RemoteAddr, "err", err)
 	}
-	s := newSession(ws, hook.conn, heard, &l.cfg)
+	s := newSession(ws, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1})
 	l.stats.upgrades.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -247,7 +248,8 @@ func offers(r *http.Request, p string) bool {
 // tunes the socket and clears the deadlines the HTTP server had set.
 type hijackHook struct {
 	http.ResponseWriter
-	conn net.Conn
+	conn  net.Conn
+	early []byte // what the HTTP server read past the request
 }
 
 func (h *hijackHook) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -256,6 +258,10 @@ func (h *hijackHook) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		h.early = append([]byte(nil), b...)
+	}
 	if e := withEOR(c); e != c { // writes go through it from now on
 		c = e
 		brw.Writer.Reset(c)

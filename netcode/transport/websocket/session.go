@@ -30,15 +30,21 @@ type Session struct {
 	// The read side, filled by the reader goroutine: reliable bytes not yet
 	// Read (rbuf from roff), and why reading ended (rerr, returned once rbuf
 	// is drained; at once when rdrop, after a local close).
-	rmu    sync.Mutex
-	rcond  sync.Cond
-	rbuf   []byte
-	roff   int
-	rerr   error
-	rdrop  bool
-	msg    []byte  // the reader's message buffer
-	ch     [1]byte // and its channel byte
-	dgrams chan []byte
+	rmu   sync.Mutex
+	rcond sync.Cond
+	rbuf  []byte
+	roff  int
+	rerr  error
+	rdrop bool
+	msg   []byte      // the reader's message buffer
+	ch    [1]byte     // and its channel byte
+	fr    frameReader // a server's: the bytes read (frame.go)
+	// discard: a server's reader reads frames only for the peer's close,
+	// after the peer broke the format; skip bytes of the frame that did
+	// are still to be read past.
+	discard bool
+	skip    uint64
+	dgrams  chan []byte
 	// handler, once set (HandleDatagrams), takes datagrams in place of
 	// dgrams, on the reader goroutine.
 	handler atomic.Pointer[func([]byte)]
@@ -47,10 +53,17 @@ type Session struct {
 	// are not listening.
 	stalled atomic.Bool
 
-	// The write side: one message at a time, under the turn.
-	turn  turn
-	out   []byte // a reliable message being written
-	dout  [1 + MaxDatagram]byte
+	// The write side: one message at a time, under the turn. A server's
+	// session writes its data frames itself (frame.go): out and dout then
+	// keep serverHeader bytes in front of the message for the header.
+	turn   turn
+	server bool
+	out    []byte // a reliable message being written
+	dout   [serverHeader + 1 + MaxDatagram]byte
+	// fast, on a server's plain TCP socket under TCP_NOTSENT_LOWAT 1,
+	// tries a datagram's write and is refused while the kernel holds
+	// anything unsent: TrySendDatagram needs no probe then.
+	fast  tryWriter
 	probe *unsentProbe // nil: TrySendDatagram always says "not now"
 
 	// The end: the first of a local Close and the reader's end.
@@ -58,6 +71,9 @@ type Session struct {
 	endErr  atomic.Pointer[transport.CloseError]
 	done    chan struct{}
 	wg      sync.WaitGroup // the reader and the closing goroutine
+	// readDone is closed when the reader goroutine ends: a server's
+	// closing handshake waits for it, as the reader takes the peer's close.
+	readDone chan struct{}
 
 	// Keep-alive pings, on a timer, while the session lasts.
 	kmu     sync.Mutex
@@ -68,6 +84,12 @@ type Session struct {
 	datagramsDropped atomic.Uint64
 }
 
+// tryWriter writes a message unless the socket would not take it at once
+// (eorConn, on Linux).
+type tryWriter interface {
+	tryWrite(p []byte) (bool, error)
+}
+
 var (
 	_ transport.Session         = (*Session)(nil)
 	_ transport.Challenged      = (*Session)(nil)
@@ -75,9 +97,17 @@ var (
 	_ transport.DatagramHandler = (*Session)(nil)
 )
 
+// serverSide is what newSession needs of a session a Listener accepted,
+// which reads and writes its frames itself (frame.go).
+type serverSide struct {
+	early  []byte // bytes the HTTP server read past the handshake
+	lowat1 bool   // the socket has TCP_NOTSENT_LOWAT 1
+}
+
 // newSession starts a session on an open WebSocket; conn is the connection
-// under it, heard the activity its ping and pong callbacks touch.
-func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config) *Session {
+// under it, heard the activity its ping and pong callbacks touch; srv is
+// nil for a client's session.
+func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config, srv *serverSide) *Session {
 	s := &Session{
 		ws:         ws,
 		conn:       conn,
@@ -87,10 +117,20 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config)
 		idle:       cfg.IdleTimeout,
 		dgrams:     make(chan []byte, datagramQueue),
 		done:       make(chan struct{}),
+		readDone:   make(chan struct{}),
 	}
 	s.rcond.L = &s.rmu
 	s.turn.cond.L = &s.turn.mu
-	s.probe = newUnsentProbe(conn)
+	if srv != nil {
+		s.server = true
+		s.fr = frameReader{conn: conn, heard: heard, buf: make([]byte, max(readChunk, len(srv.early)))}
+		s.fr.w = copy(s.fr.buf, srv.early)
+	}
+	if tw, ok := conn.(tryWriter); ok && srv != nil && srv.lowat1 {
+		s.fast = tw
+	} else {
+		s.probe = newUnsentProbe(conn)
+	}
 	heard.touch()
 	// A message longer than the limits is refused as it is read, with
 	// Roomwire's close code; the library's own limit is not needed.
@@ -106,6 +146,11 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config)
 // datagrams to ReceiveDatagram.
 func (s *Session) readLoop() {
 	defer s.wg.Done()
+	defer close(s.readDone)
+	if s.server {
+		s.serverReadLoop()
+		return
+	}
 	for {
 		typ, r, err := s.ws.Reader(context.Background())
 		if err != nil {
@@ -121,6 +166,23 @@ func (s *Session) readLoop() {
 			}
 			return
 		}
+	}
+}
+
+// serverReadLoop is readLoop on a server's session.
+func (s *Session) serverReadLoop() {
+	err := s.readFrames()
+	switch {
+	case errors.Is(err, errPeerClosed):
+	case errors.Is(err, reliable.ErrBadFrame) || errors.Is(err, reliable.ErrFrameTooLarge):
+		s.broken(err)
+		// netcode closes the session for it; read on until the peer's
+		// close or the closing handshake's end, so that the peer is not
+		// reset with our close frame unread.
+		s.discard = true
+		_ = s.readFrames()
+	default:
+		s.readEnded(err)
 	}
 }
 
@@ -236,6 +298,7 @@ func (s *Session) readEnded(err error) {
 	}
 	if s.end(ce, false) {
 		_ = s.ws.CloseNow()
+		_ = s.conn.Close() // a server's, which the library does not know of
 	}
 }
 
@@ -309,8 +372,7 @@ func (s *Session) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		k := cut(p[n:])
-		s.out = append(append(s.out[:0], channelReliable), p[n:n+k]...)
-		if err := s.ws.Write(context.Background(), websocket.MessageBinary, s.out); err != nil {
+		if err := s.writeReliable(p[n : n+k]); err != nil {
 			return n, s.writeErr(err)
 		}
 		n += k
@@ -319,6 +381,21 @@ func (s *Session) Write(p []byte) (int, error) {
 		s.out = nil // a long frame's buffer is not kept
 	}
 	return n, nil
+}
+
+// writeReliable writes p as one reliable message (turn holder).
+func (s *Session) writeReliable(p []byte) error {
+	if !s.server {
+		s.out = append(append(s.out[:0], channelReliable), p...)
+		return s.ws.Write(context.Background(), websocket.MessageBinary, s.out)
+	}
+	if cap(s.out) < serverHeader {
+		s.out = make([]byte, serverHeader, serverHeader+1+len(p))
+	}
+	s.out = append(append(s.out[:serverHeader], channelReliable), p...)
+	start := putServerHeader(s.out, serverHeader, opBinary, 1+len(p))
+	_, err := s.conn.Write(s.out[start:])
+	return err
 }
 
 // cut is how many bytes of p the next reliable message takes: whole frames
@@ -357,11 +434,25 @@ func (s *Session) SendDatagram(p []byte) error {
 
 // writeDatagram writes p as one datagram message (turn holder).
 func (s *Session) writeDatagram(p []byte) error {
-	m := append(append(s.dout[:0], channelDatagram), p...)
-	if err := s.ws.Write(context.Background(), websocket.MessageBinary, m); err != nil {
+	var err error
+	if s.server {
+		_, err = s.conn.Write(s.datagramFrame(p))
+	} else {
+		m := append(append(s.dout[:0], channelDatagram), p...)
+		err = s.ws.Write(context.Background(), websocket.MessageBinary, m)
+	}
+	if err != nil {
 		return s.writeErr(err)
 	}
 	return nil
+}
+
+// datagramFrame is p as a server's datagram frame, in dout (turn holder).
+func (s *Session) datagramFrame(p []byte) []byte {
+	s.dout[serverHeader] = channelDatagram
+	n := copy(s.dout[serverHeader+1:], p)
+	start := putServerHeader(s.dout[:], serverHeader, opBinary, 1+n)
+	return s.dout[start : serverHeader+1+n]
 }
 
 // TrySendDatagram writes p as one datagram message when that cannot block:
@@ -373,7 +464,7 @@ func (s *Session) TrySendDatagram(p []byte) (bool, error) {
 	if len(p) > MaxDatagram {
 		return true, fmt.Errorf("websocket: datagram of %d bytes > %d", len(p), MaxDatagram)
 	}
-	if s.probe == nil {
+	if s.probe == nil && s.fast == nil {
 		return false, nil
 	}
 	taken, open := s.turn.tryTake()
@@ -384,6 +475,13 @@ func (s *Session) TrySendDatagram(p []byte) (bool, error) {
 		return false, nil
 	}
 	defer s.turn.give()
+	if s.fast != nil {
+		sent, err := s.fast.tryWrite(s.datagramFrame(p))
+		if err != nil {
+			return true, s.writeErr(err)
+		}
+		return sent, nil
+	}
 	if n, ok := s.probe.unsent(); !ok || n > 0 {
 		return false, nil
 	}
@@ -428,7 +526,13 @@ func (s *Session) closeHandshake(code uint16, reason string) {
 	defer s.wg.Done()
 	kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
 	defer kill.Stop()
-	_ = s.ws.Close(closeStatus(code), closeReason(reason))
+	if s.server {
+		if s.writeControl(opClose, closeFrame(code, reason)) == nil {
+			<-s.readDone // the peer's close, or kill
+		}
+	} else {
+		_ = s.ws.Close(closeStatus(code), closeReason(reason))
+	}
 	_ = s.conn.Close()
 }
 
@@ -475,7 +579,10 @@ func (s *Session) keepalive() {
 		s.pings.Add(1)
 	}
 	s.kmu.Unlock()
-	if ping {
+	if ping && s.server {
+		s.serverPing()
+		s.pings.Done()
+	} else if ping {
 		ctx, cancel := context.WithTimeout(context.Background(), s.idle/3)
 		_ = s.ws.Ping(ctx) // the pong arrives through the reader
 		cancel()

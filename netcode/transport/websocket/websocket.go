@@ -25,11 +25,21 @@
 // from holding more than one message unsent, so no backlog of snapshots
 // builds there either.
 //
+// Who frames what: the library runs the opening handshake on both sides and
+// all of a client's framing. A session the Listener accepted reads and writes
+// its frames itself (frame.go, serverread.go): the hot path of a server is a
+// snapshot out and an input in per member and tick, and by hand each is one
+// system call and a header, with no lock, buffer or flush of the library's.
+// On a plain TCP socket under TCP_NOTSENT_LOWAT 1, a snapshot's write is
+// simply refused while the kernel holds anything unsent, so the sender needs
+// no probe of the socket first.
+//
 // Goroutines: a session owns one reader goroutine, which demultiplexes the
 // channels (reliable bytes into a bounded buffer that Read drains, datagrams
 // into a queue that drops when full, as a UDP socket would), answers pings and
-// ends with the connection; a keep-alive timer pings a silent peer. Writes run on the caller's goroutine (netcode's
-// writer and datagram sender), one at a time. Close starts a closing
+// ends with the connection; a keep-alive timer pings a silent peer. Writes run
+// on the caller's goroutine (netcode's writer, datagram sender and a room's
+// ticker), one at a time. Close starts a closing
 // goroutine that writes the close frame and waits a moment for the peer's
 // (the WebSocket closing handshake), then releases the connection; Wait waits
 // for both. Read and Write may be called concurrently, and so may

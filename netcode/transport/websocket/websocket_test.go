@@ -256,6 +256,7 @@ func TestSendAllocs(t *testing.T) {
 	d, f := make([]byte, 200), frame(200)
 	require.Zero(t, testing.AllocsPerRun(200, func() { _ = s.SendDatagram(d) }), "SendDatagram")
 	require.Zero(t, testing.AllocsPerRun(200, func() { _, _ = s.Write(f) }), "Write")
+	require.Zero(t, testing.AllocsPerRun(200, func() { _, _ = s.TrySendDatagram(d) }), "TrySendDatagram")
 }
 
 // Receiving reliable bytes allocates nothing in steady state either: the

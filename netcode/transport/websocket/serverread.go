@@ -1,0 +1,315 @@
+package websocket
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/roomwire/roomwire/netcode/transport"
+	"github.com/roomwire/roomwire/reliable"
+)
+
+// readChunk is the size of a server session's read buffer: a read takes
+// what the socket holds, up to this, and the frames in it are handled in
+// place. A longer frame grows the buffer for as long as it is read.
+const readChunk = 4 << 10
+
+// frameReader holds a server session's bytes read and not yet parsed,
+// buf[r:w], for the reader goroutine.
+type frameReader struct {
+	conn  net.Conn
+	heard *activity // touched by every read that brings bytes
+	buf   []byte
+	r, w  int
+}
+
+// fill reads until at least n bytes wait unparsed; n is at most a header
+// or a payload that was checked against the limits.
+func (f *frameReader) fill(n int) error {
+	if f.w-f.r >= n {
+		return nil
+	}
+	if f.r > 0 { // move what is left to the front
+		f.w = copy(f.buf, f.buf[f.r:f.w])
+		f.r = 0
+	}
+	if n > len(f.buf) {
+		f.buf = append(f.buf[:f.w], make([]byte, n-f.w)...)
+		f.buf = f.buf[:cap(f.buf)]
+	}
+	for f.w < n {
+		m, err := f.conn.Read(f.buf[f.w:])
+		if m > 0 {
+			f.heard.touch()
+		}
+		f.w += m
+		if err != nil && f.w < n {
+			return err
+		}
+	}
+	return nil
+}
+
+// drop reads n bytes past and forgets them.
+func (f *frameReader) drop(n uint64) error {
+	for n > 0 {
+		if f.r == f.w {
+			f.r, f.w = 0, 0
+			if err := f.fill(1); err != nil {
+				return err
+			}
+		}
+		k := min(n, uint64(f.w-f.r))
+		f.r += int(k)
+		n -= k
+	}
+	return nil
+}
+
+// shrink lets a buffer that a long frame grew go, once it is drained.
+func (f *frameReader) shrink() {
+	if f.r == f.w && len(f.buf) > 2*readChunk {
+		f.buf, f.r, f.w = make([]byte, readChunk), 0, 0
+	}
+}
+
+// errPeerClosed ends the server's read loop on the peer's close frame,
+// which it has handled.
+var errPeerClosed = errors.New("websocket: the peer closed")
+
+// protocolError is a breach of RFC 6455 by the peer.
+func protocolError(what string) error {
+	return fmt.Errorf("%w: websocket: %s", reliable.ErrBadFrame, what)
+}
+
+// readFrames is a server session's read loop: it reads the client's
+// frames, hands each whole data message on (messageIn) and answers
+// control frames, until the connection ends, the peer closes or breaks
+// the format (the error says which).
+func (s *Session) readFrames() error {
+	f := &s.fr
+	if err := f.drop(s.skip); err != nil {
+		return err
+	}
+	// The longest message taken: a reliable one at the frame limit or a
+	// datagram, with the channel byte; the channel's own limit is checked
+	// once the message is whole.
+	limit := uint64(1 + max(s.maxMessage, MaxDatagram))
+	var (
+		frag   bool // a fragmented message is being read into s.msg
+		header [14]byte
+	)
+	for {
+		if err := f.fill(2); err != nil {
+			return err
+		}
+		b0, b1 := f.buf[f.r], f.buf[f.r+1]
+		hl := 2
+		switch b1 & 0x7F {
+		case 126:
+			hl += 2
+		case 127:
+			hl += 8
+		}
+		if b1&0x80 != 0 {
+			hl += 4
+		}
+		if err := f.fill(hl); err != nil {
+			return err
+		}
+		h := header[:copy(header[:], f.buf[f.r:f.r+hl])]
+		f.r += hl
+		n := uint64(b1 & 0x7F)
+		switch n {
+		case 126:
+			n = uint64(binary.BigEndian.Uint16(h[2:]))
+		case 127:
+			n = binary.BigEndian.Uint64(h[2:])
+		}
+		op, fin := b0&0x0F, b0&finBit != 0
+		control := op&0x8 != 0
+		have := uint64(0) // of the message, in earlier frames
+		if frag {
+			have = uint64(len(s.msg))
+		}
+		switch {
+		case b0&0x70 != 0:
+			return protocolError("a frame with reserved bits set")
+		case b1&0x80 == 0:
+			return protocolError("an unmasked frame from a client")
+		case control && (op > opPong || !fin || n > 125):
+			return protocolError(fmt.Sprintf("a bad control frame (opcode 0x%x)", op))
+		case !control && op > opBinary:
+			return protocolError(fmt.Sprintf("a reserved opcode 0x%x", op))
+		case s.discard && !control:
+			if err := f.drop(n); err != nil {
+				return err
+			}
+			continue
+		case op == opContinuation && !frag:
+			return protocolError("a continuation frame outside a message")
+		case (op == opText || op == opBinary) && frag:
+			return protocolError("a new message inside a fragmented one")
+		case op == opText:
+			s.skip = n
+			return fmt.Errorf("%w: websocket: a text message", reliable.ErrBadFrame)
+		case !control && have+n > limit:
+			s.skip = n
+			return s.tooLong(have, n, h[hl-4:hl])
+		}
+		if err := f.fill(int(n)); err != nil {
+			return err
+		}
+		p := f.buf[f.r : f.r+int(n)]
+		f.r += int(n)
+		unmask(p, h[hl-4:hl])
+		switch {
+		case control:
+			if err := s.controlIn(op, p); err != nil {
+				return err
+			}
+		case fin && !frag:
+			if err := s.messageIn(p); err != nil {
+				return err
+			}
+		default:
+			if !frag {
+				s.msg = s.msg[:0]
+			}
+			s.msg = append(s.msg, p...)
+			frag = !fin
+			if fin {
+				if err := s.messageIn(s.msg); err != nil {
+					return err
+				}
+				if cap(s.msg) > 2*messageChunk {
+					s.msg = nil // a long message's buffer is not kept
+				}
+			}
+		}
+		f.shrink()
+	}
+}
+
+// tooLong is the error for a message over the limit: a datagram's, when
+// its channel byte can be read (the message begins in this frame), or a
+// reliable one's.
+func (s *Session) tooLong(have, n uint64, key []byte) error {
+	if have == 0 && n > 0 && s.fr.fill(1) == nil && s.fr.buf[s.fr.r]^key[0] == channelDatagram {
+		return fmt.Errorf("%w: websocket: a datagram over %d bytes", reliable.ErrBadFrame, MaxDatagram)
+	}
+	return fmt.Errorf("%w: websocket: a message over %d bytes", reliable.ErrFrameTooLarge, s.maxMessage+1)
+}
+
+// unmask undoes the client's masking of p with key (RFC 6455 5.3).
+func unmask(p, key []byte) {
+	k := binary.LittleEndian.Uint32(key)
+	k64 := uint64(k) | uint64(k)<<32
+	for len(p) >= 8 {
+		binary.LittleEndian.PutUint64(p, binary.LittleEndian.Uint64(p)^k64)
+		p = p[8:]
+	}
+	for i := range p {
+		p[i] ^= key[i&3]
+	}
+}
+
+// messageIn handles one whole data message: the channel byte, then a
+// reliable payload or one datagram.
+func (s *Session) messageIn(m []byte) error {
+	if len(m) == 0 {
+		return fmt.Errorf("%w: websocket: an empty message", reliable.ErrBadFrame)
+	}
+	switch m[0] {
+	case channelReliable:
+		if len(m)-1 > s.maxMessage {
+			return fmt.Errorf("%w: websocket: a message over %d bytes", reliable.ErrFrameTooLarge, s.maxMessage+1)
+		}
+		s.received(m[1:])
+	case channelDatagram:
+		if len(m)-1 > MaxDatagram {
+			return fmt.Errorf("%w: websocket: a datagram over %d bytes", reliable.ErrBadFrame, MaxDatagram)
+		}
+		s.datagramIn(m[1:])
+	default:
+		return fmt.Errorf("%w: websocket: unknown channel 0x%02x", reliable.ErrBadFrame, m[0])
+	}
+	return nil
+}
+
+// datagramIn hands a datagram to the handler, or queues a copy for
+// ReceiveDatagram (reader goroutine).
+func (s *Session) datagramIn(d []byte) {
+	if f := s.handler.Load(); f != nil {
+		(*f)(d)
+		return
+	}
+	select {
+	case s.dgrams <- append([]byte(nil), d...):
+	default:
+		s.datagramsDropped.Add(1) // no one reads them: drop, as UDP would
+	}
+}
+
+// controlIn answers a control frame: a ping with its pong, the peer's
+// close with ours (unless ours went first) and the session's end.
+func (s *Session) controlIn(op byte, p []byte) error {
+	switch op {
+	case opPing:
+		return s.writeControl(opPong, p)
+	case opClose:
+		code, reason := websocket.StatusNoStatusRcvd, ""
+		switch {
+		case len(p) == 1:
+			return protocolError("a close frame of one byte")
+		case len(p) >= 2:
+			code, reason = websocket.StatusCode(binary.BigEndian.Uint16(p)), string(p[2:])
+		}
+		ce := &transport.CloseError{Code: uint16(closeCode(code)), Reason: reason, Remote: true}
+		if s.end(ce, false) {
+			var echo [2]byte
+			if len(p) >= 2 {
+				copy(echo[:], p)
+			}
+			_ = s.writeControl(opClose, echo[:min(len(p), 2)])
+			_ = s.conn.Close()
+		}
+		return errPeerClosed
+	}
+	return nil // a pong: the frame was heard, which is all it is for
+}
+
+// writeControl writes a control frame of a server session, whole, in one
+// write; the connection keeps whole writes apart.
+func (s *Session) writeControl(op byte, p []byte) error {
+	b := make([]byte, serverHeader+len(p))
+	copy(b[serverHeader:], p)
+	start := putServerHeader(b, serverHeader, op, len(p))
+	_, err := s.conn.Write(b[start:])
+	return err
+}
+
+// closeFrame is a close frame's payload: the status for code, then the
+// reason, cut to fit.
+func closeFrame(code uint16, reason string) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(closeStatus(code)))
+	return append(b, closeReason(reason)...)
+}
+
+// serverPing pings the peer, taking the write turn when no one holds it
+// (a writer that holds it is bounded by its own timeout); a ping the
+// socket does not take within the idle timeout closes the session.
+func (s *Session) serverPing() {
+	taken, _ := s.turn.tryTake()
+	if !taken {
+		return
+	}
+	defer s.turn.give()
+	guard := time.AfterFunc(s.idle, func() { _ = s.Close(uint16(reliable.CloseTimeout), "idle timeout: a ping not taken") })
+	defer guard.Stop()
+	_ = s.writeControl(opPing, nil)
+}
