@@ -66,7 +66,7 @@ demo:
 # machine (golang/go#75804, fixed in go1.27).
 FUZZTIME ?= 100000x
 fuzz:
-	@for pkg in ./reliable ./unreliable ./netcode/token ./netcode/transport/secure; do \
+	@for pkg in ./reliable ./unreliable ./netcode/token ./netcode/transport/secure ./netcode/transport/websocket; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t"; \
 	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \

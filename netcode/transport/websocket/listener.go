@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,7 +192,11 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		l.cfg.Logger.Debug("WebSocket: cannot set TCP_NOTSENT_LOWAT", "remote", r.RemoteAddr, "err", err)
 	}
-	s := newSession(ws, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1})
+	// The session frames by hand from here on. The library's connection
+	// started nothing and holds only buffers; its finalizer would close
+	// the socket under the session.
+	runtime.SetFinalizer(ws, nil)
+	s := newSession(nil, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1})
 	l.stats.upgrades.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -19,8 +19,8 @@ import (
 // Session is one WebSocket connection with both of Roomwire's channels on
 // it.
 type Session struct {
-	ws    *websocket.Conn
-	conn  net.Conn // the connection under ws, closed to bound the closing handshake
+	ws    *websocket.Conn // a client's; nil on a server, which frames by hand
+	conn  net.Conn        // the connection, closed to bound the closing handshake
 	raddr net.Addr
 	// maxMessage is the longest reliable payload accepted: a frame at the
 	// limit, with its header.
@@ -105,8 +105,9 @@ type serverSide struct {
 }
 
 // newSession starts a session on an open WebSocket; conn is the connection
-// under it, heard the activity its ping and pong callbacks touch; srv is
-// nil for a client's session.
+// under it, heard the activity its ping and pong callbacks touch. A
+// client's session has ws and no srv; a server's, srv and no ws: it frames
+// by hand, and keeps none of the library's state.
 func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config, srv *serverSide) *Session {
 	s := &Session{
 		ws:         ws,
@@ -132,9 +133,11 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config,
 		s.probe = newUnsentProbe(conn)
 	}
 	heard.touch()
-	// A message longer than the limits is refused as it is read, with
-	// Roomwire's close code; the library's own limit is not needed.
-	ws.SetReadLimit(-1)
+	if ws != nil {
+		// A message longer than the limits is refused as it is read, with
+		// Roomwire's close code; the library's own limit is not needed.
+		ws.SetReadLimit(-1)
+	}
 	s.keep = time.AfterFunc(s.idle/3, s.keepalive)
 	s.wg.Add(1)
 	go s.readLoop()
@@ -297,8 +300,10 @@ func (s *Session) readEnded(err error) {
 		ce = &transport.CloseError{Code: uint16(reliable.CloseInternal), Reason: "websocket: connection lost: " + err.Error()}
 	}
 	if s.end(ce, false) {
-		_ = s.ws.CloseNow()
-		_ = s.conn.Close() // a server's, which the library does not know of
+		if s.ws != nil {
+			_ = s.ws.CloseNow()
+		}
+		_ = s.conn.Close()
 	}
 }
 
