@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -536,16 +537,23 @@ func TestNodeLossBotsGetBackIntoPlay(t *testing.T) {
 	const ttl = 6 * time.Second
 	nodes := startClusterWith(t, 3, ttl, true)
 	addrs := nodes[2].url() + "," + nodes[0].url() + "," + nodes[1].url()
+	var joined atomic.Int64
 	wait := botsInBackground(loadtest.Config{Addr: addrs, Bots: 15, PerRoom: 5, RoomPrefix: "loss",
 		Duration: 45 * time.Second, Rejoin: true,
-		ConnectTimeout: 2 * time.Second}) // a dial of the dead node gives up soon, as a game's would
+		ConnectTimeout: 2 * time.Second, // a dial of the dead node gives up soon, as a game's would
+		Progress:       func(p loadtest.Progress) { joined.Store(p.Joined) }})
 	onNode := func(nd *node) (n int) {
 		for _, ri := range nd.hub.Rooms() {
 			n += ri.Members
 		}
 		return n
 	}
-	nt.Eventually(t, func() bool { return onNode(nodes[0])+onNode(nodes[1])+onNode(nodes[2]) == 15 }, "15 bots playing")
+	// Every bot in play on both sides: a join whose answer the bot gave up
+	// on holds a place on the server that the bot does not know of, and
+	// such a bot's next join is its first, not a rejoin.
+	nt.Eventually(t, func() bool {
+		return onNode(nodes[0])+onNode(nodes[1])+onNode(nodes[2]) == 15 && joined.Load() == 15
+	}, "15 bots playing")
 	lost := nodes[2]
 	for lost == nodes[2] && onNode(lost) == 0 { // the dead node should have bots: give it a room
 		lost = nodes[0]

@@ -155,6 +155,9 @@ type Progress struct {
 	EventsSent        int64
 	EventsAcked       int64
 	SnapshotsReceived int64
+	// Joined counts the bots that have joined their room, each once
+	// however often it joined again.
+	Joined int64
 }
 
 func (c *Config) populate() error {
@@ -223,6 +226,7 @@ type run struct {
 	// under mu).
 	rejoins    atomic.Int64
 	joined     []atomic.Bool // per bot: it joined its room once (Config.Rejoin)
+	joinedOnce atomic.Int64  // bots that joined their room once
 	lostAt     []atomic.Int64
 	rejoinBack *hdrhistogram.Histogram
 	delay      *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
@@ -374,6 +378,7 @@ func (r *run) progress(elapsed time.Duration) Progress {
 		EventsSent:        r.eventsSent.Load(),
 		EventsAcked:       r.eventsAckd.Load(),
 		SnapshotsReceived: r.snapshots.Load(),
+		Joined:            r.joinedOnce.Load(),
 	}
 }
 
@@ -638,7 +643,9 @@ func (r *run) bot(ctx context.Context, i, session, try int, playFor time.Duratio
 	}
 	r.eventsAckd.Add(1)
 	r.connected.Add(1)
-	r.joined[i].Store(true)
+	if !r.joined[i].Swap(true) {
+		r.joinedOnce.Add(1)
+	}
 	joinedAt := time.Now()
 	// The blackouts that can end while the bot plays, drains and waits for
 	// its last echoes.
