@@ -5,9 +5,11 @@ package websocket
 // own, each in one write of the connection, so that a snapshot costs one
 // system call and no more (the WebSocket library's writer locks, buffers and
 // flushes for every message). The library still runs the opening handshake
-// and the client's side. A frame is whole when it reaches the connection,
-// and the library flushes every frame it writes, so the two never
-// interleave inside one.
+// and the client's side, and writes nothing on a server's session after
+// the handshake. Every frame reaches the connection whole, in one write,
+// and the connection keeps whole writes apart, so frames written from
+// several goroutines (a pong from the reader, a ping from the keep-alive
+// timer, data under the turn) never interleave inside one.
 
 // Opcodes and header bits of a frame (RFC 6455 5.2).
 const (
