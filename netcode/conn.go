@@ -60,6 +60,10 @@ type Conn struct {
 // (a clock PING within 30 s at most).
 const readHoldGap = 50 * time.Millisecond
 
+// readLoopStarts counts the read loops started again after parking, in
+// every server of the process (a test checks that busy streams do not).
+var readLoopStarts atomic.Uint64
+
 // monoStart anchors monoNow.
 var monoStart = time.Now()
 
@@ -239,7 +243,10 @@ func (s *Server) serveConn(sess transport.Session) {
 	c.rd = r
 	c.park = c.parkReads
 	c.prevAt = -int64(readHoldGap) // no frames yet: free to park
-	c.readMore = func() { go c.serveReads() }
+	c.readMore = func() {
+		readLoopStarts.Add(1)
+		go c.serveReads()
+	}
 	// The read loop goes on in a new goroutine, and this one ends: its
 	// stack grew in the handshake, and a goroutine's stack shrinks only at
 	// collections, which an idle server seldom runs. A connection that

@@ -9,3 +9,7 @@ func SetClockIdlePeriod(d time.Duration) (restore func()) {
 	clockIdlePeriod = d
 	return func() { clockIdlePeriod = old }
 }
+
+// ReadLoopStarts is how many parked read loops started again, in every
+// server of the process.
+func ReadLoopStarts() uint64 { return readLoopStarts.Load() }

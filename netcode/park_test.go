@@ -69,3 +69,20 @@ func TestIdleReaderParks(t *testing.T) {
 		})
 	}
 }
+
+// A busy stream keeps its read loop: requests back to back on KCP do not
+// park it between frames, which would start a goroutine for each and add
+// its scheduling to every round trip.
+func TestBusyReaderDoesNotPark(t *testing.T) {
+	tr := nt.Find("kcp")
+	srv := nt.Server(t, tr, nil, echo)
+	cl := nt.Client(t, tr, srv, nil)
+	const requests = 200
+	before := netcode.ReadLoopStarts()
+	for i := range requests {
+		rep, err := cl.Request(context.Background(), "echo", []byte{byte(i)})
+		require.NoError(t, err)
+		require.Equal(t, []byte{byte(i)}, rep)
+	}
+	require.Less(t, netcode.ReadLoopStarts()-before, uint64(requests/10), "read loops started for %d requests back to back", requests)
+}
