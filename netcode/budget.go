@@ -198,9 +198,6 @@ func (c *Conn) admitEvent(name []byte, size int, reliable bool) bool {
 	return true
 }
 
-// admitDatagram spends one datagram of the budget.
-func (c *Conn) admitDatagram() bool { return c.spend(c.budget.datagrams, time.Now(), 1) }
-
 func (c *Conn) spend(b *bucket, now time.Time, n int) bool {
 	ok, closeIt := b.take(now, n)
 	if ok {

@@ -402,7 +402,7 @@ func (c *Client) run(welcome chan<- error, challenged bool) {
 	}
 	c.id = f.ConnID
 	c.setMaxDatagram(f.MaxDatagram)
-	c.startReceiving(false, c.parseDatagram, c.handleDatagram)
+	c.startReceiving(false, func(d []byte) (unreliable.Header, []byte, bool) { return c.parseDatagram(d, time.Now()) }, c.handleDatagram)
 	c.pong = c.onPong
 	if c.res != nil {
 		c.askResume()

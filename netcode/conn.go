@@ -492,10 +492,11 @@ func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
 // acknowledgements it records; ok is false when it was refused or
 // malformed (counted).
 func (c *Conn) onDatagram(d []byte) (h unreliable.Header, body []byte, ok bool) {
-	if !c.admitDatagram() {
+	now := time.Now() // one reading for the budget and the acks
+	if !c.spend(c.budget.datagrams, now, 1) {
 		return h, nil, false
 	}
-	if h, body, ok = c.parseDatagram(d); !ok {
+	if h, body, ok = c.parseDatagram(d, now); !ok {
 		c.srv.metrics.datagramsBad.Add(1)
 	}
 	return h, body, ok

@@ -758,14 +758,14 @@ func isClosed(err error) bool {
 }
 
 // parseDatagram decodes a datagram header, counting a malformed one, and
-// records its sequence number and acknowledgements.
-func (p *peer) parseDatagram(d []byte) (unreliable.Header, []byte, bool) {
+// records its sequence number and acknowledgements as received at now.
+func (p *peer) parseDatagram(d []byte, now time.Time) (unreliable.Header, []byte, bool) {
 	h, body, err := unreliable.ParseHeader(d)
 	if err != nil || h.Seq == 0 {
 		p.stats.datagramsBad.Add(1)
 		return h, nil, false
 	}
-	p.acks.record(h, time.Now())
+	p.acks.record(h, now)
 	return h, body, true
 }
 
