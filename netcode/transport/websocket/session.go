@@ -660,13 +660,31 @@ func (t *turn) close() {
 	t.cond.Broadcast()
 }
 
-// activity is when a session last heard from its peer: a message, a ping
-// or a pong (the WebSocket library's callbacks touch it).
-type activity struct{ last atomic.Int64 }
+// activity is whether a session heard from its peer lately: bytes read, a
+// ping or a pong (the WebSocket library's callbacks touch it on a client).
+// A touch only marks it, with no reading of the clock on every read; the
+// keep-alive, which asks each third of the idle timeout, dates the mark
+// to its own check. The peer's silence is then known to within that third,
+// as often as it is asked anyway.
+type activity struct {
+	heard atomic.Bool
+	last  atomic.Int64 // when a check last found the mark (ns)
+}
 
-func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) touch() {
+	if !a.heard.Load() { // a busy reader leaves the line alone
+		a.heard.Store(true)
+	}
+}
 
-func (a *activity) since() time.Duration { return time.Since(time.Unix(0, a.last.Load())) }
+// since is how long the peer has been silent, as of the checks so far.
+func (a *activity) since() time.Duration {
+	now := time.Now().UnixNano()
+	if a.heard.Swap(false) {
+		a.last.Store(now)
+	}
+	return time.Duration(now - a.last.Load())
+}
 
 func (a *activity) onPing(context.Context, []byte) bool { a.touch(); return true }
 
