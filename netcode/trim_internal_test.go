@@ -254,6 +254,10 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 	defer cancel()
 	require.NoError(t, cl.Connect(ctx, "mem://trim"))
 	defer cl.Close()
+	// The client's clock PINGs come quickly for a moment after connecting,
+	// then not for clockIdlePeriod (no snapshots flow here): the trims
+	// below wait for that quiet, or a PONG may hold the outbox.
+	quietAt := time.Now().Add(clockBurst*clockBurstGap + 500*time.Millisecond)
 	c := recvOrFail(t, ctx, conns)
 
 	exchange := func(round int) {
@@ -290,6 +294,8 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 		return kept == 0 && held == 0 && c.acks.pending() == 0
 	}
 	require.Eventually(t, settled, 10*time.Second, 5*time.Millisecond)
+	time.Sleep(time.Until(quietAt))
+	require.Eventually(t, settled, 10*time.Second, 5*time.Millisecond)
 
 	later := time.Now().Add(time.Hour)
 	c.trim(later)
@@ -298,19 +304,25 @@ func TestConnTrimmedWhenIdle(t *testing.T) {
 	released := c.acks.sent.Trim(time.Time{}, math.MaxInt64)
 	c.acks.mu.Unlock()
 	require.True(t, released, "the acks' window")
+	// Read under each lock, assert after it: a failure must not leave a
+	// lock held for the cleanup's Close to wait on.
 	c.copies.mu.Lock()
-	require.Nil(t, c.copies.ring, "the copies' ring")
+	ring := c.copies.ring
 	c.copies.mu.Unlock()
+	require.Nil(t, ring, "the copies' ring")
 	c.res.mu.Lock()
-	require.Zero(t, cap(c.res.buf), "the replay log")
+	logCap := cap(c.res.buf)
 	c.res.mu.Unlock()
+	require.Zero(t, logCap, "the replay log")
 	c.out.mu.Lock()
-	require.Zero(t, cap(c.out.buf)+cap(c.out.spare), "the outbox")
+	outCap := cap(c.out.buf) + cap(c.out.spare)
 	c.out.mu.Unlock()
+	require.Zero(t, outCap, "the outbox")
 	c.dq.turn.Lock()
-	require.Nil(t, c.dq.scratch, "the datagram scratch")
-	require.Nil(t, c.dq.copyBufs, "the copies' datagrams")
+	scratch, copyBufs := c.dq.scratch, c.dq.copyBufs
 	c.dq.turn.Unlock()
+	require.Nil(t, scratch, "the datagram scratch")
+	require.Nil(t, copyBufs, "the copies' datagrams")
 	before := c.Stats()
 
 	exchange(1000)

@@ -138,7 +138,9 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config,
 		// Roomwire's close code; the library's own limit is not needed.
 		ws.SetReadLimit(-1)
 	}
+	s.kmu.Lock() // keepalive, on the timer's goroutine, resets s.keep
 	s.keep = time.AfterFunc(s.idle/3, s.keepalive)
+	s.kmu.Unlock()
 	s.wg.Add(1)
 	go s.readLoop()
 	return s
