@@ -180,7 +180,7 @@ func TestShutdownTellsClientsWhy(t *testing.T) {
 		require.NoError(t, srv.Shutdown(ctx))
 		for i := 0; i < n; i++ {
 			ce := nt.Recv(t, saw, "shutdown reason")
-			require.Equal(t, netcode.CloseGoingAway, ce.Code)
+			require.Equal(t, netcode.CloseGoingAway, ce.Code, ce.Reason)
 			require.Equal(t, "server shutting down", ce.Reason)
 		}
 		short := netcode.ClientConfig{

@@ -342,8 +342,21 @@ func (s *Session) closedErr() error {
 	return net.ErrClosed
 }
 
-// writeErr maps a failed write.
+// writeErr maps a failed write. A write fails first when the peer's close
+// frame has been read but not yet handed on (the WebSocket library refuses
+// writes from then on) or when the connection broke under the reader too;
+// the reader is given a moment to end the session with the real reason, so
+// that the writer's failure does not cut the bytes before the close unread.
 func (s *Session) writeErr(err error) error {
+	if s.endErr.Load() == nil {
+		t := time.NewTimer(writeErrWait)
+		select {
+		case <-s.done:
+		case <-s.readDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if ce := s.endErr.Load(); ce != nil {
 		return ce
 	}

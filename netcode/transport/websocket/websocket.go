@@ -99,6 +99,9 @@ const (
 	// closeLinger bounds the closing handshake: the close frame's write
 	// and the wait for the peer's.
 	closeLinger = time.Second
+	// writeErrWait bounds how long a failed write waits for the reader to
+	// learn why the connection ended.
+	writeErrWait = 200 * time.Millisecond
 )
 
 // Config tunes the transport. The zero value works; a Listener should have
