@@ -13,6 +13,11 @@
 // transport implements those that hold for it; netcode falls back to the
 // plain Session methods on a goroutine of the connection's.
 //
+// A session may read its datagrams only while its Read is being called: a
+// WebSocket server's has one reader, Read's caller, for the whole stream.
+// netcode reads every session's stream for as long as the session lives
+// (or parks on ReadNotifier), so its datagrams always flow.
+//
 // A Session's Read and Write may be called from different goroutines, and
 // SendDatagram and ReceiveDatagram likewise, but no method is called by two
 // goroutines at once except Close, which is safe at any time and more than

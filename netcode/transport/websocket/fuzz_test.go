@@ -28,8 +28,8 @@ func (c *byteConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *byteConn) SetWriteDeadline(time.Time) error { return nil }
 
 // A server's session reads any bytes a client sends without panicking,
-// holding more than the limits or hanging: it ends at the bytes' end, on
-// the peer's close or on the first breach of the format.
+// holding more than the limits or hanging: its Read ends at the bytes'
+// end, on the peer's close or on the first breach of the format.
 func FuzzServerFrames(f *testing.F) {
 	key := [4]byte{9, 8, 7, 6}
 	f.Add(clientFrame(true, opBinary, key, []byte{channelReliable, 1, 0, 0, 1, 'x'}))
@@ -46,9 +46,10 @@ func FuzzServerFrames(f *testing.F) {
 				t.Fatalf("a datagram of %d bytes", len(p))
 			}
 		})
-		go func() { _, _ = io.Copy(io.Discard, s) }()
+		read := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, s); close(read) }()
 		select {
-		case <-s.readDone:
+		case <-read:
 		case <-time.After(5 * time.Second):
 			t.Fatal("the reader did not end at the input's end")
 		}

@@ -19,7 +19,7 @@ import (
 const readChunk = 4 << 10
 
 // frameReader holds a server session's bytes read and not yet parsed,
-// buf[r:w], for the reader goroutine.
+// buf[r:w], for whoever holds rdMu.
 type frameReader struct {
 	conn  net.Conn
 	heard *activity // touched by every read that brings bytes
@@ -86,15 +86,103 @@ func protocolError(what string) error {
 	return fmt.Errorf("%w: websocket: %s", reliable.ErrBadFrame, what)
 }
 
-// readFrames is a server session's read loop: it reads the client's
-// frames, hands each whole data message on (messageIn) and answers
-// control frames, until the connection ends, the peer closes or breaks
-// the format (the error says which).
+// errReliable ends readFrames with a reliable message for Read.
+var errReliable = errors.New("websocket: a reliable message")
+
+// serverRead is Read on a server's session, which has no reader goroutine:
+// the caller, netcode's read loop, reads the socket itself, handling
+// datagrams and control frames inline, until a reliable message comes.
+// One goroutine and one wake-up fewer per message than a reader that
+// hands messages over.
+func (s *Session) serverRead(p []byte) (int, error) {
+	for {
+		s.rmu.Lock()
+		if s.roff < len(s.rbuf) && !s.rdrop {
+			n := copy(p, s.rbuf[s.roff:])
+			s.roff += n
+			if s.roff == len(s.rbuf) {
+				s.rbuf, s.roff = s.rbuf[:0], 0
+			}
+			s.rmu.Unlock()
+			return n, nil
+		}
+		if err := s.rerr; err != nil {
+			s.rmu.Unlock()
+			return 0, err
+		}
+		s.rmu.Unlock()
+		s.rdMu.Lock()
+		s.rmu.Lock()
+		ended := s.rerr != nil // while waiting for the socket
+		s.rmu.Unlock()
+		if !ended {
+			s.stalled.Store(false)
+			err := s.readFrames()
+			s.stalled.Store(true)
+			s.readFailed(err)
+		}
+		s.rdMu.Unlock()
+	}
+}
+
+// readFailed handles the end of readFrames other than a reliable message
+// (rdMu holder): the peer's close (handled), a breach of the format, or
+// the connection's end. After a local close it is the deadline that Close
+// set: the closing handshake reads on.
+func (s *Session) readFailed(err error) {
+	switch {
+	case errors.Is(err, errReliable):
+	case s.endErr.Load() != nil && !errors.Is(err, errPeerClosed):
+	case errors.Is(err, errPeerClosed):
+		s.readEnd()
+	case errors.Is(err, reliable.ErrBadFrame) || errors.Is(err, reliable.ErrFrameTooLarge):
+		// netcode closes the session for it; its closing handshake reads
+		// on to the peer's close, so that the peer is not reset with our
+		// close frame unread.
+		s.broken(err)
+	default:
+		s.readEnded(err)
+		s.readEnd()
+	}
+}
+
+// drain reads a server's socket after the session ended and our close
+// frame went out, until the peer closes the connection (after its close
+// frame) or closeLinger passes: bytes left unread would make the kernel
+// reset the connection, and the peer could lose our close frame.
+func (s *Session) drain() {
+	s.rdMu.Lock()
+	defer s.rdMu.Unlock()
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeLinger))
+	f := &s.fr
+	for {
+		select {
+		case <-s.readDone:
+			return
+		default:
+		}
+		if f.w == len(f.buf) {
+			f.r, f.w = 0, 0
+		}
+		m, err := f.conn.Read(f.buf[f.w:])
+		f.w += m
+		if err != nil {
+			s.readEnd()
+			return
+		}
+	}
+}
+
+// readFrames reads the client's frames, handing on each whole data
+// message (messageIn) and answering control frames, until a reliable
+// message was handed to Read (errReliable), the connection ends, or the
+// peer closes or breaks the format (the error says which).
 func (s *Session) readFrames() error {
 	f := &s.fr
 	if err := f.drop(s.skip); err != nil {
 		return err
 	}
+	s.skip = 0
 	// The longest message taken: a reliable one at the frame limit or a
 	// datagram, with the channel byte; the channel's own limit is checked
 	// once the message is whole.
@@ -173,7 +261,9 @@ func (s *Session) readFrames() error {
 				return err
 			}
 		case fin && !frag:
-			if err := s.messageIn(p); err != nil {
+			err := s.messageIn(p)
+			f.shrink()
+			if err != nil {
 				return err
 			}
 		default:
@@ -183,15 +273,16 @@ func (s *Session) readFrames() error {
 			s.msg = append(s.msg, p...)
 			frag = !fin
 			if fin {
-				if err := s.messageIn(s.msg); err != nil {
-					return err
-				}
+				err := s.messageIn(s.msg)
 				if cap(s.msg) > 2*messageChunk {
 					s.msg = nil // a long message's buffer is not kept
 				}
+				f.shrink()
+				if err != nil {
+					return err
+				}
 			}
 		}
-		f.shrink()
 	}
 }
 
@@ -230,6 +321,7 @@ func (s *Session) messageIn(m []byte) error {
 			return fmt.Errorf("%w: websocket: a message over %d bytes", reliable.ErrFrameTooLarge, s.maxMessage+1)
 		}
 		s.received(m[1:])
+		return errReliable
 	case channelDatagram:
 		if len(m)-1 > MaxDatagram {
 			return fmt.Errorf("%w: websocket: a datagram over %d bytes", reliable.ErrBadFrame, MaxDatagram)
@@ -242,7 +334,7 @@ func (s *Session) messageIn(m []byte) error {
 }
 
 // datagramIn hands a datagram to the handler, or queues a copy for
-// ReceiveDatagram (reader goroutine).
+// ReceiveDatagram (the reader).
 func (s *Session) datagramIn(d []byte) {
 	if f := s.handler.Load(); f != nil {
 		(*f)(d)

@@ -27,9 +27,10 @@ type Session struct {
 	maxMessage int
 	idle       time.Duration
 
-	// The read side, filled by the reader goroutine: reliable bytes not yet
-	// Read (rbuf from roff), and why reading ended (rerr, returned once rbuf
-	// is drained; at once when rdrop, after a local close).
+	// The read side, filled by the reader (a client's goroutine, a server's
+	// Read): reliable bytes not yet Read (rbuf from roff), and why reading
+	// ended (rerr, returned once rbuf is drained; at once when rdrop, after
+	// a local close).
 	rmu   sync.Mutex
 	rcond sync.Cond
 	rbuf  []byte
@@ -50,8 +51,13 @@ type Session struct {
 	handler atomic.Pointer[func([]byte)]
 	heard   *activity
 	// stalled: the reader waits for Read, so the peer is not silent; we
-	// are not listening.
+	// are not listening. On a server, whose Read reads the socket itself,
+	// it is true whenever no Read is in the socket.
 	stalled atomic.Bool
+	// rdMu is held by whoever reads a server's socket: Read, or the
+	// closing handshake once the session ended.
+	rdMu     sync.Mutex
+	readOnce sync.Once // closes readDone
 
 	// The write side: one message at a time, under the turn. A server's
 	// session writes its data frames itself (frame.go): out and dout then
@@ -71,8 +77,8 @@ type Session struct {
 	endErr  atomic.Pointer[transport.CloseError]
 	done    chan struct{}
 	wg      sync.WaitGroup // the reader and the closing goroutine
-	// readDone is closed when the reader goroutine ends: a server's
-	// closing handshake waits for it, as the reader takes the peer's close.
+	// readDone is closed when reading ended: a client's reader goroutine
+	// ended, or a server's socket gave its last bytes.
 	readDone chan struct{}
 
 	// Keep-alive pings, on a timer, while the session lasts.
@@ -141,21 +147,24 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config,
 	s.kmu.Lock() // keepalive, on the timer's goroutine, resets s.keep
 	s.keep = time.AfterFunc(s.idle/3, s.keepalive)
 	s.kmu.Unlock()
+	if s.server {
+		s.stalled.Store(true) // no Read yet
+		return s
+	}
 	s.wg.Add(1)
 	go s.readLoop()
 	return s
 }
+
+// readEnd marks reading over.
+func (s *Session) readEnd() { s.readOnce.Do(func() { close(s.readDone) }) }
 
 // readLoop is the reader goroutine: it reads messages until the connection
 // ends or the peer breaks the format, handing reliable bytes to Read and
 // datagrams to ReceiveDatagram.
 func (s *Session) readLoop() {
 	defer s.wg.Done()
-	defer close(s.readDone)
-	if s.server {
-		s.serverReadLoop()
-		return
-	}
+	defer s.readEnd()
 	for {
 		typ, r, err := s.ws.Reader(context.Background())
 		if err != nil {
@@ -171,23 +180,6 @@ func (s *Session) readLoop() {
 			}
 			return
 		}
-	}
-}
-
-// serverReadLoop is readLoop on a server's session.
-func (s *Session) serverReadLoop() {
-	err := s.readFrames()
-	switch {
-	case errors.Is(err, errPeerClosed):
-	case errors.Is(err, reliable.ErrBadFrame) || errors.Is(err, reliable.ErrFrameTooLarge):
-		s.broken(err)
-		// netcode closes the session for it; read on until the peer's
-		// close or the closing handshake's end, so that the peer is not
-		// reset with our close frame unread.
-		s.discard = true
-		_ = s.readFrames()
-	default:
-		s.readEnded(err)
 	}
 }
 
@@ -263,11 +255,13 @@ func readAtMost(r io.Reader, buf *[]byte, limit int) (int, error) {
 func (s *Session) received(p []byte) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	for len(s.rbuf)-s.roff >= readBuffered && s.rerr == nil {
+	for !s.server && len(s.rbuf)-s.roff >= readBuffered && s.rerr == nil {
 		s.stalled.Store(true)
 		s.rcond.Wait()
 	}
-	s.stalled.Store(false)
+	if !s.server {
+		s.stalled.Store(false)
+	}
 	if s.rerr != nil {
 		return // closing: nothing more is read
 	}
@@ -365,6 +359,9 @@ func (s *Session) writeErr(err error) error {
 
 // Read reads reliable bytes.
 func (s *Session) Read(p []byte) (int, error) {
+	if s.server {
+		return s.serverRead(p)
+	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for s.roff == len(s.rbuf) && s.rerr == nil {
@@ -532,23 +529,28 @@ func (s *Session) MaxDatagram() int { return MaxDatagram }
 // not block; the closing handshake runs on a goroutine of the session, at
 // most about a second. It is idempotent.
 func (s *Session) Close(code uint16, reason string) error {
-	if s.end(&transport.CloseError{Code: code, Reason: reason}, true) {
-		s.wg.Add(1)
-		go s.closeHandshake(code, reason)
+	s.wg.Add(1) // before the end, which a Wait may follow at once
+	if !s.end(&transport.CloseError{Code: code, Reason: reason}, true) {
+		s.wg.Done()
+		return nil
 	}
+	if s.server {
+		_ = s.conn.SetReadDeadline(time.Now()) // a Read in the socket returns
+	}
+	go s.closeHandshake(code, reason)
 	return nil
 }
 
-// closeHandshake writes the close frame and waits for the peer's, which the
-// reader goroutine reads, for at most closeLinger; then the connection is
-// released.
+// closeHandshake writes the close frame and waits for the peer's (a
+// client's reader goroutine reads it, a server's drain) for at most
+// closeLinger; then the connection is released.
 func (s *Session) closeHandshake(code uint16, reason string) {
 	defer s.wg.Done()
 	kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
 	defer kill.Stop()
 	if s.server {
 		if s.writeControl(opClose, closeFrame(code, reason)) == nil {
-			<-s.readDone // the peer's close, or kill
+			s.drain() // to the peer's close, or kill
 		}
 	} else {
 		_ = s.ws.Close(closeStatus(code), closeReason(reason))

@@ -34,14 +34,21 @@
 // simply refused while the kernel holds anything unsent, so the sender needs
 // no probe of the socket first.
 //
-// Goroutines: a session owns one reader goroutine, which demultiplexes the
-// channels (reliable bytes into a bounded buffer that Read drains, datagrams
-// into a queue that drops when full, as a UDP socket would), answers pings and
-// ends with the connection; a keep-alive timer pings a silent peer. Writes run
+// Goroutines: a client's session owns one reader goroutine, which
+// demultiplexes the channels (reliable bytes into a bounded buffer that Read
+// drains, datagrams into a queue that drops when full, as a UDP socket would
+// — or to the DatagramHandler), answers pings and ends with the connection. A
+// server's session has none: Read's caller (netcode's read loop) reads the
+// socket itself, handling datagrams and control frames inline until a
+// reliable message comes, so that a message wakes one goroutine, not two;
+// its datagrams and pongs are read only while Read is called. A keep-alive
+// timer pings a silent peer. Writes run
 // on the caller's goroutine (netcode's writer, datagram sender and a room's
 // ticker), one at a time. Close starts a closing
 // goroutine that writes the close frame and waits a moment for the peer's
-// (the WebSocket closing handshake), then releases the connection; Wait waits
+// (the WebSocket closing handshake; on a server it reads the socket to the
+// peer's end itself, having made a Read in the socket return), then
+// releases the connection; Wait waits
 // for both. Read and Write may be called concurrently, and so may
 // SendDatagram and ReceiveDatagram; Close is safe at any time, more than once.
 package websocket
