@@ -178,3 +178,33 @@ func TestServerRefusesBadFrames(t *testing.T) {
 		})
 	}
 }
+
+// A server that closes reads on to the peer's close frame, passing over
+// data sent meanwhile (a datagram in several fragments among them), and
+// then closes the TCP connection at once, as RFC 6455 7.1.1 has the server
+// do: a browser answers the close frame and waits for the server's TCP
+// close, which must not wait out the closing handshake's second.
+func TestServerClosesTCPOnThePeersClose(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	key := [4]byte{5, 6, 7, 8}
+	c, br := rawClient(t, url, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := l.Accept(ctx)
+	require.NoError(t, err)
+	require.NoError(t, s.Close(uint16(reliable.CloseKicked), "bye"))
+	op, p := serverFrame(t, br)
+	require.Equal(t, byte(opClose), op)
+
+	late := clientFrame(false, opBinary, key, []byte{channelDatagram, 1, 2})
+	late = append(late, clientFrame(true, opContinuation, key, []byte{3, 4})...)
+	late = append(late, clientFrame(true, opBinary, key, append([]byte{channelReliable}, frame(300)...))...)
+	late = append(late, clientFrame(true, opClose, key, p[:2])...)
+	start := time.Now()
+	_, err = c.Write(late)
+	require.NoError(t, err)
+	_, err = br.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the server closes the connection after the peer's close frame")
+	require.Less(t, time.Since(start), closeLinger/2, "at the peer's close, not at the handshake's bound")
+	s.(*Session).Wait()
+}

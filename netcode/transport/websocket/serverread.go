@@ -98,11 +98,7 @@ func (s *Session) serverRead(p []byte) (int, error) {
 	for {
 		s.rmu.Lock()
 		if s.roff < len(s.rbuf) && !s.rdrop {
-			n := copy(p, s.rbuf[s.roff:])
-			s.roff += n
-			if s.roff == len(s.rbuf) {
-				s.rbuf, s.roff = s.rbuf[:0], 0
-			}
+			n := s.take(p)
 			s.rmu.Unlock()
 			return n, nil
 		}
@@ -146,30 +142,20 @@ func (s *Session) readFailed(err error) {
 	}
 }
 
-// drain reads a server's socket after the session ended and our close
-// frame went out, until the peer closes the connection (after its close
-// frame) or closeLinger passes: bytes left unread would make the kernel
-// reset the connection, and the peer could lose our close frame.
+// drain reads a server's frames after the session ended and our close
+// frame went out, passing over data, until the peer's close frame (or the
+// connection's end, or closeLinger): bytes left unread would make the
+// kernel reset the connection, and the peer could lose our close frame.
 func (s *Session) drain() {
 	s.rdMu.Lock()
 	defer s.rdMu.Unlock()
 	_ = s.conn.SetReadDeadline(time.Now().Add(closeLinger))
-	f := &s.fr
-	for {
-		select {
-		case <-s.readDone:
-			return
-		default:
-		}
-		if f.w == len(f.buf) {
-			f.r, f.w = 0, 0
-		}
-		m, err := f.conn.Read(f.buf[f.w:])
-		f.w += m
-		if err != nil {
-			s.readEnd()
-			return
-		}
+	s.discard = true
+	select {
+	case <-s.readDone: // the peer's close came to a Read
+	default:
+		_ = s.readFrames()
+		s.readEnd()
 	}
 }
 
@@ -209,8 +195,10 @@ func (s *Session) readFrames() error {
 		if err := f.fill(hl); err != nil {
 			return err
 		}
+		// The header stays unread until its payload is in too: a read
+		// stopped meanwhile (by Close's deadline) leaves the reader at a
+		// frame's start, where the closing handshake reads on.
 		h := header[:copy(header[:], f.buf[f.r:f.r+hl])]
-		f.r += hl
 		n := uint64(b1 & 0x7F)
 		switch n {
 		case 126:
@@ -224,36 +212,46 @@ func (s *Session) readFrames() error {
 		if frag {
 			have = uint64(len(s.msg))
 		}
+		var bad error
 		switch {
 		case b0&0x70 != 0:
-			return protocolError("a frame with reserved bits set")
+			bad = protocolError("a frame with reserved bits set")
 		case b1&0x80 == 0:
-			return protocolError("an unmasked frame from a client")
+			bad = protocolError("an unmasked frame from a client")
 		case control && (op > opPong || !fin || n > 125):
-			return protocolError(fmt.Sprintf("a bad control frame (opcode 0x%x)", op))
+			bad = protocolError(fmt.Sprintf("a bad control frame (opcode 0x%x)", op))
 		case !control && op > opBinary:
-			return protocolError(fmt.Sprintf("a reserved opcode 0x%x", op))
+			bad = protocolError(fmt.Sprintf("a reserved opcode 0x%x", op))
 		case s.discard && !control:
+		case op == opContinuation && !frag:
+			bad = protocolError("a continuation frame outside a message")
+		case (op == opText || op == opBinary) && frag:
+			bad = protocolError("a new message inside a fragmented one")
+		case op == opText:
+			bad = fmt.Errorf("%w: websocket: a text message", reliable.ErrBadFrame)
+		case !control && have+n > limit:
+			f.r += hl
+			s.skip = n
+			return s.tooLong(have, n, h[hl-4:hl])
+		}
+		if bad != nil || (s.discard && !control) {
+			// The frame is passed over whole, so that the closing
+			// handshake after a breach reads on from the next one.
+			f.r += hl
+			if bad != nil {
+				s.skip = n
+				return bad
+			}
 			if err := f.drop(n); err != nil {
 				return err
 			}
 			continue
-		case op == opContinuation && !frag:
-			return protocolError("a continuation frame outside a message")
-		case (op == opText || op == opBinary) && frag:
-			return protocolError("a new message inside a fragmented one")
-		case op == opText:
-			s.skip = n
-			return fmt.Errorf("%w: websocket: a text message", reliable.ErrBadFrame)
-		case !control && have+n > limit:
-			s.skip = n
-			return s.tooLong(have, n, h[hl-4:hl])
 		}
-		if err := f.fill(int(n)); err != nil {
+		if err := f.fill(hl + int(n)); err != nil {
 			return err
 		}
-		p := f.buf[f.r : f.r+int(n)]
-		f.r += int(n)
+		p := f.buf[f.r+hl : f.r+hl+int(n)]
+		f.r += hl + int(n)
 		unmask(p, h[hl-4:hl])
 		switch {
 		case control:

@@ -41,8 +41,8 @@ type Session struct {
 	ch    [1]byte     // and its channel byte
 	fr    frameReader // a server's: the bytes read (frame.go)
 	// discard: a server's reader reads frames only for the peer's close,
-	// after the peer broke the format; skip bytes of the frame that did
-	// are still to be read past.
+	// in the closing handshake; skip bytes of the frame that broke the
+	// format are still to be read past.
 	discard bool
 	skip    uint64
 	dgrams  chan []byte
@@ -370,13 +370,19 @@ func (s *Session) Read(p []byte) (int, error) {
 	if s.roff == len(s.rbuf) || s.rdrop {
 		return 0, s.rerr
 	}
+	n := s.take(p)
+	s.rcond.Broadcast() // the reader may wait for room
+	return n, nil
+}
+
+// take copies reliable bytes read into p (rmu held).
+func (s *Session) take(p []byte) int {
 	n := copy(p, s.rbuf[s.roff:])
 	s.roff += n
 	if s.roff == len(s.rbuf) {
 		s.rbuf, s.roff = s.rbuf[:0], 0
 	}
-	s.rcond.Broadcast() // the reader may wait for room
-	return n, nil
+	return n
 }
 
 // Write writes reliable bytes as messages of whole frames. It blocks while
