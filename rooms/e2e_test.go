@@ -499,8 +499,8 @@ func TestInterpolationAndClock(t *testing.T) {
 		// them underrun. A loaded machine can stall the process for a
 		// good part of half a second, so three windows are allowed, and
 		// one must pass; an interpolation that lags its stream fails all.
-		frames, best := 0, -1
-		for w := 0; w < 3 && (best < 0 || best >= 10); w++ {
+		frames, best := 0, 30
+		for w := 0; w < 3 && best >= 10; w++ {
 			underruns := 0
 			for i := 0; i < 30; i++ {
 				in, ok := p.Interpolate(time.Now())
@@ -521,9 +521,7 @@ func TestInterpolationAndClock(t *testing.T) {
 				require.Equal(t, binary.BigEndian.Uint32(in.To.Data), in.To.Tick, "the frame's data is its tick's snapshot")
 				time.Sleep(time.Second / 60)
 			}
-			if best < 0 || underruns < best {
-				best = underruns
-			}
+			best = min(best, underruns)
 		}
 		require.Less(t, best, 10, "underruns in the best window of 30 frames")
 		st := p.Stats()
