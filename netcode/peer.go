@@ -546,10 +546,22 @@ func (p *peer) request(ctx context.Context, name string, payload []byte, timeout
 		p.out.abort()
 		return nil, err
 	}
-	// The writer goroutine writes it: writing here could block past ctx on
-	// a peer that does not read.
-	if err := p.enqueued(p.out.end(b)); err != nil {
+	// This goroutine writes the request itself when the transport says the
+	// write (of all that is queued) would not wait, saving the writer
+	// goroutine's wake-up; otherwise the writer goroutine writes it:
+	// writing here could block past ctx on a peer that does not read.
+	wr, inline := p.session().(transport.WriteReady)
+	inline = inline && !p.out.writing && wr.WriteReady(len(b))
+	if inline {
+		err = p.out.endQuiet(b)
+	} else {
+		err = p.out.end(b)
+	}
+	if err := p.enqueued(err); err != nil {
 		return nil, err
+	}
+	if inline {
+		_ = p.out.flush() // a failure ends the connection, which fails ch
 	}
 	select {
 	case r := <-ch:

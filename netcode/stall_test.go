@@ -3,6 +3,7 @@ package netcode_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,44 @@ func TestNonReadingRequester(t *testing.T) {
 		rep, err := honest.Request(ctx, "big", nil)
 		require.NoError(t, err)
 		require.Len(t, rep, len(big))
+	})
+}
+
+// A client's requests to a server that stopped reading it (its handler
+// holds the read loop) each return by their deadline, even once the
+// socket's buffers are full: a request is written on its caller's
+// goroutine only when the transport says the write would not wait.
+func TestRequestsToANonReadingServerKeepTheirDeadlines(t *testing.T) {
+	nt.Each(t, func(t *testing.T, tr nt.Transport) {
+		release := make(chan struct{})
+		held := make(chan struct{}, 1)
+		srv := nt.Server(t, tr, nil, func(s *netcode.Server) {
+			s.Handle("hold", func(_ *netcode.Conn, _ []byte) ([]byte, error) {
+				held <- struct{}{}
+				<-release
+				return nil, nil
+			})
+			s.Handle("big", func(_ *netcode.Conn, p []byte) ([]byte, error) { return nil, nil })
+		})
+		cl := nt.Client(t, tr, srv, nil)
+		defer close(release)
+		go func() { _, _ = cl.Request(context.Background(), "hold", nil) }()
+		nt.Recv(t, held, "the server's read loop held")
+		// 200 requests of 60 KB: 12 MB, more than loopback's socket buffers
+		// on both sides hold, so that writes would block before the end;
+		// and a short one after each, which may be written inline.
+		big := make([]byte, 60<<10)
+		for i := range 400 {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			start := time.Now()
+			_, err := cl.Request(ctx, "big", big[:(1-i%2)*len(big)+i%2*100])
+			took := time.Since(start)
+			cancel()
+			require.Error(t, err, "request %d got a reply from a server that does not read", i)
+			require.Less(t, took, time.Second, "request %d returned %v after its 20ms deadline: %v", i, took, err)
+			if !errors.Is(err, netcode.ErrRequestTimeout) {
+				break // the client's queue passed its bound: the connection ended, and so the test
+			}
+		}
 	})
 }

@@ -9,7 +9,8 @@
 // own receive loop), TrySender and BoundedQueue (a room's tick sends
 // without waiting), BatchSender with Batch (a tick's datagrams for every
 // session of a socket in one sendmmsg), ReadNotifier (no goroutine parked
-// on an idle stream), PathRTT and Challenged. A
+// on an idle stream), WriteReady (a request written by its caller), PathRTT
+// and Challenged. A
 // transport implements those that hold for it; netcode falls back to the
 // plain Session methods on a goroutine of the connection's.
 //
@@ -94,6 +95,19 @@ type ReadNotifier interface {
 	// must not wait: f must not block (it starts a reader). Until f is
 	// called, no Read may run; a later call replaces an f not yet called.
 	NotifyReadable(f func()) bool
+}
+
+// WriteReady is implemented by sessions that can tell when a short Write
+// would not wait for the peer, so that a client's request is written on
+// the goroutine that waits for its reply anyway, instead of waking a
+// writer goroutine: on a WebSocket over loopback that wake-up is a third of
+// a round trip (WebSocket implements it on a client's session).
+type WriteReady interface {
+	// WriteReady reports whether a Write of n bytes now would not wait: no
+	// other write holds or waits for the stream, the socket holds nothing
+	// unsent, and n is small enough to go out in one system call. It is a
+	// hint; a false one costs only a wake-up.
+	WriteReady(n int) bool
 }
 
 // Challenged is implemented by sessions whose transport gives the

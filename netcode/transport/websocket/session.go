@@ -101,6 +101,7 @@ var (
 	_ transport.Challenged      = (*Session)(nil)
 	_ transport.TrySender       = (*Session)(nil)
 	_ transport.DatagramHandler = (*Session)(nil)
+	_ transport.WriteReady      = (*Session)(nil)
 )
 
 // serverSide is what newSession needs of a session a Listener accepted,
@@ -511,6 +512,19 @@ func (s *Session) TrySendDatagram(p []byte) (bool, error) {
 	return true, s.writeDatagram(p)
 }
 
+// WriteReady reports whether a reliable write of n bytes now would not
+// wait: the write turn is free, the kernel holds nothing unsent, and the
+// message fits the WebSocket library's write buffer, so that it goes out
+// in one system call, which the kernel takes whole then. A server's
+// session, which probes nothing, says false.
+func (s *Session) WriteReady(n int) bool {
+	if s.probe == nil || n > readyWrite || !s.turn.free() {
+		return false
+	}
+	unsent, ok := s.probe.unsent()
+	return ok && unsent == 0
+}
+
 // HandleDatagrams hands every datagram message read from now on to f, on
 // the reader goroutine, in place of ReceiveDatagram.
 func (s *Session) HandleDatagrams(f func(p []byte)) { s.handler.Store(&f) }
@@ -667,6 +681,13 @@ func (t *turn) tryTake() (taken, open bool) {
 	}
 	t.busy = true
 	return true, true
+}
+
+// free reports whether no one holds or waits for the turn, open.
+func (t *turn) free() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.closed && !t.busy && t.reliable == 0
 }
 
 func (t *turn) give() {

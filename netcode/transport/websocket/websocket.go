@@ -96,6 +96,12 @@ const (
 	// messageChunk is the most reliable bytes the Go sender puts in one
 	// message: whole frames up to it, a longer frame alone.
 	messageChunk = 16 << 10
+	// readyWrite is the longest reliable write WriteReady lets a caller
+	// make inline: with its channel byte and a client's 8-byte header it
+	// fits the WebSocket library's 4 KiB write buffer, so it is one
+	// system call, which the kernel takes whole when it holds nothing
+	// unsent, whatever the peer's window.
+	readyWrite = 4096 - 1 - 8
 	// readBuffered is how many received reliable bytes wait for Read
 	// before the reader stops reading, so that TCP's flow control holds a
 	// peer whose frames are not consumed.
