@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -67,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 	htmlOut := fs.String("html", "", "write the report as one self-contained HTML `file` with charts (SVG, no scripts), and print its path")
 	csvDir := fs.String("csv", "", "write the report's time series, rooms, histograms and profiles as CSV files into `dir`")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object on the last line")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the bots' process (runtime/pprof) to `file`, to see where a client machine's CPU goes")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: botclient [flags]\n\nRuns headless bots against a Roomwire server and reports what they measured.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -99,6 +101,22 @@ func run(args []string, stdout, stderr io.Writer) (err error) {
 		}
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := loadtest.Config{

@@ -124,3 +124,19 @@ func TestReportFlags(t *testing.T) {
 		require.NoError(t, err, f)
 	}
 }
+
+// -cpuprofile writes a CPU profile of the run that pprof reads: a gzipped
+// protocol buffer, here of a bot with no server to reach.
+func TestCPUProfileFlag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bots.prof")
+	err := run([]string{"-cpuprofile", path, "-addr", "quic://127.0.0.1:1", "-n", "1", "-insecure",
+		"-connect-timeout", "200ms", "-duration", "100ms", "-json"}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.NoError(t, err)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 2)
+	require.Equal(t, []byte{0x1f, 0x8b}, b[:2], "a gzipped profile")
+
+	err = run([]string{"-cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p.prof")}, &bytes.Buffer{}, &bytes.Buffer{})
+	require.Error(t, err, "an unwritable profile path is refused before any bot starts")
+}
