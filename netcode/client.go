@@ -94,6 +94,7 @@ type ClientConfig struct {
 // for one render loop.
 type Client struct {
 	peer
+	cstats    clientStats // what only a client counts; the rest is peer.stats
 	cfg       ClientConfig
 	id        ID
 	transport atomic.Pointer[string] // the scheme of the URL connected to (a resume may change it)
@@ -505,7 +506,11 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 func (c *Client) Err() error { return c.err() }
 
 // Stats returns the connection's counters.
-func (c *Client) Stats() Stats { return c.statsNow() }
+func (c *Client) Stats() Stats {
+	st := c.statsNow()
+	c.cstats.fill(&st)
+	return st
+}
 
 func (c *Client) dispatchFrame(f reliable.Frame) {
 	if f.Type == reliable.FrameEvent && string(f.Name) == resumeName {
@@ -600,7 +605,7 @@ func (c *Client) onSnapshotFragment(body []byte) {
 	stale, dropped := c.reasm.Stale, c.reasm.Dropped
 	tick, env, done := c.reasm.Add(sh, frag, now)
 	c.stats.datagramsStale.Add(c.reasm.Stale - stale)
-	c.stats.snapshotsIncomplete.Add(c.reasm.Dropped - dropped)
+	c.cstats.snapshotsIncomplete.Add(c.reasm.Dropped - dropped)
 	if !done {
 		return
 	}
@@ -610,11 +615,11 @@ func (c *Client) onSnapshotFragment(body []byte) {
 		c.stats.datagramsBad.Add(1)
 		return
 	case undecodable:
-		c.stats.snapshotsUndecodable.Add(1)
+		c.cstats.snapshotsUndecodable.Add(1)
 		c.acknowledge() // tell the server what we do hold
 		return
 	}
-	c.stats.snapshotsReceived.Add(1)
+	c.cstats.snapshotsReceived.Add(1)
 	c.snapshotWake()
 	c.acknowledge()
 	c.mu.RLock()

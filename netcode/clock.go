@@ -139,7 +139,7 @@ func (c *Client) clockLoop() {
 			c.out.noCopy = idle
 			_ = c.enqueued(c.out.end(reliable.AppendPing(b, uint64(time.Now().UnixNano()))))
 		}
-		n := c.stats.snapshotsReceived.Load()
+		n := c.cstats.snapshotsReceived.Load()
 		switch {
 		case i < clockBurst:
 			t.Reset(clockBurstGap)

@@ -26,9 +26,14 @@ type Conn struct {
 	identity  Identity
 	budget    *budget
 	transport transportKind
+	// handedOver: this handshaking connection's transport resumed another
+	// connection, which now owns it.
+	handedOver bool
+	// parkedNum is rdNum at the last parkReads (see frameAt below).
+	parkedNum uint32
 	// challenge is the CHALLENGE sent on a transport.Challenged session,
-	// which the client's token proof is bound to.
-	challenge []byte
+	// which the client's token proof is bound to (nil elsewhere).
+	challenge *[reliable.ChallengeLen]byte
 	// The newest input handed to the application, 1<<32 | its number, or
 	// 0 before the first (written by the datagram goroutine; a handoff
 	// reads it).
@@ -36,18 +41,14 @@ type Conn struct {
 	data      atomic.Pointer[any]
 	// sres is the server's side of resume; nil where resume is off.
 	sres *serverResume
-	// handedOver: this handshaking connection's transport resumed another
-	// connection, which now owns it.
-	handedOver bool
 	// What serveReads needs across the read loop's goroutines: the
 	// admission to give back, and parkReads and its wake-up, made once.
 	leave    func()
 	park     func() bool
 	readMore func()
-	// The read loop's view of how dense the stream's frames are:
-	// parkedNum is rdNum at the last parkReads, and frameAt and prevAt
-	// (monotonic nanoseconds) when it saw the newest frames.
-	parkedNum       uint32
+	// The read loop's view of how dense the stream's frames are: with
+	// parkedNum above, frameAt and prevAt (monotonic nanoseconds) are
+	// when it saw the newest frames.
 	frameAt, prevAt int64
 }
 
@@ -69,6 +70,14 @@ var monoStart = time.Now()
 
 // monoNow is monotonic time in nanoseconds since the package started.
 func monoNow() int64 { return int64(time.Since(monoStart)) }
+
+// challengeBytes is the CHALLENGE sent, or nil where none was.
+func (c *Conn) challengeBytes() []byte {
+	if c.challenge == nil {
+		return nil
+	}
+	return c.challenge[:]
+}
 
 // ID is the connection's random, unguessable id.
 func (c *Conn) ID() ID { return c.id }
@@ -187,10 +196,9 @@ func (s *Server) serveConn(sess transport.Session) {
 	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
 	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
 	if _, ok := sess.(transport.Challenged); ok {
-		var ch [reliable.ChallengeLen]byte
-		_, _ = rand.Read(ch[:])
-		c.challenge = ch[:]
-		c.out.unnumbered(reliable.AppendChallenge(nil, ch))
+		c.challenge = new([reliable.ChallengeLen]byte)
+		_, _ = rand.Read(c.challenge[:])
+		c.out.unnumbered(reliable.AppendChallenge(nil, *c.challenge))
 	}
 	timer := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
 		c.close(&CloseError{Code: CloseHandshakeTimeout, Reason: fmt.Sprintf("no HELLO accepted within %v", s.cfg.HandshakeTimeout)})
@@ -349,7 +357,7 @@ func (c *Conn) handshake(r *reliable.Reader) bool {
 			return false
 		}
 	} else if c.srv.tokens != nil {
-		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.session(), c.challenge, time.Now())
+		cl, appAuth, err := c.srv.tokens.check(f.Payload, c.session(), c.challengeBytes(), time.Now())
 		if err != nil {
 			c.log.Info("connect token refused", "remote", c.session().RemoteAddr(), "err", err)
 			r := tokenRefusal(err)

@@ -118,6 +118,8 @@ type copyEntry struct {
 // datagrams and the ack reader removes.
 type frameCopies struct {
 	mode CopyMode
+	// fresh: an entry was added since the last round (under mu).
+	fresh bool
 	// on says whether frames are recorded now: the mode, the path and, on
 	// the server, whether the client sends copies itself. The datagram
 	// sender updates it every round.
@@ -127,9 +129,9 @@ type frameCopies struct {
 	peer atomic.Bool
 	// sess and acks are what the path is judged by; skipped counts the
 	// frames not recorded since the path was last judged.
+	skipped atomic.Uint32
 	sess    func() transport.Session
 	acks    *ackState
-	skipped atomic.Uint32
 	judged  atomic.Int64 // when the path was last judged, Unix nanoseconds
 
 	mu sync.Mutex
@@ -139,8 +141,7 @@ type frameCopies struct {
 	ring     *[maxCopies]copyEntry
 	head, n  int
 	bytes    int
-	lastSent time.Time
-	fresh    bool     // an entry was added since the last round
+	lastSent int64    // when copies last went out, Unix nanoseconds
 	idle     idleMark // trim's: add uses it
 }
 
@@ -248,10 +249,11 @@ func pathNeedsCopies(sess transport.Session, acks *ackState) bool {
 func (c *frameCopies) build(now time.Time, maxDatagram int, bufs *[copyDatagrams][]byte, tags *[copyDatagrams]uint64) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n == 0 || (!c.fresh && now.Sub(c.lastSent) < copyResend) {
+	// A clock set back counts as time passed, so that copies go on.
+	if d := now.UnixNano() - c.lastSent; c.n == 0 || (!c.fresh && d >= 0 && d < int64(copyResend)) {
 		return 0
 	}
-	c.fresh, c.lastSent = false, now
+	c.fresh, c.lastSent = false, now.UnixNano()
 	for i := 0; i < c.n; i++ {
 		if e := &c.ring[(c.head+i)%maxCopies]; !e.done && !e.first.IsZero() && now.Sub(e.first) > copyMaxAge {
 			c.finish(e)

@@ -262,15 +262,15 @@ func (c *Client) Interpolate(now time.Time) (Interpolation, bool) {
 	case to == nil: // nothing newer than the render time: underrun
 		from, to = r.newest, r.newest
 		in.Alpha, in.Underrun = 1, true
-		c.stats.interpUnderruns.Add(1)
+		c.cstats.interpUnderruns.Add(1)
 	case from == nil: // render time before everything held
 		from = to
 	default:
 		in.Alpha = float64(render-from.time) / float64(to.time-from.time)
 	}
-	c.stats.interpFrames.Add(1)
-	c.stats.interpDelayTotal.Add(int64(in.Delay))
-	c.stats.interpTargetTotal.Add(int64(in.Target))
+	c.cstats.interpFrames.Add(1)
+	c.cstats.interpDelayTotal.Add(int64(in.Delay))
+	c.cstats.interpTargetTotal.Add(int64(in.Target))
 	c.interpA = append(c.interpA[:0], from.data...)
 	c.interpB = append(c.interpB[:0], to.data...)
 	in.From = Frame{Tick: from.tick, Time: time.Unix(0, from.time), Data: c.interpA}

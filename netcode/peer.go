@@ -77,12 +77,14 @@ type peer struct {
 	wg        sync.WaitGroup
 	spawnMu   sync.Mutex
 	finishing bool
+	// recvInline is what startReceiving was given with recvAdmit and
+	// recvHandle below.
+	recvInline bool
 
 	// pong, if set before the read loop starts, receives PONG frames.
 	pong func(reliable.Frame)
 
 	// What startReceiving was given, for each transport of the connection.
-	recvInline bool
 	recvAdmit  func([]byte) (unreliable.Header, []byte, bool)
 	recvHandle func(unreliable.Header, []byte)
 	// recvMu orders the receipt of datagrams across transports: after a
@@ -96,29 +98,31 @@ type peer struct {
 	// (res.on false) until the server grants it.
 	res *resumeState
 	// detached: the session was handed to another connection (a resume);
-	// this one must not close it.
+	// this one must not close it. isAway is set while the transport is
+	// gone and a resume awaited.
 	detached atomic.Bool
+	isAway   atomic.Bool
+	// rdNum is the read loop's own (with rd below): the number of the
+	// newest numbered frame read, where a loop that parked (readFrames)
+	// goes on.
+	rdNum uint32
 	// partial is the reader hook bound sets, for each reader of a resume.
 	partial func(waiting bool)
 	// dropping is the transport closed on purpose to resume, if any: its
 	// read error then leaves the connection away.
 	dropping atomic.Pointer[sessBox]
-	// isAway is set while the transport is gone and a resume awaited.
-	isAway atomic.Bool
 	// away, set by the owner, waits for a resume after the transport
 	// failed with err: it returns a reader on the new transport and the
 	// number of the peer's first frame on it, or ok false when the
 	// connection is to end (it has closed it).
 	away func(err error) (r *reliable.Reader, first uint32, ok bool)
-	// rd and rdNum are the read loop's own: its Reader, and the number
-	// of the newest numbered frame read, where a loop that parked
-	// (readFrames) goes on.
-	rd    *reliable.Reader
-	rdNum uint32
+	// rd is the read loop's own Reader.
+	rd *reliable.Reader
 	// pingAt and pingSnaps are when the peer's latest PING was handled
-	// and how many snapshots had gone to it then (handleFrame's, under
-	// the sequencer's lock): they tell an idle clock's PING (idlePing).
-	pingAt    time.Time
+	// (monotonic nanoseconds, 0: none) and how many snapshots had gone to
+	// it then (handleFrame's, under the sequencer's lock): they tell an
+	// idle clock's PING (idlePing).
+	pingAt    int64
 	pingSnaps uint64
 
 	// hmu runs the application's event and request handlers one at a
@@ -716,8 +720,9 @@ func (p *peer) handleFrame(f reliable.Frame) {
 // the acknowledgement it takes, costs an idle session more than the PONG.
 func (p *peer) idlePing(now time.Time) bool {
 	snaps := p.stats.snapshotsSent.Load()
-	idle := !p.pingAt.IsZero() && now.Sub(p.pingAt) >= clockIdlePeriod/2 && snaps == p.pingSnaps
-	p.pingAt, p.pingSnaps = now, snaps
+	mono := monoNow()
+	idle := p.pingAt != 0 && time.Duration(mono-p.pingAt) >= clockIdlePeriod/2 && snaps == p.pingSnaps
+	p.pingAt, p.pingSnaps = mono, snaps
 	return idle
 }
 

@@ -167,7 +167,7 @@ func (s *Server) resume(tmp *Conn, f reliable.Frame) *CloseError {
 			tag = cl.Tag
 		} // else a connect token: no ticket's tag, refused as stale
 	} else {
-		cl, _, err := s.tickets.check(f.Payload, sess, tmp.challenge, time.Now())
+		cl, _, err := s.tickets.check(f.Payload, sess, tmp.challengeBytes(), time.Now())
 		if err != nil {
 			tmp.log.Info("resume ticket refused", "remote", sess.RemoteAddr(), "err", err)
 			return refuse("resume_bad_ticket", reasonBadTicket)

@@ -60,6 +60,9 @@ type Stats struct {
 	InterpDelayTotal, InterpTargetTotal time.Duration
 }
 
+// connStats are the counters both sides of a connection keep; a client
+// keeps clientStats as well, which a server's connections have no use for
+// (a thousand idle ones would carry them all the same).
 type connStats struct {
 	bytesSent, bytesReceived         atomic.Uint64
 	framesSent, framesReceived       atomic.Uint64
@@ -68,45 +71,52 @@ type connStats struct {
 	datagramsDropped                 atomic.Uint64
 	snapshotsReplaced                atomic.Uint64
 	snapshotsTooLarge                atomic.Uint64
-	snapshotsReceived                atomic.Uint64
-	snapshotsIncomplete              atomic.Uint64
-	snapshotsUndecodable             atomic.Uint64
 	snapshotsSent, snapshotsDelta    atomic.Uint64
 	inputsReceived, inputsRedundant  atomic.Uint64
 	copiesSent, framesFromCopies     atomic.Uint64
-	interpFrames, interpUnderruns    atomic.Uint64
-	interpDelayTotal                 atomic.Int64
-	interpTargetTotal                atomic.Int64
+}
+
+// clientStats are the counters of what only a client receives and plays.
+type clientStats struct {
+	snapshotsReceived             atomic.Uint64
+	snapshotsIncomplete           atomic.Uint64
+	snapshotsUndecodable          atomic.Uint64
+	interpFrames, interpUnderruns atomic.Uint64
+	interpDelayTotal              atomic.Int64
+	interpTargetTotal             atomic.Int64
 }
 
 func (s *connStats) snapshot() Stats {
 	return Stats{
-		BytesSent:           s.bytesSent.Load(),
-		BytesReceived:       s.bytesReceived.Load(),
-		FramesSent:          s.framesSent.Load(),
-		FramesReceived:      s.framesReceived.Load(),
-		DatagramsSent:       s.datagramsSent.Load(),
-		DatagramsReceived:   s.datagramsReceived.Load(),
-		DatagramsStale:      s.datagramsStale.Load(),
-		DatagramsBad:        s.datagramsBad.Load(),
-		DatagramsDropped:    s.datagramsDropped.Load(),
-		SnapshotsReplaced:   s.snapshotsReplaced.Load(),
-		SnapshotsTooLarge:   s.snapshotsTooLarge.Load(),
-		SnapshotsReceived:   s.snapshotsReceived.Load(),
-		SnapshotsIncomplete: s.snapshotsIncomplete.Load(),
-
-		SnapshotsUndecodable: s.snapshotsUndecodable.Load(),
-		SnapshotsSent:        s.snapshotsSent.Load(),
-		SnapshotsDelta:       s.snapshotsDelta.Load(),
-		InputsReceived:       s.inputsReceived.Load(),
-		InputsRedundant:      s.inputsRedundant.Load(),
-		CopiesSent:           s.copiesSent.Load(),
-		FramesFromCopies:     s.framesFromCopies.Load(),
-		InterpFrames:         s.interpFrames.Load(),
-		InterpUnderruns:      s.interpUnderruns.Load(),
-		InterpDelayTotal:     time.Duration(s.interpDelayTotal.Load()),
-		InterpTargetTotal:    time.Duration(s.interpTargetTotal.Load()),
+		BytesSent:         s.bytesSent.Load(),
+		BytesReceived:     s.bytesReceived.Load(),
+		FramesSent:        s.framesSent.Load(),
+		FramesReceived:    s.framesReceived.Load(),
+		DatagramsSent:     s.datagramsSent.Load(),
+		DatagramsReceived: s.datagramsReceived.Load(),
+		DatagramsStale:    s.datagramsStale.Load(),
+		DatagramsBad:      s.datagramsBad.Load(),
+		DatagramsDropped:  s.datagramsDropped.Load(),
+		SnapshotsReplaced: s.snapshotsReplaced.Load(),
+		SnapshotsTooLarge: s.snapshotsTooLarge.Load(),
+		SnapshotsSent:     s.snapshotsSent.Load(),
+		SnapshotsDelta:    s.snapshotsDelta.Load(),
+		InputsReceived:    s.inputsReceived.Load(),
+		InputsRedundant:   s.inputsRedundant.Load(),
+		CopiesSent:        s.copiesSent.Load(),
+		FramesFromCopies:  s.framesFromCopies.Load(),
 	}
+}
+
+// fill adds the client's own counters to st.
+func (s *clientStats) fill(st *Stats) {
+	st.SnapshotsReceived = s.snapshotsReceived.Load()
+	st.SnapshotsIncomplete = s.snapshotsIncomplete.Load()
+	st.SnapshotsUndecodable = s.snapshotsUndecodable.Load()
+	st.InterpFrames = s.interpFrames.Load()
+	st.InterpUnderruns = s.interpUnderruns.Load()
+	st.InterpDelayTotal = time.Duration(s.interpDelayTotal.Load())
+	st.InterpTargetTotal = time.Duration(s.interpTargetTotal.Load())
 }
 
 // Metrics are a server's counters since it started, for dashboards and tests.
