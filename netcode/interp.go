@@ -2,7 +2,6 @@ package netcode
 
 import (
 	"math"
-	"slices"
 	"time"
 )
 
@@ -39,6 +38,9 @@ const (
 	// seconds of a 30 Hz stream, enough to see a 1 % lateness tail and to
 	// measure a few percent of loss.
 	playoutWindow = 128
+	// playoutLow is how many of the window's smallest offsets the 1st
+	// percentile needs at most.
+	playoutLow = (playoutWindow + 99) / 100
 	// underrunTarget is the share of render frames the delay aims to leave
 	// with no snapshot to blend towards.
 	underrunTarget = 0.004
@@ -113,8 +115,6 @@ type playout struct {
 	renderOff  int64
 	lastLocal  int64
 	lastRender int64
-
-	sorted [playoutWindow]int64 // arrive's scratch
 }
 
 // arrive records a snapshot of tick with server time t (Unix nanoseconds)
@@ -150,18 +150,31 @@ func (p *playout) update() {
 			stride = a.ticks
 		}
 	}
-	got, lost := 0, 0
-	for i, a := range p.win[:p.n] {
-		p.sorted[i] = a.s
+	// S is the largest offset, and the lateness margin reaches down to the
+	// 1st percentile: the k-th smallest, k = ⌈n/100⌉, kept in low (sorted,
+	// low[:k]) in one pass instead of sorting the window at every arrival.
+	k := (p.n + 99) / 100
+	var low [playoutLow]int64
+	got, lost, held := 0, 0, 0
+	p.stream = p.win[0].s
+	for _, a := range p.win[:p.n] {
 		if a.ticks > 0 {
 			got++
 			lost += min(int((a.ticks+stride/2)/stride)-1, maxGapLoss)
 		}
+		p.stream = max(p.stream, a.s)
+		if held < k {
+			held++
+		} else if a.s >= low[k-1] {
+			continue
+		}
+		i := held - 1
+		for ; i > 0 && low[i-1] > a.s; i-- {
+			low[i] = low[i-1]
+		}
+		low[i] = a.s
 	}
-	s := p.sorted[:p.n]
-	slices.Sort(s)
-	p.stream = s[len(s)-1]
-	p.late = p.stream - s[(len(s)+99)/100-1]
+	p.late = p.stream - low[k-1]
 	p.loss = (float64(lost) + lossPrior) / float64(lost+got+1)
 	p.interval = int64(defaultInterval)
 	if stride > 0 && p.tickNs > 0 {

@@ -309,3 +309,30 @@ func BenchmarkInterpArrival(b *testing.B) {
 		tick++
 	}
 }
+
+// The playout's stream offset and lateness margin, kept in one pass, are
+// what sorting the window gives: its largest offset, and that less the
+// 1st percentile (the ⌈n/100⌉-th smallest), for every fill of the window.
+func TestPlayoutMarginMatchesSortedWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	for round := range 300 {
+		var p playout
+		n := 1 + rng.IntN(2*playoutWindow)
+		for i := range n {
+			p.win[p.next] = arrival{s: rng.Int64N(1000) - 500, ticks: uint32(1 + i%3)}
+			if round%5 == 0 {
+				p.win[p.next].s = int64(i % 4) // many equal offsets
+			}
+			p.next = (p.next + 1) % playoutWindow
+			p.n = min(p.n+1, playoutWindow)
+			p.update()
+			s := make([]int64, p.n)
+			for j, a := range p.win[:p.n] {
+				s[j] = a.s
+			}
+			slices.Sort(s)
+			require.Equal(t, s[len(s)-1], p.stream, "round %d, %d arrivals", round, i+1)
+			require.Equal(t, s[len(s)-1]-s[(len(s)+99)/100-1], p.late, "round %d, %d arrivals", round, i+1)
+		}
+	}
+}
