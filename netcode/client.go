@@ -616,12 +616,12 @@ func (c *Client) onSnapshotFragment(body []byte) {
 		return
 	case undecodable:
 		c.cstats.snapshotsUndecodable.Add(1)
-		c.acknowledge() // tell the server what we do hold
+		c.acknowledge(now) // tell the server what we do hold
 		return
 	}
 	c.cstats.snapshotsReceived.Add(1)
 	c.snapshotWake()
-	c.acknowledge()
+	c.acknowledge(now)
 	c.mu.RLock()
 	hs := c.onSnapshot
 	c.mu.RUnlock()

@@ -103,7 +103,17 @@ type inputHistory struct {
 	// sent is set when an input went out since the last snapshot, whose
 	// acknowledgement it then carried.
 	sent atomic.Bool
+	// ackedAt is when an INPUT or ACK datagram last went out (monotonic
+	// nanoseconds): a snapshot right behind another one, in a burst that a
+	// busy client reads at once, is acknowledged by the next.
+	ackedAt atomic.Int64
 }
+
+// ackQuiet is how soon after an INPUT or ACK datagram a reassembled
+// snapshot gets no acknowledgement of its own (PROTOCOL.md 5.11): well
+// under a tick at 60 Hz, so a client reading promptly acknowledges every
+// snapshot, but the snapshots of a burst share one.
+const ackQuiet = 5 * time.Millisecond
 
 // SendInput sends one input (at most unreliable.MaxInput bytes) with every
 // earlier one the server has not acknowledged yet, up to
@@ -146,6 +156,7 @@ func (c *Client) putInputs() error {
 	if err == nil {
 		c.dq.putNow(unreliable.KindInput, body, uint64(h.seq))
 		h.sent.Store(true)
+		h.ackedAt.Store(monoNow())
 	}
 	return err
 }
@@ -154,10 +165,15 @@ func (c *Client) putInputs() error {
 // input since the last snapshot carried it already. While inputs are not
 // known to have arrived, it sends them again instead, in an INPUT datagram
 // (which acknowledges the snapshot too): so the last inputs before the game
-// stops sending any are not lost with their datagram.
-func (c *Client) acknowledge() {
+// stops sending any are not lost with their datagram. Nothing is sent
+// within ackQuiet of the last INPUT or ACK: that one, or the next, does.
+func (c *Client) acknowledge(now time.Time) {
 	h := &c.inputs
 	if h.sent.Swap(false) {
+		return
+	}
+	mono := int64(now.Sub(monoStart))
+	if at := h.ackedAt.Load(); at != 0 && mono-at < int64(ackQuiet) {
 		return
 	}
 	h.mu.Lock()
@@ -170,4 +186,5 @@ func (c *Client) acknowledge() {
 	h.mu.Unlock()
 	var b [unreliable.AckLen]byte
 	c.dq.putNow(unreliable.KindAck, unreliable.AppendAck(b[:0], c.snaps.ack()), 0)
+	h.ackedAt.Store(mono)
 }

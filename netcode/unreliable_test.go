@@ -65,3 +65,46 @@ func TestLatestEventsDropStaleOnes(t *testing.T) {
 	nt.Never(t, got, 50*time.Millisecond, "a stale position")
 	require.EqualValues(t, 1, srv.Conn(id).Stats().DatagramsStale)
 }
+
+// Snapshots that arrive in a burst, as a busy client reads them, share
+// one acknowledgement (PROTOCOL.md 5.11): a client sending no inputs
+// answers 20 snapshots sent back to back (each once the one before
+// arrived, so that none replaces another) with an ACK for every 5 ms the
+// burst took, not one each; and one that comes on its own, later, with
+// one more.
+func TestSnapshotBurstSharesAnAck(t *testing.T) {
+	tr := nt.Find("mem")
+	srv := nt.Server(t, tr, nil, nil)
+	got := make(chan uint32, 64)
+	cl := nt.Client(t, tr, srv, func(c *netcode.Client) {
+		c.OnSnapshot(func(tick uint32, _ []byte) { got <- tick })
+	})
+	conn := srv.Conn(cl.ID())
+	send := func(tick uint32) {
+		s := netcode.NewSnapshot(tick)
+		s.Data = append(s.Data, byte(tick))
+		conn.SendSnapshot(s)
+		s.Release()
+		require.Equal(t, tick, nt.Recv(t, got, "a snapshot"))
+	}
+	received := func() uint64 { return conn.Stats().DatagramsReceived }
+	send(1)
+	nt.Eventually(t, func() bool { return received() == 1 }, "the first snapshot's ACK")
+	time.Sleep(20 * time.Millisecond)
+
+	before := received()
+	start := time.Now()
+	for tick := uint32(2); tick < 22; tick++ {
+		send(tick)
+	}
+	took := time.Since(start)
+	time.Sleep(50 * time.Millisecond) // any ACK still on its way
+	acks := received() - before
+	bound := 2 + uint64(took/(5*time.Millisecond))
+	require.GreaterOrEqual(t, acks, uint64(1), "the burst is acknowledged")
+	require.LessOrEqual(t, acks, bound, "20 snapshots in %v drew %d ACKs", took, acks)
+
+	before = received()
+	send(22)
+	nt.Eventually(t, func() bool { return received() == before+1 }, "its own ACK")
+}
