@@ -78,6 +78,12 @@ type bucket struct {
 	slots  [4]float64
 	slotAt time.Time // start of the newest slot
 	newest int
+
+	// used is set by every take and cleared by the budget's trim, which
+	// notes in quietSince (Unix nanoseconds; trim's own) when it first
+	// found it clear.
+	used       atomic.Bool
+	quietSince int64
 }
 
 func newBucket(name string, r Rate) *bucket {
@@ -95,7 +101,13 @@ func newBucket(name string, r Rate) *bucket {
 // take spends n tokens at now. It reports whether they were there, and
 // whether the connection is now to be closed.
 func (b *bucket) take(now time.Time, n int) (ok, closeIt bool) {
-	if b == nil || b.lim.AllowN(now, n) {
+	if b == nil {
+		return true, false
+	}
+	if !b.used.Load() {
+		b.used.Store(true)
+	}
+	if b.lim.AllowN(now, n) {
 		return true, false
 	}
 	b.mu.Lock()
@@ -113,13 +125,80 @@ func (b *bucket) take(now time.Time, n int) (ok, closeIt bool) {
 	return false, sum >= b.close
 }
 
-// budget is one connection's buckets. The per-event ones are made at their
-// event's first use: most connections never send most of the events that
-// have one (a chat, a room's join), and an idle connection sends none.
+// budget is one connection's buckets. Each is made at its first use: most
+// connections never send most of the events that have one (a chat, a
+// room's join), and an idle connection sends almost nothing. A bucket that
+// has refilled and dropped nothing for overFor is let go (trim): made again
+// at its next use, it starts full, as it would have been.
 type budget struct {
-	events, bytes, datagrams *bucket
+	cfg                      *Budgets
+	events, bytes, datagrams atomic.Pointer[bucket]
 	limits                   *eventLimits
 	perEvent                 []atomic.Pointer[bucket] // by limits.index; nil until used
+}
+
+// bucketOf returns the bucket in p, made from r now if it is not there, or
+// nil when r is no limit.
+func bucketOf(p *atomic.Pointer[bucket], name string, r Rate) *bucket {
+	if k := p.Load(); k != nil {
+		return k
+	}
+	if r.PerSecond < 0 {
+		return nil
+	}
+	p.CompareAndSwap(nil, newBucket(name, r))
+	return p.Load() // ours, or the one another goroutine made first
+}
+
+// eventsBucket, bytesBucket and datagramsBucket are the connection's
+// budgets of reliable events, their bytes, and datagrams.
+func (b *budget) eventsBucket() *bucket {
+	return bucketOf(&b.events, "budget_events", b.cfg.Events)
+}
+
+func (b *budget) bytesBucket() *bucket {
+	return bucketOf(&b.bytes, "budget_event_bytes", b.cfg.EventBytes)
+}
+
+func (b *budget) datagramsBucket() *bucket {
+	return bucketOf(&b.datagrams, "budget_datagrams", b.cfg.Datagrams)
+}
+
+// trim lets go of every bucket unused for trimAfter that is full at now
+// and dropped nothing for overFor. A take racing with it may spend from
+// the bucket let go: a token or two that a peer idle long enough to refill
+// would have had anyway. Only the server's housekeeping calls it.
+func (b *budget) trim(now time.Time) {
+	trimBucket(&b.events, now)
+	trimBucket(&b.bytes, now)
+	trimBucket(&b.datagrams, now)
+	for i := range b.perEvent {
+		trimBucket(&b.perEvent[i], now)
+	}
+}
+
+func trimBucket(p *atomic.Pointer[bucket], now time.Time) {
+	k := p.Load()
+	if k == nil {
+		return
+	}
+	if k.used.Swap(false) {
+		k.quietSince = 0 // used since the last trim
+		return
+	}
+	if k.quietSince == 0 {
+		k.quietSince = now.UnixNano()
+		return
+	}
+	if time.Duration(now.UnixNano()-k.quietSince) < trimAfter || k.lim.TokensAt(now) < float64(k.lim.Burst()) {
+		return
+	}
+	k.mu.Lock()
+	quiet := k.slotAt.IsZero() || now.Sub(k.slotAt) >= overFor
+	k.mu.Unlock()
+	if quiet {
+		p.CompareAndSwap(k, nil)
+	}
 }
 
 // eventLimits are the per-event budgets connections open with: made once
@@ -144,12 +223,7 @@ func newEventLimits(perEvent map[string]Rate) *eventLimits {
 }
 
 func newBudget(b *Budgets, limits *eventLimits) *budget {
-	bu := &budget{
-		events:    newBucket("budget_events", b.Events),
-		bytes:     newBucket("budget_event_bytes", b.EventBytes),
-		datagrams: newBucket("budget_datagrams", b.Datagrams),
-		limits:    limits,
-	}
+	bu := &budget{cfg: b, limits: limits}
 	if limits != nil && len(limits.rates) > 0 {
 		bu.perEvent = make([]atomic.Pointer[bucket], len(limits.rates))
 	}
@@ -168,11 +242,7 @@ func (b *budget) event(name []byte) *bucket {
 	if !ok {
 		return nil
 	}
-	if k := b.perEvent[i].Load(); k != nil {
-		return k
-	}
-	b.perEvent[i].CompareAndSwap(nil, newBucket(b.limits.names[i], b.limits.rates[i]))
-	return b.perEvent[i].Load() // ours, or the one another goroutine made first
+	return bucketOf(&b.perEvent[i], b.limits.names[i], b.limits.rates[i])
 }
 
 // overBudget is the error a request over budget is answered with.
@@ -188,7 +258,7 @@ func (c *Conn) admitEvent(name []byte, size int, reliable bool) bool {
 	now := time.Now()
 	b := c.budget
 	if reliable {
-		if !c.spend(b.events, now, 1) || !c.spend(b.bytes, now, size) {
+		if !c.spend(b.eventsBucket(), now, 1) || !c.spend(b.bytesBucket(), now, size) {
 			return false
 		}
 	}

@@ -82,3 +82,62 @@ func TestBudgetPerEventMadeAtFirstUse(t *testing.T) {
 	other := newBudget(&Budgets{}, limits)
 	require.Nil(t, other.perEvent[0].Load(), "another connection's bucket is its own")
 }
+
+// A connection's budgets are made at their first use and let go by trim
+// once unused for trimAfter, full and with no drop for overFor; made
+// again, a bucket starts full. One in use, not yet refilled, or with
+// recent drops stays.
+func TestBudgetBucketsTrimmedWhenIdleAndFull(t *testing.T) {
+	cfg := &Budgets{Events: Rate{PerSecond: 10, Burst: 2}, EventBytes: Rate{PerSecond: 0.01, Burst: 2}, Datagrams: Rate{PerSecond: -1}}
+	b := newBudget(cfg, nil)
+	require.Nil(t, b.events.Load(), "made before its first use")
+	require.Nil(t, b.datagramsBucket(), "no limit, no bucket")
+	at := func(d time.Duration) time.Time { return time.Unix(1000, 0).Add(d) }
+
+	ev := b.eventsBucket()
+	require.NotNil(t, ev)
+	require.Same(t, ev, b.eventsBucket())
+	ok, _ := ev.take(at(0), 2)
+	require.True(t, ok)
+	ok, _ = ev.take(at(0), 1)
+	require.False(t, ok, "the burst is spent: a drop")
+
+	b.trim(at(0))                           // used since the last trim
+	b.trim(at(time.Second))                 // unused from here
+	b.trim(at(time.Second + trimAfter - 1)) // not yet trimAfter
+	require.Same(t, ev, b.events.Load(), "let go before trimAfter")
+	ev.take(at(7*time.Second), 0)             // a use
+	b.trim(at(8 * time.Second))               // saw it
+	b.trim(at(9 * time.Second))               // unused from here
+	b.trim(at(9*time.Second + trimAfter - 1)) // not yet
+	require.Same(t, ev, b.events.Load(), "let go within trimAfter of a use")
+	b.trim(at(9*time.Second + trimAfter)) // unused, full, no recent drop
+	require.Nil(t, b.events.Load(), "an idle, full bucket is let go")
+	again := b.eventsBucket()
+	require.NotSame(t, ev, again)
+	ok, _ = again.take(at(20*time.Second), 2)
+	require.True(t, ok, "made again, the bucket starts full")
+
+	// Spent and slow to refill: kept however long it is unused.
+	by := b.bytesBucket()
+	by.take(at(0), 2)
+	for s := 1; s < 60; s++ {
+		b.trim(at(time.Duration(s) * time.Second))
+	}
+	require.Same(t, by, b.bytes.Load(), "let go while not full")
+
+	// Refilled, unused long enough, but with a drop within overFor: kept
+	// until overFor has passed since the drop.
+	b = newBudget(&Budgets{Events: Rate{PerSecond: 1, Burst: 1}}, nil)
+	k := b.eventsBucket()
+	k.take(at(0), 1)
+	k.take(at(0), 1) // the drop
+	k.used.Store(false)
+	k.quietSince = at(-trimAfter).UnixNano()
+	b.trim(at(overFor - time.Millisecond))
+	require.Same(t, k, b.events.Load(), "let go with a drop within overFor")
+	b.trim(at(overFor))
+	require.Nil(t, b.events.Load())
+
+	require.Zero(t, testing.AllocsPerRun(100, func() { _ = b.datagramsBucket() }))
+}

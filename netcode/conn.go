@@ -501,7 +501,7 @@ func (c *Conn) callDisconnect(f func(*Conn, *CloseError), ce *CloseError) {
 // malformed (counted).
 func (c *Conn) onDatagram(d []byte) (h unreliable.Header, body []byte, ok bool) {
 	now := time.Now() // one reading for the budget and the acks
-	if !c.spend(c.budget.datagrams, now, 1) {
+	if !c.spend(c.budget.datagramsBucket(), now, 1) {
 		return h, nil, false
 	}
 	if h, body, ok = c.parseDatagram(d, now); !ok {

@@ -55,6 +55,7 @@ func (s *Server) housekeepLoop() {
 			}
 			c.overdue(now)
 			c.trim(now)
+			c.budget.trim(now)
 			list[i] = nil
 		}
 		list = list[:0]
