@@ -178,6 +178,10 @@ func (s *Server) serveConn(sess transport.Session) {
 	c.prepareResume()
 	c.dispatch = c.dispatchFrame
 	c.dq.snaps = &snapshotSender{codec: s.codec}
+	// Bound before the connection is registered: Close may reach it from
+	// then on and start its writer, which reads the write deadline.
+	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
+	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
 	s.connsMu.Lock()
 	busy := len(s.handshaking) >= s.cfg.MaxPendingHandshakes
 	if !busy {
@@ -193,8 +197,6 @@ func (s *Server) serveConn(sess transport.Session) {
 		c.close(&CloseError{Code: CloseGoingAway, Reason: "server shutting down"})
 	}
 
-	r := reliable.NewReader(countingReader{&c.peer}, s.cfg.MaxFrame)
-	c.bound(r, s.cfg.FrameTimeout, s.cfg.WriteTimeout)
 	if _, ok := sess.(transport.Challenged); ok {
 		c.challenge = new([reliable.ChallengeLen]byte)
 		_, _ = rand.Read(c.challenge[:])
