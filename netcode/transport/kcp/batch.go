@@ -14,22 +14,27 @@ import (
 )
 
 // batchWriter is a socket as a transport.BatchWriter: one sendmmsg per
-// call (looped until every packet is written) on a *net.UDPConn, one
-// write per packet on any other PacketConn.
+// call (looped until every packet is written) on a rawUDP or a
+// *net.UDPConn, one write per packet on any other PacketConn.
 type batchWriter struct {
 	conn PacketConn
+	raw  *rawUDP          // nil unless conn is one
 	pc   *ipv4.PacketConn // nil unless conn is a *net.UDPConn
 
-	mu   sync.Mutex // guards msgs, reused so that a call allocates nothing
+	mu   sync.Mutex // guards msgs and sb, reused so that a call allocates nothing
 	msgs []ipv4.Message
+	sb   sendBufs
 }
 
 var _ transport.BatchWriter = (*batchWriter)(nil)
 
 func newBatchWriter(conn PacketConn) *batchWriter {
 	w := &batchWriter{conn: conn}
-	if uc, ok := conn.(*net.UDPConn); ok {
-		w.pc = ipv4.NewPacketConn(uc)
+	switch c := conn.(type) {
+	case *rawUDP:
+		w.raw = c
+	case *net.UDPConn:
+		w.pc = ipv4.NewPacketConn(c)
 	}
 	return w
 }
@@ -37,6 +42,11 @@ func newBatchWriter(conn PacketConn) *batchWriter {
 // WriteBatch writes pkts in order. A packet the system refuses is dropped
 // and the rest are written; the error is the first refusal.
 func (w *batchWriter) WriteBatch(pkts []transport.Packet) error {
+	if w.raw != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.raw.writeBatch(&w.sb, pkts)
+	}
 	if w.pc == nil {
 		var first error
 		for _, p := range pkts {
@@ -136,6 +146,42 @@ func readUDP(conn *net.UDPConn, handle func(p []byte, from netip.AddrPort, now i
 			m.Addr = nil
 		}
 		flush()
+	}
+}
+
+// readRaw reads u in batches until it is closed, handing each packet to
+// handle and calling flush after each batch. While the listener is busy
+// (many sessions sending), it sleeps Config.ReadCoalesce between reads
+// instead of waiting for the next packet, so that one wake-up reads what
+// arrived meanwhile: under load the packets of many players, not one.
+func (l *Listener) readRaw(u *rawUDP, handle func(p []byte, from netip.AddrPort, now int64), flush func()) {
+	r := newRecvBufs(readBatch, packetBuf)
+	coalesce := l.cfg.ReadCoalesce
+	for {
+		n, err := u.recv(r)
+		if err != nil {
+			return // closed
+		}
+		l.stats.reads.Add(1)
+		now := time.Now().UnixNano()
+		for i := range n {
+			p, from := r.packet(i)
+			handle(p, from, now)
+		}
+		if n > 0 {
+			flush()
+		}
+		switch {
+		case n == len(r.hdrs):
+			// More may be waiting: read on.
+		case coalesce > 0 && l.busy(now):
+			l.stats.coalesced.Add(1)
+			time.Sleep(coalesce)
+		default:
+			if u.wait() != nil {
+				return
+			}
+		}
 	}
 }
 

@@ -57,13 +57,18 @@ type ListenerStats struct {
 	DroppedSession   uint64 `json:"dropped_session"` // failed to open or replayed on a session
 	Sessions         int    `json:"sessions"`
 	TokensRemembered int    `json:"tokens_remembered"`
+	// Reads counts the reader's batched reads (recvmmsg) on Linux: Received
+	// / Reads is how many packets a wake-up took. ReadsCoalesced counts the
+	// times it slept Config.ReadCoalesce, busy, instead of waiting.
+	Reads          uint64 `json:"reads"`
+	ReadsCoalesced uint64 `json:"reads_coalesced"`
 }
 
 type listenerStats struct {
 	received, challenges, denied, accepted              atomic.Uint64
 	deniedPerIP, deniedTokensPerIP, deniedTokenTable    atomic.Uint64
 	malformed, badToken, reuse, badChallenge, noSession atomic.Uint64
-	lifetime                                            atomic.Uint64
+	lifetime, reads, coalesced                          atomic.Uint64
 }
 
 // Listener accepts secure KCP sessions on one UDP socket.
@@ -96,6 +101,37 @@ type Listener struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 	stats  listenerStats
+
+	// The reader's view of how busy the socket is, over windows of
+	// busyWindow; only the reader goroutine touches these.
+	winStart    int64  // when the window began, Unix ns
+	winPackets  int    // packets read in it
+	winSessions int    // sessions heard from in it
+	epoch       uint32 // the window's number, as Session.readEpoch
+	isBusy      bool   // the last whole window was busy
+}
+
+// A listener's reader coalesces its reads (Config.ReadCoalesce) while the
+// last busyWindow brought at least busyPackets packets from at least
+// busySessions sessions: many players sending, each at a game's rate, so
+// that a wait of a millisecond gathers several of them and delays none by
+// more than a small part of its send interval. One session's quick
+// exchange (a request and its answer, again and again) never counts as
+// busy, so its round trip is never delayed.
+const (
+	busyWindow   = 50 * time.Millisecond
+	busyPackets  = 100 // 2 a millisecond
+	busySessions = 8
+)
+
+// busy says whether the reader should coalesce, at now.
+func (l *Listener) busy(now int64) bool {
+	if time.Duration(now-l.winStart) >= busyWindow {
+		l.isBusy = l.winPackets >= busyPackets && l.winSessions >= busySessions
+		l.winStart, l.winPackets, l.winSessions = now, 0, 0
+		l.epoch++
+	}
+	return l.isBusy
 }
 
 var _ transport.Listener = (*Listener)(nil)
@@ -127,9 +163,16 @@ func Listen(addr string, cfg Config) (*Listener, error) {
 }
 
 // ListenConn serves the secure handshake and sessions on conn, which the
-// listener then owns.
+// listener then owns. A *net.UDPConn's socket is taken out of Go's
+// network poller (on Linux), so conn itself is closed and must not be used
+// again.
 func ListenConn(conn PacketConn, cfg Config) *Listener {
 	cfg.populate()
+	if uc, ok := conn.(*net.UDPConn); ok {
+		if u, err := openRaw(uc); err == nil {
+			conn = u
+		}
+	}
 	l := &Listener{
 		cfg:        cfg,
 		conn:       conn,
@@ -210,6 +253,8 @@ func (l *Listener) Stats() ListenerStats {
 		DroppedSession:    l.droppedOnSessions(),
 		Sessions:          n,
 		TokensRemembered:  l.used.Len(),
+		Reads:             l.stats.reads.Load(),
+		ReadsCoalesced:    l.stats.coalesced.Load(),
 	}
 }
 
@@ -228,15 +273,18 @@ func (l *Listener) droppedOnSessions() uint64 {
 func (l *Listener) readLoop() {
 	defer l.wg.Done()
 	scratch := make([]byte, secure.MaxPacket)
-	uc, batched := l.conn.(*net.UDPConn)
 	var out *outbox // nil for single reads: answers leave at once
-	if batched {
+	switch l.conn.(type) {
+	case *rawUDP, *net.UDPConn:
 		out = &outbox{w: newBatchWriter(l.conn)}
 	}
 	handle := func(p []byte, from netip.AddrPort, now int64) { l.packet(p, from, now, scratch, out) }
-	if batched {
-		readUDP(uc, handle, out.flush)
-	} else {
+	switch c := l.conn.(type) {
+	case *rawUDP:
+		l.readRaw(c, handle, out.flush)
+	case *net.UDPConn:
+		readUDP(c, handle, out.flush)
+	default:
 		readEach(l.conn, handle)
 	}
 }
@@ -244,6 +292,7 @@ func (l *Listener) readLoop() {
 // packet handles one received packet.
 func (l *Listener) packet(p []byte, from netip.AddrPort, now int64, scratch []byte, out *outbox) {
 	l.stats.received.Add(1)
+	l.winPackets++
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	if len(p) == 0 || len(p) > secure.MaxPacket {
 		l.stats.malformed.Add(1)
@@ -261,6 +310,10 @@ func (l *Listener) packet(p []byte, from netip.AddrPort, now int64, scratch []by
 		if s == nil {
 			l.stats.noSession.Add(1)
 			return
+		}
+		if s.readEpoch != l.epoch {
+			s.readEpoch = l.epoch
+			l.winSessions++
 		}
 		s.handle(p, scratch, now, out)
 	}

@@ -14,7 +14,10 @@
 //
 // Goroutines: a Listener owns two, whatever its number of sessions, and no
 // session has one of its own. The reader reads the socket (in batches,
-// recvmmsg, on a *net.UDPConn), opens each packet and handles it inline:
+// recvmmsg, on a *net.UDPConn), opens each packet and handles it inline.
+// On Linux the socket is kept out of Go's network poller (rawUDP), and
+// while many sessions are sending the reader sleeps Config.ReadCoalesce
+// between reads rather than waking for every packet:
 // KCP segments go into the session's KCP core, and what the core answers
 // leaves in one sendmmsg per batch read; datagrams go to the session's
 // DatagramHandler, or its queue for ReceiveDatagram; a Read waiting on the
@@ -104,6 +107,14 @@ type Config struct {
 	NoDelay, Interval, Resend, NoCongestion int
 	// Window is KCP's send and receive window in segments. Zero means 256.
 	Window int
+	// ReadCoalesce is how long a listener's reader sleeps between reads
+	// while many sessions are sending (a game's players at their input
+	// rate), so that one wake-up reads many packets: on a busy server that
+	// is most of the CPU a packet costs. Nothing waits longer than this to
+	// be read, and only while the listener is busy; one session's quick
+	// exchanges never count as busy. Zero means 1 ms; negative turns it
+	// off. Dialled sessions read at once.
+	ReadCoalesce time.Duration
 	// LocalAddr is the UDP address a client dials from, such as
 	// "127.0.0.5:0". Empty lets the system choose. Load tests on one
 	// machine spread their bots over loopback addresses with it, as real
@@ -141,6 +152,9 @@ func (c *Config) populate() {
 	}
 	if c.Window <= 0 {
 		c.Window = 256
+	}
+	if c.ReadCoalesce == 0 {
+		c.ReadCoalesce = time.Millisecond
 	}
 }
 
@@ -180,6 +194,9 @@ type Session struct {
 	// answerKeepAlive: a dialled session answers a KEEPALIVE with one, and
 	// keeps its own for a longer silence (clientKeepAlive).
 	answerKeepAlive bool
+	// readEpoch is the listener's busy window this session was last heard
+	// in (Listener.busy); its reader goroutine's alone.
+	readEpoch uint32
 	// interval is KCP's, in mono units: how long owed work may wait.
 	interval int64
 
