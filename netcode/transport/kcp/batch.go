@@ -163,6 +163,7 @@ func (l *Listener) readRaw(u *rawUDP, handle func(p []byte, from netip.AddrPort,
 			return // closed
 		}
 		l.stats.reads.Add(1)
+		l.winReads++
 		now := time.Now().UnixNano()
 		for i := range n {
 			p, from := r.packet(i)
@@ -176,6 +177,9 @@ func (l *Listener) readRaw(u *rawUDP, handle func(p []byte, from netip.AddrPort,
 			// More may be waiting: read on.
 		case coalesce > 0 && l.busy(now):
 			l.stats.coalesced.Add(1)
+			if u.arm(false) != nil {
+				return
+			}
 			time.Sleep(coalesce)
 		default:
 			if u.wait() != nil {

@@ -106,29 +106,40 @@ type Listener struct {
 	// busyWindow; only the reader goroutine touches these.
 	winStart    int64  // when the window began, Unix ns
 	winPackets  int    // packets read in it
+	winReads    int    // reads (recvmmsg) in it
 	winSessions int    // sessions heard from in it
 	epoch       uint32 // the window's number, as Session.readEpoch
-	isBusy      bool   // the last whole window was busy
+	isBusy      bool   // the reader coalesces
 }
 
-// A listener's reader coalesces its reads (Config.ReadCoalesce) while the
-// last busyWindow brought at least busyPackets packets from at least
-// busySessions sessions: many players sending, each at a game's rate, so
-// that a wait of a millisecond gathers several of them and delays none by
-// more than a small part of its send interval. One session's quick
-// exchange (a request and its answer, again and again) never counts as
-// busy, so its round trip is never delayed.
+// A listener's reader starts to coalesce its reads (Config.ReadCoalesce)
+// after a busyWindow in which it read at least busyReads times, each after
+// a wake-up, and heard from at least busySessions sessions: many players
+// sending, each at a game's rate, whose packets come one by one. A wait of
+// a millisecond then gathers several of them and delays none by more than
+// a small part of its send interval, and the reader wakes no more often
+// than before. It goes on while its reads take at least two packets each
+// on average, and stops when they do not (the players went quiet) or
+// fewer sessions send. The window is long enough that bursts (a round of
+// keep-alive answers from idle sessions, every 100 ms) do not count. One session's quick exchanges (a
+// request and its answer, again and again) never count, so its round trip
+// is never delayed.
 const (
-	busyWindow   = 50 * time.Millisecond
-	busyPackets  = 100 // 2 a millisecond
+	busyWindow   = 200 * time.Millisecond
+	busyReads    = 200 // a wake-up a millisecond
 	busySessions = 8
 )
 
 // busy says whether the reader should coalesce, at now.
 func (l *Listener) busy(now int64) bool {
 	if time.Duration(now-l.winStart) >= busyWindow {
-		l.isBusy = l.winPackets >= busyPackets && l.winSessions >= busySessions
-		l.winStart, l.winPackets, l.winSessions = now, 0, 0
+		if l.isBusy {
+			l.isBusy = l.winPackets >= 2*l.winReads
+		} else {
+			l.isBusy = l.winReads >= busyReads
+		}
+		l.isBusy = l.isBusy && l.winSessions >= busySessions
+		l.winStart, l.winPackets, l.winReads, l.winSessions = now, 0, 0, 0
 		l.epoch++
 	}
 	return l.isBusy

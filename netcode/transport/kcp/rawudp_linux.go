@@ -20,11 +20,12 @@ import (
 
 // rawUDP is a listener's UDP socket kept out of Go's network poller, so
 // that a packet arriving while the reader coalesces (Config.ReadCoalesce)
-// wakes no thread: Go's poller is edge-triggered and would wake one for
+// wakes no thread: Go's poller is edge-triggered, and would wake one for
 // every packet, reader waiting or not. The socket sits in an epoll
-// instance of its own, armed one-shot only while the reader waits for it
-// (wait); that instance is what Go's poller watches. Reads and writes are
-// non-blocking system calls on the socket: recvmmsg, sendmmsg, sendto.
+// instance of its own (edge-triggered), which is what Go's poller
+// watches; the reader disarms it while it sleeps between reads and arms
+// it again before it waits (arm). Reads and writes are non-blocking system
+// calls on the socket: recvmmsg, sendmmsg, sendto.
 //
 // A write the socket's buffer cannot take (EAGAIN) is dropped, as the
 // network may drop any datagram; KCP resends what it needs.
@@ -33,11 +34,14 @@ type rawUDP struct {
 	v6    bool // an AF_INET6 socket: IPv4 peers travel v4-mapped
 	local net.Addr
 
-	ep    int             // the epoll instance holding fd
-	epf   *os.File        // ep, in Go's poller
-	epc   syscall.RawConn // epf's
-	evs   [1]unix.EpollEvent
-	ready func(uintptr) bool // takeEvent, for epc.Read
+	ep   int                // the epoll instance holding fd
+	epf  *os.File           // ep, in Go's poller
+	epc  syscall.RawConn    // epf's
+	woke func(uintptr) bool // woken, made once so that a wait allocates nothing
+	// armed says whether fd's packets wake the poller (arm); waited and
+	// evs are woken's. All are the reader's alone.
+	armed, waited bool
+	evs           [1]unix.EpollEvent
 
 	// mu is read-held around every system call on fd and ep, and held
 	// whole by Close, so that no call reaches a closed (or reused)
@@ -57,7 +61,7 @@ func openRaw(uc *net.UDPConn) (*rawUDP, error) {
 		return nil, err
 	}
 	u := &rawUDP{fd: -1, ep: -1, local: uc.LocalAddr()}
-	u.ready = u.takeEvent
+	u.woke = u.woken
 	var derr error
 	if err := rc.Control(func(fd uintptr) {
 		u.fd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
@@ -79,7 +83,8 @@ func openRaw(uc *net.UDPConn) (*rawUDP, error) {
 		derr = unix.SetNonblock(u.ep, true) // so that os.NewFile puts it in the poller
 	}
 	if derr == nil {
-		derr = unix.EpollCtl(u.ep, unix.EPOLL_CTL_ADD, u.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(u.fd)})
+		derr = unix.EpollCtl(u.ep, unix.EPOLL_CTL_ADD, u.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(u.fd)})
+		u.armed = true
 	}
 	if derr == nil {
 		u.epf = os.NewFile(uintptr(u.ep), "kcp-epoll")
@@ -186,34 +191,57 @@ func (u *rawUDP) recv(r *recvBufs) (int, error) {
 	}
 }
 
-// wait returns when the socket has a packet to read, or with
-// net.ErrClosed once it is closed.
+// wait returns when the socket may have a packet to read (it may have
+// none, after a stale wake-up), or with net.ErrClosed once it is closed.
 func (u *rawUDP) wait() error {
-	u.mu.RLock()
-	if u.closed {
-		u.mu.RUnlock()
-		return net.ErrClosed
-	}
-	err := unix.EpollCtl(u.ep, unix.EPOLL_CTL_MOD, u.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(u.fd)})
-	u.mu.RUnlock()
-	if err != nil {
+	if err := u.arm(true); err != nil {
 		return err
 	}
-	if err = u.epc.Read(u.ready); err != nil {
+	u.waited = false
+	if err := u.epc.Read(u.woke); err != nil {
 		return net.ErrClosed // the only way the poller fails us: epf closed
 	}
 	return nil
 }
 
-// takeEvent takes the epoll instance's event, if it has one: the socket is
-// readable. It is made once (openRaw), so that a wait allocates nothing.
-func (u *rawUDP) takeEvent(ep uintptr) bool {
+// woken is wait's condition for epc.Read, which forgets any wake-up from
+// before it began: on its first call it asks the epoll instance whether the
+// socket is readable (taking the event), and once the poller has woken it,
+// it is.
+func (u *rawUDP) woken(ep uintptr) bool {
+	if u.waited {
+		return true
+	}
+	u.waited = true
 	for {
 		n, err := unix.EpollWait(int(ep), u.evs[:], 0)
 		if err != unix.EINTR {
 			return n > 0 || err != nil
 		}
 	}
+}
+
+// arm makes the socket's packets wake the poller (on), or not: a reader
+// about to sleep while it coalesces disarms it, so that what arrives
+// meanwhile wakes no thread.
+func (u *rawUDP) arm(on bool) error {
+	if u.armed == on {
+		return nil
+	}
+	var ev unix.EpollEvent
+	if on {
+		ev = unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(u.fd)}
+	}
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if u.closed {
+		return net.ErrClosed
+	}
+	if err := unix.EpollCtl(u.ep, unix.EPOLL_CTL_MOD, u.fd, &ev); err != nil {
+		return err
+	}
+	u.armed = on
+	return nil
 }
 
 // WriteToUDPAddrPort sends b to addr at once (sendto).

@@ -23,6 +23,7 @@ func newRecvBufs(n, size int) *recvBufs                          { return &recvB
 func (r *recvBufs) packet(int) ([]byte, netip.AddrPort)          { return nil, netip.AddrPort{} }
 func (u *rawUDP) recv(*recvBufs) (int, error)                    { return 0, net.ErrClosed }
 func (u *rawUDP) wait() error                                    { return net.ErrClosed }
+func (u *rawUDP) arm(bool) error                                 { return net.ErrClosed }
 func (u *rawUDP) writeBatch(*sendBufs, []transport.Packet) error { return net.ErrClosed }
 
 type sendBufs struct{}
