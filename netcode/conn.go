@@ -253,9 +253,10 @@ func (s *Server) serveConn(sess transport.Session) {
 	c.rd = r
 	c.park = c.parkReads
 	c.prevAt = -int64(readHoldGap) // no frames yet: free to park
+	serve := c.serveReads          // bound once: a read loop's start allocates nothing
 	c.readMore = func() {
 		readLoopStarts.Add(1)
-		go c.serveReads()
+		s.readers.run(serve)
 	}
 	// The read loop goes on in a new goroutine, and this one ends: its
 	// stack grew in the handshake, and a goroutine's stack shrinks only at
@@ -268,10 +269,11 @@ func (s *Server) serveConn(sess transport.Session) {
 // serveReads runs the connection's read loop on its goroutine. When the
 // loop ends, so does the connection: serveReads ends it (connEnded), then
 // gives back its admission and its count in the server's goroutines. On a
-// transport that says when its stream is readable, the goroutine also ends
-// while the stream is idle, and a new one goes on when there is more to
-// read (parkReads): an idle player costs the server no goroutine, whose
-// stack would be most of its memory.
+// transport that says when its stream is readable, the loop also ends
+// while the stream is idle, and goes on when there is more to read
+// (parkReads), on one of the server's warm goroutines (warmPool): an idle
+// player costs the server no goroutine, whose stack would be most of its
+// memory.
 func (c *Conn) serveReads() {
 	ce := c.readFrames(c.park)
 	if ce == nil {

@@ -339,6 +339,9 @@ type Server struct {
 	serving  atomic.Bool
 	wg       sync.WaitGroup // accept loops and connections
 	stopOnce sync.Once
+	// readers run parked connections' read loops when their streams have
+	// bytes again, on goroutines whose stacks earlier loops grew.
+	readers warmPool
 
 	listenersOnce sync.Once
 }
@@ -651,6 +654,7 @@ func (s *Server) closeListeners() {
 		for _, l := range s.listeners {
 			_ = l.Close()
 		}
+		s.readers.close()
 	})
 }
 
