@@ -172,7 +172,7 @@ func (c *Client) acknowledge(now time.Time) {
 	if h.sent.Swap(false) {
 		return
 	}
-	mono := int64(now.Sub(monoStart))
+	mono := monoAt(now)
 	if at := h.ackedAt.Load(); at != 0 && mono-at < int64(ackQuiet) {
 		return
 	}

@@ -69,7 +69,10 @@ var readLoopStarts atomic.Uint64
 var monoStart = time.Now()
 
 // monoNow is monotonic time in nanoseconds since the package started.
-func monoNow() int64 { return int64(time.Since(monoStart)) }
+func monoNow() int64 { return monoAt(time.Now()) }
+
+// monoAt is t in monoNow's units, for a caller that read the clock once.
+func monoAt(t time.Time) int64 { return int64(t.Sub(monoStart)) }
 
 // challengeBytes is the CHALLENGE sent, or nil where none was.
 func (c *Conn) challengeBytes() []byte {

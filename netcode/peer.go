@@ -720,7 +720,7 @@ func (p *peer) handleFrame(f reliable.Frame) {
 // the acknowledgement it takes, costs an idle session more than the PONG.
 func (p *peer) idlePing(now time.Time) bool {
 	snaps := p.stats.snapshotsSent.Load()
-	mono := int64(now.Sub(monoStart))
+	mono := monoAt(now)
 	idle := p.pingAt != 0 && time.Duration(mono-p.pingAt) >= clockIdlePeriod/2 && snaps == p.pingSnaps
 	p.pingAt, p.pingSnaps = mono, snaps
 	return idle
