@@ -121,9 +121,9 @@ type Listener struct {
 // than before. It goes on while its reads take at least two packets each
 // on average, and stops when they do not (the players went quiet) or
 // fewer sessions send. The window is long enough that bursts (a round of
-// keep-alive answers from idle sessions, every 100 ms) do not count. One session's quick exchanges (a
-// request and its answer, again and again) never count, so its round trip
-// is never delayed.
+// keep-alive answers from idle sessions, every 100 ms) do not count. One
+// session's quick exchanges (a request and its answer, again and again)
+// never count, so its round trip is never delayed.
 const (
 	busyWindow   = 200 * time.Millisecond
 	busyReads    = 200 // a wake-up a millisecond

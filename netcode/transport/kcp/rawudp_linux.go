@@ -149,6 +149,10 @@ func newRecvBufs(n, size int) *recvBufs {
 		r.bufs[i] = make([]byte, size)
 		r.iovs[i].Base = &r.bufs[i][0]
 		r.iovs[i].SetLen(size)
+		h := &r.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Iov = &r.iovs[i]
+		h.Iovlen = 1
 	}
 	return r
 }
@@ -162,12 +166,7 @@ func (r *recvBufs) packet(i int) ([]byte, netip.AddrPort) {
 // waiting: 0 packets and a nil error when it holds none.
 func (u *rawUDP) recv(r *recvBufs) (int, error) {
 	for i := range r.hdrs {
-		h := &r.hdrs[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
-		h.Namelen = unix.SizeofSockaddrInet6
-		h.Iov = &r.iovs[i]
-		h.Iovlen = 1
-		h.Flags = 0
+		r.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6 // the kernel wrote the last sender's length
 	}
 	u.mu.RLock()
 	defer u.mu.RUnlock()
