@@ -59,7 +59,21 @@ func (n *Node) register(ctx context.Context) error {
 	}
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	rev, err := n.kvN.Create(octx, nodeKey(n.id), b, jetstream.KeyTTL(n.cfg.NodeTTL))
+	var rev uint64
+	for {
+		rev, err = n.kvN.Create(octx, nodeKey(n.id), b, jetstream.KeyTTL(n.cfg.NodeTTL))
+		// In a cluster just formed, the bucket's stream may still be
+		// electing its leader: its writes go unanswered for a while
+		// (longer than the client's own two retries on a loaded machine).
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) || octx.Err() != nil {
+			break
+		}
+		n.log.Debug("directory not writable yet", "err", err)
+		select {
+		case <-octx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("cluster: node id %q is taken by a live node (a node's entry lives %v after its last refresh)", n.id, n.cfg.NodeTTL)
 	}
