@@ -208,6 +208,7 @@ type run struct {
 	cfg   Config
 	addrs []string
 	runID string
+	clock *frameClock // the bots' frames
 
 	connected, failed      atomic.Int64
 	connectRetries         atomic.Int64
@@ -298,6 +299,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rooms:      make(map[string]*roomTally),
 		botProf:    dealProfiles(cfg.Networks, cfg.Bots),
 		profs:      make([]profTally, len(cfg.Networks)),
+		clock:      newFrameClock(renderRate),
 	}
 	for i := range r.profs {
 		r.profs[i].rtt = newDelayHistogram()
@@ -363,6 +365,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}()
 	wg.Wait()
+	r.clock.close()
 	close(samplerDone)
 	swg.Wait()
 	elapsed := time.Since(start)
@@ -403,7 +406,8 @@ const delayMax = int64(time.Minute / time.Microsecond)
 func newDelayHistogram() *hdrhistogram.Histogram { return hdrhistogram.New(1, delayMax, 3) }
 
 // tally is what one bot measures while it plays, merged into the run's
-// figures when it stops. Only the bot's goroutine touches it.
+// figures when it stops. One goroutine at a time touches it: the frame
+// clock's while the bot plays, the bot's once it left the clock.
 type tally struct {
 	delay    *hdrhistogram.Histogram // interpolation delay, microseconds, ≥ 0
 	delaySum float64                 // nanoseconds, negative ones included
@@ -730,14 +734,10 @@ const renderRate = 60
 func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFor time.Duration, disconnected <-chan *netcode.CloseError, t *tally, prof int) (dropped bool) {
 	end := time.NewTimer(playFor)
 	defer end.Stop()
-	pings := time.NewTicker(r.cfg.PingInterval)
-	defer pings.Stop()
-	frames := time.NewTicker(time.Second / renderRate)
-	defer frames.Stop()
 	// Inputs go out on every perInput-th frame where the tick rate divides
-	// the render rate (30 Hz: every second frame), so that a bot wakes 60
-	// times a second, not 90: 500 bots share one core in a load test.
-	// Other tick rates get a ticker of their own.
+	// the render rate (30 Hz: every second frame), so that they need no
+	// wake-up of their own: 500 bots share one core in a load test. Other
+	// tick rates get a ticker of their own, on this goroutine.
 	tickRate = max(tickRate, 1)
 	perInput, frameNum := 0, 0
 	var inputC <-chan time.Time
@@ -747,12 +747,6 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 		inputs := time.NewTicker(time.Second / time.Duration(tickRate))
 		defer inputs.Stop()
 		inputC = inputs.C
-	}
-	var histC <-chan time.Time // nil, never ready, without a history check
-	if t.hist != nil {
-		h := time.NewTicker(historyInterval)
-		defer h.Stop()
-		histC = h.C
 	}
 
 	var seed [8]byte
@@ -770,30 +764,20 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 	}
 	var pingWG sync.WaitGroup
 	defer pingWG.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-end.C:
-			r.drain(ctx, cl, frames, disconnected, t)
-			return
-		case ce := <-disconnected:
-			r.disconnected(ce)
-			return true
-		case <-histC:
-			n, payload := t.hist.emit()
-			if err := cl.Emit(arena.HistoryEvent, payload); err != nil {
-				t.hist.unemit(n) // not sent: the next event takes its counter
-				r.addError("history", err)
-			}
-		case <-inputC:
+	// The frames, with the pings and history events due, run on the run's
+	// frame clock, until it is left below.
+	started := time.Now()
+	nextPing, nextHist := started.Add(r.cfg.PingInterval), started.Add(historyInterval)
+	frame := func(now time.Time) {
+		if frameNum++; perInput > 0 && frameNum%perInput == 0 {
 			sendInput()
-		case now := <-frames.C:
-			if frameNum++; perInput > 0 && frameNum%perInput == 0 {
-				sendInput()
+		}
+		t.frame(cl, now)
+		if !now.Before(nextPing) {
+			nextPing = nextPing.Add(r.cfg.PingInterval)
+			if nextPing.Before(now) { // the clock was late: no catching up
+				nextPing = now.Add(r.cfg.PingInterval)
 			}
-			t.frame(cl, now)
-		case <-pings.C:
 			pingWG.Add(1)
 			r.eventsSent.Add(1)
 			go func() {
@@ -801,13 +785,50 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 				r.ping(ctx, cl, prof)
 			}()
 		}
+		if t.hist != nil && !now.Before(nextHist) {
+			nextHist = nextHist.Add(historyInterval)
+			if nextHist.Before(now) {
+				nextHist = now.Add(historyInterval)
+			}
+			n, payload := t.hist.emit()
+			if err := cl.Emit(arena.HistoryEvent, payload); err != nil {
+				t.hist.unemit(n) // not sent: the next event takes its counter
+				r.addError("history", err)
+			}
+		}
+	}
+	onClock := r.clock.add(frame)
+	defer func() {
+		if onClock != nil {
+			r.clock.remove(onClock)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-end.C:
+			r.clock.remove(onClock)
+			onClock = nil
+			r.drain(ctx, cl, disconnected, t)
+			return
+		case ce := <-disconnected:
+			r.disconnected(ce)
+			return true
+		case <-inputC:
+			sendInput()
+		}
 	}
 }
 
 // drain goes on rendering, and so acknowledging snapshots, for
 // Config.Drain, sending nothing else; then, with a history check, until
 // every history event has come back or 2 s have passed (t.histTail).
-func (r *run) drain(ctx context.Context, cl *netcode.Client, frames *time.Ticker, disconnected <-chan *netcode.CloseError, t *tally) {
+// The bot is off the frame clock by then: these frames have a ticker of
+// their own.
+func (r *run) drain(ctx context.Context, cl *netcode.Client, disconnected <-chan *netcode.CloseError, t *tally) {
+	frames := time.NewTicker(time.Second / renderRate)
+	defer frames.Stop()
 	if r.cfg.Drain > 0 && !r.render(ctx, cl, frames, disconnected, t, r.cfg.Drain, nil) {
 		return
 	}

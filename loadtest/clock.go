@@ -1,0 +1,111 @@
+package loadtest
+
+import (
+	"sync"
+	"time"
+)
+
+// clockSlots is how many slots a frame's period is cut into: the bots
+// are dealt out to them in turn, so that their frames (and the inputs
+// sent from them) are spread over the period as independent players'
+// are, not sent in bursts.
+const clockSlots = 16
+
+// frameClock runs the bots' frames from one goroutine that wakes once a
+// slot, renderRate×clockSlots times a second, and runs the frames of the
+// bots in that slot. A ticker per bot would wake 500 bots' goroutines
+// 30 000 times a second, most of a load-test machine's core (issue 10:
+// 500 bots in one process must not starve).
+//
+// The goroutine is the clock's: it starts with the first bot and ends when
+// none is left, and close waits for it.
+type frameClock struct {
+	period time.Duration // of a slot
+
+	mu      sync.Mutex
+	slots   [clockSlots][]*clockBot
+	next    int // the slot the next bot is dealt
+	n       int
+	running bool
+	wg      sync.WaitGroup
+}
+
+// clockBot is one bot on a frameClock.
+type clockBot struct {
+	frame func(now time.Time)
+	slot  int
+}
+
+func newFrameClock(framesPerSecond int) *frameClock {
+	return &frameClock{period: time.Second / time.Duration(framesPerSecond*clockSlots)}
+}
+
+// add puts frame on the clock: it runs once a frame period, on the clock's
+// goroutine, until remove.
+func (c *frameClock) add(frame func(now time.Time)) *clockBot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := &clockBot{frame: frame, slot: c.next}
+	c.next = (c.next + 1) % clockSlots
+	c.slots[b.slot] = append(c.slots[b.slot], b)
+	c.n++
+	if !c.running {
+		c.running = true
+		c.wg.Add(1)
+		go c.run()
+	}
+	return b
+}
+
+// remove takes b off the clock; once it returns, b's frame is not running
+// and never runs again.
+func (c *frameClock) remove(b *clockBot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.slots[b.slot]
+	for i, x := range s {
+		if x == b {
+			s[i] = s[len(s)-1]
+			s[len(s)-1] = nil
+			c.slots[b.slot] = s[:len(s)-1]
+			c.n--
+			return
+		}
+	}
+}
+
+// close waits for the clock's goroutine to end, once every bot was
+// removed.
+func (c *frameClock) close() { c.wg.Wait() }
+
+func (c *frameClock) run() {
+	defer c.wg.Done()
+	tk := time.NewTicker(c.period)
+	defer tk.Stop()
+	start := time.Now()
+	done := int64(0) // slots run since start
+	for {
+		<-tk.C
+		now := time.Now()
+		// A ticker drops the ticks its goroutine was too late for: the
+		// slots due are counted from the clock, so that a late wake-up
+		// runs them all (each at most once: a bot is never given two
+		// frames at once).
+		due := int64(now.Sub(start) / c.period)
+		if due-done > clockSlots {
+			done = due - clockSlots
+		}
+		c.mu.Lock()
+		if c.n == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		for ; done < due; done++ {
+			for _, b := range c.slots[done%clockSlots] {
+				b.frame(now)
+			}
+		}
+		c.mu.Unlock()
+	}
+}

@@ -1,0 +1,75 @@
+package loadtest
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The frame clock gives every bot its frames at the render rate from one
+// goroutine, spreads the bots over the frame's period, never runs a bot's
+// frame after remove returned, and ends its goroutine with its last bot.
+func TestFrameClock(t *testing.T) {
+	c := newFrameClock(renderRate)
+	const bots = 2 * clockSlots
+	var mu sync.Mutex
+	firsts := make([]time.Time, bots)
+	counts := make([]int, bots)
+	var removed atomic.Bool
+	var afterRemove atomic.Int64
+	clocked := make([]*clockBot, bots)
+	for i := range bots {
+		clocked[i] = c.add(func(now time.Time) {
+			if removed.Load() {
+				afterRemove.Add(1)
+			}
+			mu.Lock()
+			if counts[i] == 0 {
+				firsts[i] = now
+			}
+			counts[i]++
+			mu.Unlock()
+		})
+	}
+	const playFor = 500 * time.Millisecond
+	time.Sleep(playFor)
+	for _, b := range clocked {
+		c.remove(b)
+	}
+	removed.Store(true)
+	c.close() // returns: the goroutine ended with its last bot
+	require.Zero(t, afterRemove.Load(), "a frame ran after remove returned")
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := int(playFor * renderRate / time.Second) // 30
+	distinct := map[time.Duration]bool{}
+	for i := range bots {
+		// A slow machine's clock runs late: never more frames than due,
+		// and at least half of them.
+		require.LessOrEqual(t, counts[i], want+1, "bot %d: frames", i)
+		require.GreaterOrEqual(t, counts[i], want/2, "bot %d: frames", i)
+		distinct[firsts[i].Sub(firsts[0]).Round(time.Millisecond)] = true
+	}
+	// The bots of one slot run together; slots are a period apart.
+	require.Greater(t, len(distinct), clockSlots/2, "the bots' first frames spread over the frame period")
+
+	// A bot added after the clock stopped starts it again.
+	got := make(chan struct{}, 1)
+	b := c.add(func(time.Time) {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no frame from a restarted clock")
+	}
+	c.remove(b)
+	c.close()
+}
