@@ -80,9 +80,9 @@ func (c *frameClock) close() { c.wg.Wait() }
 
 func (c *frameClock) run() {
 	defer c.wg.Done()
+	start := time.Now() // before the ticker: tick k comes after slot k's start
 	tk := time.NewTicker(c.period)
 	defer tk.Stop()
-	start := time.Now()
 	done := int64(0) // slots run since start
 	for {
 		<-tk.C
