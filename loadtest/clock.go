@@ -1,7 +1,9 @@
 package loadtest
 
 import (
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +36,38 @@ type frameClock struct {
 type clockBot struct {
 	frame func(now time.Time)
 	slot  int
+	clock *frameClock
+}
+
+// frameClocks are a run's clocks, one per processor (GOMAXPROCS), so
+// that a run of thousands of bots on a machine of many cores does not
+// leave every frame to one goroutine; each bot goes on the next in turn.
+type frameClocks struct {
+	clocks []*frameClock
+	next   atomic.Uint32
+}
+
+func newFrameClocks(framesPerSecond int) *frameClocks {
+	cs := &frameClocks{clocks: make([]*frameClock, max(runtime.GOMAXPROCS(0), 1))}
+	for i := range cs.clocks {
+		cs.clocks[i] = newFrameClock(framesPerSecond)
+	}
+	return cs
+}
+
+// add puts frame on the next clock (frameClock.add).
+func (cs *frameClocks) add(frame func(now time.Time)) *clockBot {
+	return cs.clocks[int(cs.next.Add(1)-1)%len(cs.clocks)].add(frame)
+}
+
+// remove takes b off its clock (frameClock.remove).
+func (cs *frameClocks) remove(b *clockBot) { b.clock.remove(b) }
+
+// close waits for every clock's goroutine (frameClock.close).
+func (cs *frameClocks) close() {
+	for _, c := range cs.clocks {
+		c.close()
+	}
 }
 
 func newFrameClock(framesPerSecond int) *frameClock {
@@ -45,7 +79,7 @@ func newFrameClock(framesPerSecond int) *frameClock {
 func (c *frameClock) add(frame func(now time.Time)) *clockBot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := &clockBot{frame: frame, slot: c.next}
+	b := &clockBot{frame: frame, slot: c.next, clock: c}
 	c.next = (c.next + 1) % clockSlots
 	c.slots[b.slot] = append(c.slots[b.slot], b)
 	c.n++

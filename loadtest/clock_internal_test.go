@@ -81,3 +81,32 @@ func TestFrameClock(t *testing.T) {
 	c.remove(b)
 	c.close()
 }
+
+// A run's clocks take the bots in turn, each clock runs its own, and close
+// waits for them all.
+func TestFrameClocks(t *testing.T) {
+	cs := &frameClocks{clocks: []*frameClock{newFrameClock(renderRate), newFrameClock(renderRate), newFrameClock(renderRate)}}
+	var frames [6]atomic.Int64
+	var bots [6]*clockBot
+	for i := range bots {
+		bots[i] = cs.add(func(time.Time) { frames[i].Add(1) })
+	}
+	for i, c := range cs.clocks {
+		c.mu.Lock()
+		n := c.n
+		c.mu.Unlock()
+		require.Equal(t, 2, n, "clock %d's bots", i)
+	}
+	require.Eventually(t, func() bool {
+		for i := range frames {
+			if frames[i].Load() == 0 {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond, "every bot's frames run")
+	for _, b := range bots {
+		cs.remove(b)
+	}
+	cs.close()
+}

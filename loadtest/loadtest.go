@@ -208,7 +208,7 @@ type run struct {
 	cfg   Config
 	addrs []string
 	runID string
-	clock *frameClock // the bots' frames
+	clock *frameClocks // the bots' frames
 
 	connected, failed      atomic.Int64
 	connectRetries         atomic.Int64
@@ -299,7 +299,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rooms:      make(map[string]*roomTally),
 		botProf:    dealProfiles(cfg.Networks, cfg.Bots),
 		profs:      make([]profTally, len(cfg.Networks)),
-		clock:      newFrameClock(renderRate),
+		clock:      newFrameClocks(renderRate),
 	}
 	for i := range r.profs {
 		r.profs[i].rtt = newDelayHistogram()
