@@ -773,11 +773,7 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 			sendInput()
 		}
 		t.frame(cl, now)
-		if !now.Before(nextPing) {
-			nextPing = nextPing.Add(r.cfg.PingInterval)
-			if nextPing.Before(now) { // the clock was late: no catching up
-				nextPing = now.Add(r.cfg.PingInterval)
-			}
+		if due(&nextPing, now, r.cfg.PingInterval) {
 			pingWG.Add(1)
 			r.eventsSent.Add(1)
 			go func() {
@@ -785,11 +781,7 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 				r.ping(ctx, cl, prof)
 			}()
 		}
-		if t.hist != nil && !now.Before(nextHist) {
-			nextHist = nextHist.Add(historyInterval)
-			if nextHist.Before(now) {
-				nextHist = now.Add(historyInterval)
-			}
+		if t.hist != nil && due(&nextHist, now, historyInterval) {
 			n, payload := t.hist.emit()
 			if err := cl.Emit(arena.HistoryEvent, payload); err != nil {
 				t.hist.unemit(n) // not sent: the next event takes its counter
@@ -819,6 +811,18 @@ func (r *run) play(ctx context.Context, cl *netcode.Client, tickRate int, playFo
 			sendInput()
 		}
 	}
+}
+
+// due reports whether *next came by now and, if so, moves it on by every:
+// from now, when the clock was late by more than that (no catching up).
+func due(next *time.Time, now time.Time, every time.Duration) bool {
+	if now.Before(*next) {
+		return false
+	}
+	if *next = next.Add(every); next.Before(now) {
+		*next = now.Add(every)
+	}
+	return true
 }
 
 // drain goes on rendering, and so acknowledging snapshots, for
