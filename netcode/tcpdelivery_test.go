@@ -24,7 +24,47 @@ import (
 // by 80 KB a second. Reliable events at 10 Hz still arrive, all and in
 // order. The server replaced unsent snapshots, which is what keeps the
 // queue short.
+//
+// The age is a timed goal, and a machine slowed by other tests can miss it
+// by a few milliseconds (259 ms once, where runs alone give 190-210): a
+// run that misses it runs once more, and the second decides. A queue that
+// kept every snapshot misses both by seconds.
 func TestWebSocketSnapshotsThroughACappedLink(t *testing.T) {
+	r := cappedLink(t)
+	if r.p99 >= cappedAge {
+		t.Logf("age p99 %v over %v: once more", r.p99, cappedAge)
+		r = cappedLink(t)
+	}
+	r.check(t)
+}
+
+// cappedAge is the bound on a snapshot's age at arrival, at p99.
+const cappedAge = 250 * time.Millisecond
+
+// cappedRun is what one run of TestWebSocketSnapshotsThroughACappedLink
+// measured.
+type cappedRun struct {
+	perSecond, tickRate float64
+	p99, worstGap       time.Duration
+	replaced            uint64
+	events              []uint32
+}
+
+// check asserts the test's goals on the run.
+func (r cappedRun) check(t *testing.T) {
+	t.Helper()
+	require.Greater(t, r.perSecond, 5.0, "snapshots keep arriving")
+	require.Less(t, r.perSecond, r.tickRate*0.8, "at the rate the link allows, not all of them")
+	require.Less(t, r.p99, cappedAge, "each fresh when it arrives")
+	require.Less(t, r.worstGap, 500*time.Millisecond)
+	require.Positive(t, r.replaced, "a newer snapshot replaced an unsent older one: a queue of all of them would have grown")
+	for i, e := range r.events {
+		require.Equal(t, uint32(i+1), e, "reliable events in order")
+	}
+}
+
+// cappedLink runs the test once, with a server of its own.
+func cappedLink(t *testing.T) cappedRun {
 	const (
 		rate     = 100_000 // bytes a second, each way
 		tickRate = 30
@@ -123,12 +163,6 @@ func TestWebSocketSnapshotsThroughACappedLink(t *testing.T) {
 	perSecond := float64(counted) / (end.Sub(start) - settle).Seconds()
 	t.Logf("through %d B/s: %.1f snapshots/s of %d/s; age p50 %v p99 %v max %v (same-clock p99 %v); worst gap %v; server replaced %d unsent snapshots, sent %d",
 		rate, perSecond, tickRate, p(ages, .5), p(ages, .99), ages[len(ages)-1], p(raws, .99), worstGap, st.SnapshotsReplaced, st.SnapshotsSent)
-	require.Greater(t, perSecond, 5.0, "snapshots keep arriving")
-	require.Less(t, perSecond, float64(tickRate)*0.8, "at the rate the link allows, not all of them")
-	require.Less(t, p(ages, .99), 250*time.Millisecond, "each fresh when it arrives")
-	require.Less(t, worstGap, 500*time.Millisecond)
-	require.Positive(t, st.SnapshotsReplaced, "a newer snapshot replaced an unsent older one: a queue of all of them would have grown")
-	for i, e := range events {
-		require.Equal(t, uint32(i+1), e, "reliable events in order")
-	}
+	return cappedRun{perSecond: perSecond, tickRate: tickRate, p99: p(ages, .99), worstGap: worstGap,
+		replaced: st.SnapshotsReplaced, events: slices.Clone(events)}
 }
