@@ -18,9 +18,9 @@
 //     stream: it reads frames, runs their handlers one at a time and
 //     writes their replies itself when no one else is writing. On a
 //     transport that says when its stream is readable
-//     (transport.ReadNotifier: KCP), the reader ends whenever the stream
-//     is idle, and the session starts a new one when more comes, so an
-//     idle connection has no goroutine at all.
+//     (transport.ReadNotifier: KCP, and WebSocket on Linux), the reader
+//     ends whenever the stream is idle, and the session starts a new one
+//     when more comes, so an idle connection has no reader goroutine.
 //   - Snapshots are encoded and sent on the goroutine that sends them,
 //     usually a room's tick loop (Conn.SendSnapshotBatch), when the
 //     transport can take them without blocking: on KCP into a Batch that

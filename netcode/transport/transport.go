@@ -15,7 +15,7 @@
 // plain Session methods on a goroutine of the connection's.
 //
 // A session may read its datagrams only while its Read is being called: a
-// WebSocket server's has one reader, Read's caller, for the whole stream.
+// WebSocket server's may have one reader, Read's caller, for the whole stream.
 // netcode reads every session's stream for as long as the session lives
 // (or parks on ReadNotifier), so its datagrams always flow.
 //

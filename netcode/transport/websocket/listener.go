@@ -39,10 +39,16 @@ type Listener struct {
 	addr    net.Addr
 	origins map[string]bool
 
-	mu       sync.Mutex // closed and the sends on incoming
+	mu       sync.Mutex // closed, the sends on incoming, and the pollers
 	closed   bool
 	incoming chan *Session
 	done     chan struct{}
+	// pollers read the plain TCP sockets of the sessions (poll_linux.go),
+	// one per processor, each made with its first session; sessions go to
+	// them in turn. noPoll: none can be made here.
+	pollers []*poller
+	pnext   int
+	noPoll  bool
 
 	stats struct {
 		upgrades, refusedOrigin, refusedPlain, refusedSubprotocol, refusedBusy, failed atomic.Uint64
@@ -108,6 +114,11 @@ func (l *Listener) Close() error {
 	}
 	l.closed = true
 	close(l.done)
+	for _, p := range l.pollers {
+		if p != nil {
+			p.close()
+		}
+	}
 	for {
 		select {
 		case s := <-l.incoming:
@@ -196,7 +207,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// started nothing and holds only buffers; its finalizer would close
 	// the socket under the session.
 	runtime.SetFinalizer(ws, nil)
-	s := newSession(nil, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1})
+	s := newSession(nil, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1, poll: l.poller()})
 	l.stats.upgrades.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,6 +221,33 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.stats.refusedBusy.Add(1)
 		_ = s.Close(uint16(reliable.CloseRefused), "server busy: accept queue full")
 	}
+}
+
+// poller is the next poller for a session, or nil when sessions are read
+// by their Read (Config.ReaderPerSession, or no poller here).
+func (l *Listener) poller() *poller {
+	if l.cfg.ReaderPerSession {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.noPoll {
+		return nil
+	}
+	if l.pollers == nil {
+		l.pollers = make([]*poller, runtime.GOMAXPROCS(0))
+	}
+	i := l.pnext % len(l.pollers)
+	l.pnext++
+	if l.pollers[i] == nil {
+		p, err := newPoller()
+		if err != nil {
+			l.noPoll = true
+			return nil
+		}
+		l.pollers[i] = p
+	}
+	return l.pollers[i]
 }
 
 func (l *Listener) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, count *atomic.Uint64) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,13 @@ import (
 	"github.com/roomwire/roomwire/netcode/transport"
 	"github.com/roomwire/roomwire/reliable"
 )
+
+// bothReaders runs test with a server's sessions read by the listener's
+// poller (on Linux; elsewhere by Read as well) and by their Read.
+func bothReaders(t *testing.T, test func(*testing.T, Config)) {
+	t.Run("poller", func(t *testing.T) { test(t, Config{}) })
+	t.Run("reader per session", func(t *testing.T) { test(t, Config{ReaderPerSession: true}) })
+}
 
 // clientFrame is a client's frame (RFC 6455 5.2): masked with key, final
 // when fin.
@@ -88,8 +96,10 @@ func serverFrame(t *testing.T, br *bufio.Reader) (op byte, p []byte) {
 // the handshake before the server answered it, a message in fragments with
 // a ping between them (answered with its pong), a datagram, and the
 // client's close with its status and reason, which it echoes.
-func TestServerReadsClientFrames(t *testing.T) {
-	l, url := serve(t, Config{}, false)
+func TestServerReadsClientFrames(t *testing.T) { bothReaders(t, testServerReadsClientFrames) }
+
+func testServerReadsClientFrames(t *testing.T, cfg Config) {
+	l, url := serve(t, cfg, false)
 	key := [4]byte{0x12, 0x34, 0x56, 0x78}
 	reliableBytes := []byte("\x00first half, second half")
 	first := clientFrame(false, opBinary, key, reliableBytes[:12])
@@ -108,6 +118,7 @@ func TestServerReadsClientFrames(t *testing.T) {
 	ts, err := l.Accept(ctx)
 	require.NoError(t, err)
 	s := ts.(*Session)
+	require.Equal(t, runtime.GOOS == "linux" && !cfg.ReaderPerSession, s.poll != nil, "who reads the socket")
 	got := make([]byte, len(reliableBytes)-1)
 	_, err = io.ReadFull(s, got)
 	require.NoError(t, err)
@@ -141,7 +152,10 @@ func TestServerReadsClientFrames(t *testing.T) {
 
 // Frames that break RFC 6455 end reading with a protocol error; the
 // server's close still reaches the peer, which then closes.
-func TestServerRefusesBadFrames(t *testing.T) {
+func TestServerRefusesBadFrames(t *testing.T) { bothReaders(t, testServerRefusesBadFrames) }
+
+func testServerRefusesBadFrames(t *testing.T, cfg Config) {
+	cfg.MaxFrame = 1024
 	key := [4]byte{1, 2, 3, 4}
 	unmasked := []byte{finBit | opBinary, 3, channelReliable, 'h', 'i'}
 	cases := map[string][]byte{
@@ -155,7 +169,7 @@ func TestServerRefusesBadFrames(t *testing.T) {
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
-			l, url := serve(t, Config{MaxFrame: 1024}, false)
+			l, url := serve(t, cfg, false)
 			c, br := rawClient(t, url, bad)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -185,7 +199,11 @@ func TestServerRefusesBadFrames(t *testing.T) {
 // do: a browser answers the close frame and waits for the server's TCP
 // close, which must not wait out the closing handshake's second.
 func TestServerClosesTCPOnThePeersClose(t *testing.T) {
-	l, url := serve(t, Config{}, false)
+	bothReaders(t, testServerClosesTCPOnThePeersClose)
+}
+
+func testServerClosesTCPOnThePeersClose(t *testing.T, cfg Config) {
+	l, url := serve(t, cfg, false)
 	key := [4]byte{5, 6, 7, 8}
 	c, br := rawClient(t, url, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -25,10 +25,24 @@ type frameReader struct {
 	heard *activity // touched by every read that brings bytes
 	buf   []byte
 	r, w  int
+	// nowait: the poller reads the socket, and fill only makes room,
+	// saying errMore when the bytes are not there yet.
+	nowait bool
+	// frag: a fragmented message is being read into the session's msg.
+	frag bool
 }
 
+// errMore stops the parsing of a polled session's buffer (fill) until its
+// socket brings more bytes.
+var errMore = errors.New("websocket: more bytes needed")
+
+// errPaused stops the parsing of a polled session's buffer while Read is
+// behind.
+var errPaused = errors.New("websocket: reading paused")
+
 // fill reads until at least n bytes wait unparsed; n is at most a header
-// or a payload that was checked against the limits.
+// or a payload that was checked against the limits. Without waiting
+// (nowait), it makes room for n bytes and returns errMore.
 func (f *frameReader) fill(n int) error {
 	if f.w-f.r >= n {
 		return nil
@@ -40,6 +54,9 @@ func (f *frameReader) fill(n int) error {
 	if n > len(f.buf) {
 		f.buf = append(f.buf[:f.w], make([]byte, n-f.w)...)
 		f.buf = f.buf[:cap(f.buf)]
+	}
+	if f.nowait {
+		return errMore
 	}
 	for f.w < n {
 		m, err := f.conn.Read(f.buf[f.w:])
@@ -54,18 +71,19 @@ func (f *frameReader) fill(n int) error {
 	return nil
 }
 
-// drop reads n bytes past and forgets them.
-func (f *frameReader) drop(n uint64) error {
-	for n > 0 {
+// drop reads *n bytes past and forgets them, counting *n down as it goes
+// (a polled session's drop goes on when more bytes come).
+func (f *frameReader) drop(n *uint64) error {
+	for *n > 0 {
 		if f.r == f.w {
 			f.r, f.w = 0, 0
 			if err := f.fill(1); err != nil {
 				return err
 			}
 		}
-		k := min(n, uint64(f.w-f.r))
+		k := min(*n, uint64(f.w-f.r))
 		f.r += int(k)
-		n -= k
+		*n -= k
 	}
 	return nil
 }
@@ -95,6 +113,9 @@ var errReliable = errors.New("websocket: a reliable message")
 // One goroutine and one wake-up fewer per message than a reader that
 // hands messages over.
 func (s *Session) serverRead(p []byte) (int, error) {
+	if s.poll != nil {
+		return s.polledRead(p)
+	}
 	for {
 		s.rmu.Lock()
 		if s.roff < len(s.rbuf) && !s.rdrop {
@@ -165,18 +186,14 @@ func (s *Session) drain() {
 // peer closes or breaks the format (the error says which).
 func (s *Session) readFrames() error {
 	f := &s.fr
-	if err := f.drop(s.skip); err != nil {
+	if err := f.drop(&s.skip); err != nil {
 		return err
 	}
-	s.skip = 0
 	// The longest message taken: a reliable one at the frame limit or a
 	// datagram, with the channel byte; the channel's own limit is checked
 	// once the message is whole.
 	limit := uint64(1 + max(s.maxMessage, MaxDatagram))
-	var (
-		frag   bool // a fragmented message is being read into s.msg
-		header [14]byte
-	)
+	var header [14]byte
 	for {
 		if err := f.fill(2); err != nil {
 			return err
@@ -209,6 +226,7 @@ func (s *Session) readFrames() error {
 		op, fin := b0&0x0F, b0&finBit != 0
 		control := op&0x8 != 0
 		have := uint64(0) // of the message, in earlier frames
+		frag := f.frag
 		if frag {
 			have = uint64(len(s.msg))
 		}
@@ -238,11 +256,11 @@ func (s *Session) readFrames() error {
 			// The frame is passed over whole, so that the closing
 			// handshake after a breach reads on from the next one.
 			f.r += hl
+			s.skip = n
 			if bad != nil {
-				s.skip = n
 				return bad
 			}
-			if err := f.drop(n); err != nil {
+			if err := f.drop(&s.skip); err != nil {
 				return err
 			}
 			continue
@@ -269,7 +287,7 @@ func (s *Session) readFrames() error {
 				s.msg = s.msg[:0]
 			}
 			s.msg = append(s.msg, p...)
-			frag = !fin
+			f.frag = !fin
 			if fin {
 				err := s.messageIn(s.msg)
 				if cap(s.msg) > 2*messageChunk {
@@ -318,6 +336,9 @@ func (s *Session) messageIn(m []byte) error {
 		if len(m)-1 > s.maxMessage {
 			return fmt.Errorf("%w: websocket: a message over %d bytes", reliable.ErrFrameTooLarge, s.maxMessage+1)
 		}
+		if s.fr.nowait {
+			return s.pollReceived(m[1:])
+		}
 		s.received(m[1:])
 		return errReliable
 	case channelDatagram:
@@ -350,6 +371,10 @@ func (s *Session) datagramIn(d []byte) {
 func (s *Session) controlIn(op byte, p []byte) error {
 	switch op {
 	case opPing:
+		if s.fr.nowait {
+			s.tryControl(opPong, p)
+			return nil
+		}
 		return s.writeControl(opPong, p)
 	case opClose:
 		code, reason := websocket.StatusNoStatusRcvd, ""
@@ -365,7 +390,11 @@ func (s *Session) controlIn(op byte, p []byte) error {
 			if len(p) >= 2 {
 				copy(echo[:], p)
 			}
-			_ = s.writeControl(opClose, echo[:min(len(p), 2)])
+			if s.fr.nowait {
+				s.tryControl(opClose, echo[:min(len(p), 2)])
+			} else {
+				_ = s.writeControl(opClose, echo[:min(len(p), 2)])
+			}
 			_ = s.conn.Close()
 		}
 		return errPeerClosed
@@ -402,4 +431,105 @@ func (s *Session) serverPing() {
 	guard := time.AfterFunc(s.idle, func() { _ = s.Close(uint16(reliable.CloseTimeout), "idle timeout: a ping not taken") })
 	defer guard.Stop()
 	_ = s.writeControl(opPing, nil)
+}
+
+// polledRead is Read on a session its listener's poller reads: it takes
+// the reliable bytes the poller handed on, and has the poller read on
+// once it is no longer behind.
+func (s *Session) polledRead(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for s.roff == len(s.rbuf) && s.rerr == nil {
+		s.rcond.Wait()
+	}
+	if s.roff == len(s.rbuf) || s.rdrop {
+		return 0, s.rerr
+	}
+	n := s.take(p)
+	if s.paused && len(s.rbuf)-s.roff < readBuffered/2 {
+		s.paused = false
+		s.stalled.Store(false)
+		s.poll.resume(s)
+	}
+	return n, nil
+}
+
+// pollReceived hands a polled session's reliable bytes to Read (rdMu
+// held), and wakes a reader that NotifyReadable parked. While Read is
+// behind by readBuffered bytes, the poller stops reading the socket
+// (errPaused), so that TCP's flow control holds the peer.
+func (s *Session) pollReceived(p []byte) error {
+	s.rmu.Lock()
+	if s.rerr != nil {
+		s.rmu.Unlock()
+		return nil // closing: nothing more is read
+	}
+	if s.roff > 0 {
+		s.rbuf = s.rbuf[:copy(s.rbuf, s.rbuf[s.roff:])]
+		s.roff = 0
+	}
+	s.rbuf = append(s.rbuf, p...)
+	s.rcond.Broadcast()
+	readable := s.onReadable
+	s.onReadable = nil
+	var err error
+	if len(s.rbuf) >= readBuffered {
+		s.paused = true
+		s.stalled.Store(true) // the peer is not silent: we are not listening
+		s.poll.pause(s)
+		err = errPaused
+	}
+	s.rmu.Unlock()
+	if readable != nil {
+		readable()
+	}
+	return err
+}
+
+// NotifyReadable implements transport.ReadNotifier on a session its
+// listener's poller reads: netcode's read loop then ends while the stream
+// is idle, and the poller starts it again (f) when reliable bytes come or
+// the session ends. Other sessions say false: their Read reads.
+func (s *Session) NotifyReadable(f func()) bool {
+	if s.poll == nil {
+		return false
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.roff < len(s.rbuf) || s.rerr != nil {
+		return false
+	}
+	s.onReadable = f
+	return true
+}
+
+// tryControl writes a control frame from the poller, which must not wait:
+// if the socket takes nothing at once (it holds bytes unsent), the frame
+// is dropped. A pong or a close echo is a few bytes, which a socket under
+// TCP_NOTSENT_LOWAT takes whole or not at all.
+func (s *Session) tryControl(op byte, p []byte) {
+	tw, ok := s.conn.(tryWriter)
+	if !ok {
+		return
+	}
+	b := make([]byte, serverHeader+len(p))
+	copy(b[serverHeader:], p)
+	start := putServerHeader(b, serverHeader, op, len(p))
+	_, _ = tw.tryWrite(b[start:])
+}
+
+// stopPolling takes a session out of its poller for good, and returns
+// once the poller is done with it: from then on, reads of the socket
+// (the closing handshake's) wait for their bytes.
+func (s *Session) stopPolling() {
+	s.rmu.Lock()
+	p := s.poll
+	s.rmu.Unlock()
+	if p == nil {
+		return
+	}
+	p.remove(s)
+	s.rdMu.Lock()
+	s.fr.nowait = false
+	s.rdMu.Unlock()
 }

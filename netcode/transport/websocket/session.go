@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -54,10 +55,25 @@ type Session struct {
 	// are not listening. On a server, whose Read reads the socket itself,
 	// it is true whenever no Read is in the socket.
 	stalled atomic.Bool
-	// rdMu is held by whoever reads a server's socket: Read, or the
-	// closing handshake once the session ended.
+	// rdMu is held by whoever reads a server's socket: Read, its
+	// listener's poller, or the closing handshake once the session ended.
 	rdMu     sync.Mutex
 	readOnce sync.Once // closes readDone
+
+	// A server's session whose socket its listener's poller reads
+	// (poll_linux.go): poll is set (under rmu) before the session is
+	// handed out and never changes; praw and pfd are its socket's; pollFn
+	// is the poller's read into fr, bound once, and pn, perr its result.
+	poll   *poller
+	praw   syscall.RawConn
+	pfd    int32
+	pollFn func(uintptr) bool
+	pn     int
+	perr   error
+	// paused (rmu): the poller stopped reading while Read is behind.
+	paused bool
+	// onReadable (rmu): NotifyReadable's f, waiting for bytes or the end.
+	onReadable func()
 
 	// The write side: one message at a time, under the turn. A server's
 	// session writes its data frames itself (frame.go): out and dout then
@@ -102,13 +118,15 @@ var (
 	_ transport.TrySender       = (*Session)(nil)
 	_ transport.DatagramHandler = (*Session)(nil)
 	_ transport.WriteReady      = (*Session)(nil)
+	_ transport.ReadNotifier    = (*Session)(nil)
 )
 
 // serverSide is what newSession needs of a session a Listener accepted,
 // which reads and writes its frames itself (frame.go).
 type serverSide struct {
-	early  []byte // bytes the HTTP server read past the handshake
-	lowat1 bool   // the socket has TCP_NOTSENT_LOWAT 1
+	early  []byte  // bytes the HTTP server read past the handshake
+	lowat1 bool    // the socket has TCP_NOTSENT_LOWAT 1
+	poll   *poller // to read the socket, if it can; nil: Read reads it
 }
 
 // newSession starts a session on an open WebSocket; conn is the connection
@@ -150,6 +168,9 @@ func newSession(ws *websocket.Conn, conn net.Conn, heard *activity, cfg *Config,
 	s.kmu.Unlock()
 	if s.server {
 		s.stalled.Store(true) // no Read yet
+		if srv.poll != nil {
+			srv.poll.add(s) // or Read reads the socket
+		}
 		return s
 	}
 	s.wg.Add(1)
@@ -318,7 +339,16 @@ func (s *Session) end(ce *transport.CloseError, local bool) bool {
 		}
 		s.rdrop = local
 		s.rcond.Broadcast()
+		readable := s.onReadable
+		s.onReadable = nil
+		p := s.poll
 		s.rmu.Unlock()
+		if p != nil {
+			p.remove(s)
+		}
+		if readable != nil {
+			readable() // a parked reader learns of the end
+		}
 		s.turn.close()
 		s.kmu.Lock()
 		s.stopped = true
@@ -569,6 +599,7 @@ func (s *Session) closeHandshake(code uint16, reason string) {
 	kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
 	defer kill.Stop()
 	if s.server {
+		s.stopPolling()
 		if s.writeControl(opClose, closeFrame(code, reason)) == nil {
 			s.drain() // to the peer's close, or kill
 		}

@@ -38,7 +38,14 @@
 // demultiplexes the channels (reliable bytes into a bounded buffer that Read
 // drains, datagrams into a queue that drops when full, as a UDP socket would
 // — or to the DatagramHandler), answers pings and ends with the connection. A
-// server's session has none: Read's caller (netcode's read loop) reads the
+// server's session has none. On Linux, the plain TCP sockets of a
+// Listener's sessions are read by its poll loops (poll_linux.go: one per
+// processor, each running while it has sessions): one read per socket with
+// bytes, datagrams handed to the handler and pings answered inline, reliable
+// bytes into the bounded buffer that Read drains (the loop stops reading a
+// socket while Read is behind, and a reader parked by NotifyReadable is
+// started again when bytes come). Under TLS, elsewhere, or with
+// Config.ReaderPerSession, Read's caller (netcode's read loop) reads the
 // socket itself, handling datagrams and control frames inline until a
 // reliable message comes, so that a message wakes one goroutine, not two;
 // its datagrams and pongs are read only while Read is called. A keep-alive
@@ -174,6 +181,13 @@ type Config struct {
 	// *net.TCPConn gets no MSG_EOR writes, nor TCP_NOTSENT_LOWAT unless it
 	// is a syscall.Conn. Dial only.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ReaderPerSession has each session a Listener accepted read by its
+	// Read's caller (netcode's read loop, a goroutine per connection), as
+	// on systems other than Linux and under TLS. By default, on Linux, the
+	// listener's poll loops (one per processor) read the plain TCP sockets
+	// of all its sessions, which costs an input no goroutine wake-up of its
+	// own. Listener only.
+	ReaderPerSession bool
 	// Logger receives a Listener's refusals (the browser sees only "the
 	// opening handshake failed", so the cause is logged here) and its
 	// warning about plain ws://. Nil discards.

@@ -1,0 +1,115 @@
+package websocket
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A client whose reliable bytes the server does not Read is held by TCP:
+// the poller stops reading its socket once readBuffered bytes wait, while
+// another session on the same poller goes on; once Read catches up, every
+// byte arrives, in order.
+func TestPollerPausesWhileReadIsBehind(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one poller for both
+	l, url := serve(t, Config{}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() (*Session, *Session) {
+		c, err := Dial(ctx, url, Config{})
+		require.NoError(t, err)
+		s, err := l.Accept(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			_ = c.Close(0, "test over")
+			_ = s.Close(0, "test over")
+			c.Wait()
+			s.(*Session).Wait()
+		})
+		return c, s.(*Session)
+	}
+	flooder, behind := dial()
+	other, steady := dial()
+	require.NotNil(t, behind.poll)
+	require.Same(t, behind.poll, steady.poll)
+
+	const frames, body = 400, 1000 // 400 KB: many times readBuffered
+	want := make([]byte, 0, frames*(body+4))
+	for i := range frames {
+		f := frame(body)
+		binary.BigEndian.PutUint32(f[4:], uint32(i))
+		want = append(want, f...)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := flooder.Write(want)
+		wrote <- err
+	}()
+	require.Eventually(t, func() bool {
+		behind.rmu.Lock()
+		defer behind.rmu.Unlock()
+		return behind.paused
+	}, 5*time.Second, 10*time.Millisecond, "the poller pauses the session")
+	time.Sleep(100 * time.Millisecond) // the poller would read on meanwhile
+	behind.rmu.Lock()
+	held := len(behind.rbuf) - behind.roff
+	behind.rmu.Unlock()
+	require.Less(t, held, readBuffered+messageChunk+64, "what waits for Read is bounded")
+
+	// The other session on the poller is read meanwhile.
+	for i := range 20 {
+		require.NoError(t, other.SendDatagram([]byte{byte(i)}))
+		d, err := steady.ReceiveDatagram(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []byte{byte(i)}, d)
+	}
+
+	got := make([]byte, len(want))
+	_, err := io.ReadFull(behind, got)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "every byte, in order")
+	require.NoError(t, <-wrote)
+}
+
+// The poller's goroutine ends with its last session, and starts again
+// with the next.
+func TestPollerEndsWithItsLastSession(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	l, url := serve(t, Config{}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	running := func(p *poller) bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.running
+	}
+	for range 2 {
+		c, err := Dial(ctx, url, Config{})
+		require.NoError(t, err)
+		ts, err := l.Accept(ctx)
+		require.NoError(t, err)
+		s := ts.(*Session)
+		require.True(t, running(s.poll))
+		require.NoError(t, c.SendDatagram([]byte("hello")))
+		d, err := s.ReceiveDatagram(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "hello", string(d))
+		_ = c.Close(0, "bye")
+		c.Wait()
+		<-s.Done()
+		require.Eventually(t, func() bool { return !running(s.poll) }, 5*time.Second, 5*time.Millisecond)
+		s.Wait()
+	}
+	require.NoError(t, l.Close())
+	l.mu.Lock()
+	p := l.pollers[0]
+	l.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.True(t, p.released, "a closed listener's idle poller lets its descriptors go")
+}

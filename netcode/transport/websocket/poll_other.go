@@ -1,0 +1,17 @@
+//go:build !linux
+
+package websocket
+
+import "errors"
+
+// poller is Linux's (poll_linux.go): elsewhere a server's sessions are
+// read by their Read.
+type poller struct{}
+
+func newPoller() (*poller, error) { return nil, errors.ErrUnsupported }
+
+func (p *poller) close()            {}
+func (p *poller) add(*Session) bool { return false }
+func (p *poller) remove(*Session)   {}
+func (p *poller) pause(*Session)    {}
+func (p *poller) resume(*Session)   {}
