@@ -318,4 +318,7 @@ func (s *Session) pollRead() {
 	}
 	s.readFailed(err)
 	s.poll.remove(s)
+	// Nothing more is parsed here: after a breach, the closing handshake
+	// reads on from the frame after it (stopPolling, drain).
+	s.fr.nowait = false
 }
