@@ -30,6 +30,9 @@ type frameClock struct {
 	n       int
 	running bool
 	wg      sync.WaitGroup
+	// skipped counts the bots' frames a late wake-up could not run: the
+	// load generator's machine was too slow for its bots.
+	skipped atomic.Uint64
 }
 
 // clockBot is one bot on a frameClock.
@@ -62,6 +65,19 @@ func (cs *frameClocks) add(frame func(now time.Time)) *clockBot {
 
 // remove takes b off its clock (frameClock.remove).
 func (cs *frameClocks) remove(b *clockBot) { b.clock.remove(b) }
+
+// skipped counts the frames the clocks could not run in time
+// (frameClock.skipped), over all of them.
+func (cs *frameClocks) skipped() uint64 {
+	if cs == nil {
+		return 0
+	}
+	var n uint64
+	for _, c := range cs.clocks {
+		n += c.skipped.Load()
+	}
+	return n
+}
 
 // close waits for every clock's goroutine (frameClock.close).
 func (cs *frameClocks) close() {
@@ -124,16 +140,22 @@ func (c *frameClock) run() {
 		// A ticker drops the ticks its goroutine was too late for: the
 		// slots due are counted from the clock, so that a late wake-up
 		// runs them all (each at most once: a bot is never given two
-		// frames at once).
+		// frames at once); the frames of a wake-up later than a whole
+		// frame are lost, and counted.
 		due := int64(now.Sub(start) / c.period)
-		if due-done > clockSlots {
-			done = due - clockSlots
-		}
 		c.mu.Lock()
 		if c.n == 0 {
 			c.running = false
 			c.mu.Unlock()
 			return
+		}
+		if late := due - done - clockSlots; late > 0 {
+			lost := late / clockSlots * int64(c.n)
+			for i := done; i < done+late%clockSlots; i++ {
+				lost += int64(len(c.slots[i%clockSlots]))
+			}
+			c.skipped.Add(uint64(lost))
+			done = due - clockSlots
 		}
 		for ; done < due; done++ {
 			for _, b := range c.slots[done%clockSlots] {

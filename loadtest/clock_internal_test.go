@@ -110,3 +110,28 @@ func TestFrameClocks(t *testing.T) {
 	}
 	cs.close()
 }
+
+// A frame clock whose goroutine is held up for several frames (a load
+// generator short of CPU) counts the bots' frames it could not run, and
+// runs the others.
+func TestFrameClockCountsSkippedFrames(t *testing.T) {
+	c := newFrameClock(renderRate)
+	const bots = 4
+	var calls atomic.Int64
+	clocked := make([]*clockBot, bots)
+	for i := range bots {
+		clocked[i] = c.add(func(time.Time) {
+			if calls.Add(1) == 2*bots { // once, in the second frame
+				time.Sleep(6 * time.Second / renderRate)
+			}
+		})
+	}
+	require.Eventually(t, func() bool { return calls.Load() > 4*bots }, 5*time.Second, time.Millisecond)
+	for _, b := range clocked {
+		c.remove(b)
+	}
+	c.close()
+	// Held up 6 frames: the wake-up after runs one frame of each bot's,
+	// and about 5 of each are lost; a slow machine loses more.
+	require.GreaterOrEqual(t, c.skipped.Load(), uint64(3*bots), "frames lost to the stall")
+}

@@ -51,7 +51,12 @@ type Report struct {
 	// Client.Interpolate; InterpUnderruns those with no snapshot after the
 	// render time, InterpUnderrunPercent the same as a percentage of
 	// InterpFrames.
-	InterpFrames          uint64  `json:"interp_frames"`
+	InterpFrames uint64 `json:"interp_frames"`
+	// FramesSkipped counts the bots' frames (each with the input and the
+	// interpolation due in it) that their process was too busy to run in
+	// time: a load generator short of CPU, whose figures then say more
+	// about itself than about the server.
+	FramesSkipped         uint64  `json:"frames_skipped"`
 	InterpUnderruns       uint64  `json:"interp_underruns"`
 	InterpUnderrunPercent float64 `json:"interp_underrun_pct"`
 	// InterpDelayMean is the mean, in milliseconds, of the Delay of every
@@ -163,6 +168,7 @@ func (r *run) report(elapsed time.Duration) Report {
 		BytesSent:         r.bytesSent,
 		BytesReceived:     r.bytesRecv,
 		InterpFrames:      r.frames,
+		FramesSkipped:     r.clock.skipped(),
 		InterpUnderruns:   r.underruns,
 		InterpDelay:       percentiles(r.delay, true),
 		TickRate:          r.tickRate,

@@ -106,6 +106,9 @@ func figures(r Report) [][2]string {
 		{"bandwidth per bot", fmt.Sprintf("%.1f kbit/s down, %.1f kbit/s up", r.KbpsDown, r.KbpsUp)},
 		{"tick rate", fmt.Sprintf("%d Hz", r.TickRate)},
 	}
+	if r.FramesSkipped > 0 {
+		f = append(f, [2]string{"frames skipped", fmt.Sprintf("%d: the bot process was too busy for its bots", r.FramesSkipped)})
+	}
 	if r.Away > 0 || r.Resumed > 0 || r.Expired > 0 {
 		f = append(f, [2]string{"sessions", fmt.Sprintf("%d away, %d resumed, %d expired", r.Away, r.Resumed, r.Expired)})
 	}

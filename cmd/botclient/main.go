@@ -244,6 +244,9 @@ func printTable(w io.Writer, r loadtest.Report) {
 		upct = 100 * float64(r.InterpUnderruns) / float64(r.InterpFrames)
 	}
 	fmt.Fprintf(tw, "interpolation\t%d frames at 60/s, %d underruns (%.2f%%)\n", r.InterpFrames, r.InterpUnderruns, upct)
+	if r.FramesSkipped > 0 {
+		fmt.Fprintf(tw, "frames skipped\t%d: this process was too busy for its bots (fewer bots a process, or more cores)\n", r.FramesSkipped)
+	}
 	fmt.Fprintf(tw, "interp delay (ms)\tmean %.2f  p50 %.2f  p99 %.2f\n", r.InterpDelayMean, r.InterpDelay.P50, r.InterpDelay.P99)
 	fmt.Fprintf(tw, "inputs\t%d sent\n", r.InputsSent)
 	fmt.Fprintf(tw, "kbit/s per bot\t%.1f down, %.1f up\n", r.KbpsDown, r.KbpsUp)
