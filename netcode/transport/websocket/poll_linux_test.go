@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,4 +113,52 @@ func TestPollerEndsWithItsLastSession(t *testing.T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	require.True(t, p.released, "a closed listener's idle poller lets its descriptors go")
+}
+
+// A peer that closes while the server's socket is full of data it has not
+// read yet still gets the close echo once it reads: the poller does not
+// wait for the socket, so a goroutine of the session's writes it.
+func TestPollerEchoesACloseBehindData(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	key := [4]byte{9, 8, 7, 6}
+	c, br := rawClient(t, url, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ts, err := l.Accept(ctx)
+	require.NoError(t, err)
+	s := ts.(*Session)
+	require.NotNil(t, s.poll)
+	var sent atomic.Int64
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d := make([]byte, MaxDatagram)
+		for s.SendDatagram(d) == nil {
+			sent.Add(1)
+		}
+	}()
+	for last := int64(-1); ; { // until the sender is stuck: the peer reads nothing
+		time.Sleep(50 * time.Millisecond)
+		if n := sent.Load(); n == last {
+			break
+		} else {
+			last = n
+		}
+	}
+	status := binary.BigEndian.AppendUint16(nil, 4000+uint16(1))
+	_, err = c.Write(clientFrame(true, opClose, key, append(status, "leaving"...)))
+	require.NoError(t, err)
+	<-s.Done()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	for {
+		op, p := serverFrame(t, br)
+		if op == opBinary {
+			continue // the data sent before
+		}
+		require.Equal(t, byte(opClose), op)
+		require.Equal(t, status, p, "the close echoes the status")
+		break
+	}
+	<-stopped
+	s.Wait()
 }

@@ -385,18 +385,33 @@ func (s *Session) controlIn(op byte, p []byte) error {
 			code, reason = websocket.StatusCode(binary.BigEndian.Uint16(p)), string(p[2:])
 		}
 		ce := &transport.CloseError{Code: uint16(closeCode(code)), Reason: reason, Remote: true}
-		if s.end(ce, false) {
-			var echo [2]byte
-			if len(p) >= 2 {
-				copy(echo[:], p)
-			}
-			if s.fr.nowait {
-				s.tryControl(opClose, echo[:min(len(p), 2)])
-			} else {
-				_ = s.writeControl(opClose, echo[:min(len(p), 2)])
+		s.wg.Add(1) // before the end, which a Wait may follow at once
+		if !s.end(ce, false) {
+			s.wg.Done()
+			return errPeerClosed
+		}
+		var echo []byte // the status, if the peer sent one
+		if len(p) >= 2 {
+			echo = []byte{p[0], p[1]}
+		}
+		if !s.fr.nowait || s.tryControl(opClose, echo) {
+			if !s.fr.nowait {
+				_ = s.writeControl(opClose, echo)
 			}
 			_ = s.conn.Close()
+			s.wg.Done()
+			return errPeerClosed
 		}
+		// The poller must not wait for the socket: a goroutine of the
+		// session's writes the echo, which the peer waits for to see a
+		// clean close, for at most closeLinger.
+		go func() {
+			defer s.wg.Done()
+			kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
+			defer kill.Stop()
+			_ = s.writeControl(opClose, echo)
+			_ = s.conn.Close()
+		}()
 		return errPeerClosed
 	}
 	return nil // a pong: the frame was heard, which is all it is for
@@ -503,19 +518,20 @@ func (s *Session) NotifyReadable(f func()) bool {
 	return true
 }
 
-// tryControl writes a control frame from the poller, which must not wait:
-// if the socket takes nothing at once (it holds bytes unsent), the frame
-// is dropped. A pong or a close echo is a few bytes, which a socket under
-// TCP_NOTSENT_LOWAT takes whole or not at all.
-func (s *Session) tryControl(op byte, p []byte) {
+// tryControl writes a control frame from the poller, which must not wait,
+// if the socket takes it at once; it reports whether it did. A pong or a
+// close echo is a few bytes, which a socket under TCP_NOTSENT_LOWAT takes
+// whole or not at all.
+func (s *Session) tryControl(op byte, p []byte) bool {
 	tw, ok := s.conn.(tryWriter)
 	if !ok {
-		return
+		return false
 	}
 	b := make([]byte, serverHeader+len(p))
 	copy(b[serverHeader:], p)
 	start := putServerHeader(b, serverHeader, op, len(p))
-	_, _ = tw.tryWrite(b[start:])
+	sent, err := tw.tryWrite(b[start:])
+	return sent && err == nil
 }
 
 // stopPolling takes a session out of its poller for good, and returns
