@@ -29,6 +29,8 @@ type eorConn struct {
 	// try: the write in progress gives up, declined, when the socket
 	// takes none of it at once (tryWrite).
 	try, declined bool
+	// now is writeNow's one system call, bound once.
+	now func(fd uintptr) bool
 }
 
 // withEOR wraps a TCP connection in an eorConn; other connections, and
@@ -44,6 +46,7 @@ func withEOR(c net.Conn) net.Conn {
 	}
 	e := &eorConn{TCPConn: tc, raw: raw}
 	e.send = e.sendmsg
+	e.now = e.sendOnce
 	return e
 }
 
@@ -83,6 +86,42 @@ func (c *eorConn) tryWrite(p []byte) (bool, error) {
 		return true, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
 	return !declined, nil
+}
+
+// writeNow writes p in one system call if the socket takes it at once,
+// and never waits: not for another write (it reports false), nor for the
+// socket. A socket that takes part of p (which a frame of a few bytes
+// meets only under the kernel's memory pressure, the socket holding
+// nothing unsent) is closed, as the frame on it is torn.
+func (c *eorConn) writeNow(p []byte) bool {
+	if !c.mu.TryLock() {
+		return false
+	}
+	defer c.mu.Unlock()
+	c.p, c.n, c.err = p, 0, nil
+	err := c.raw.Write(c.now)
+	n, serr := c.n, c.err
+	c.p, c.err = nil, nil
+	switch {
+	case err != nil || (serr != nil && serr != unix.EAGAIN):
+		return false
+	case n == len(p):
+		return true
+	case n > 0:
+		_ = c.TCPConn.Close()
+	}
+	return false
+}
+
+// sendOnce is writeNow's system call.
+func (c *eorConn) sendOnce(fd uintptr) bool {
+	for {
+		n, err := unix.SendmsgN(int(fd), c.p, nil, nil, unix.MSG_EOR|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if err != unix.EINTR {
+			c.n, c.err = max(n, 0), err
+			return true
+		}
+	}
 }
 
 // sendmsg writes what is left of c.p; it returns false to wait until the

@@ -207,7 +207,11 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// started nothing and holds only buffers; its finalizer would close
 	// the socket under the session.
 	runtime.SetFinalizer(ws, nil)
-	s := newSession(nil, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1, poll: l.poller()})
+	var poll *poller
+	if pollable(hook.conn) {
+		poll = l.poller()
+	}
+	s := newSession(nil, hook.conn, heard, &l.cfg, &serverSide{early: hook.early, lowat1: err == nil && l.cfg.NotSentLowat == 1, poll: poll})
 	l.stats.upgrades.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()

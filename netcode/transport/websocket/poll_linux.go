@@ -4,8 +4,10 @@ package websocket
 
 import (
 	"io"
+	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,10 @@ import (
 // The loop runs while the poller has sessions, and ends with the last
 // (a later one starts it again); its epoll instance lives until the
 // listener closed and the loop ended.
+//
+// Locks, in the order they are taken: a session's rdMu (the loop's, in
+// pollRead), its rmu, the poller's mu. add takes a new session's rmu under
+// mu, which is safe only because no one else knows that session yet.
 type poller struct {
 	ep   int
 	epf  *os.File        // ep, in Go's poller
@@ -34,6 +40,8 @@ type poller struct {
 	// The loop's: the events of the last wait.
 	evs [128]unix.EpollEvent
 	n   int
+	// rounds counts the loop's waits (for tests: a spinning loop).
+	rounds atomic.Uint64
 
 	mu       sync.Mutex
 	sessions map[int32]*Session // by socket
@@ -46,6 +54,12 @@ type poller struct {
 	running      bool // the loop's goroutine runs
 	closed       bool // the listener closed: no more sessions, and release at the end
 	released     bool
+}
+
+// pollable reports whether a poller can read c: a plain TCP socket.
+func pollable(c net.Conn) bool {
+	_, ok := c.(*eorConn)
+	return ok
 }
 
 // newPoller makes a poller with no sessions and no goroutine yet.
@@ -141,31 +155,32 @@ func (p *poller) remove(s *Session) {
 	}
 	delete(p.sessions, s.pfd)
 	// The socket may be closed already, which took it out of ep.
-	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) })
+	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) }) // or paused: not in ep
 	if len(p.sessions) == 0 {
 		p.wakeLocked() // the loop ends
 	}
 }
 
 // pause stops the loop's reading of s's socket until resume (rmu held:
-// the two are ordered by it), while Read is behind.
+// the two are ordered by it), while Read is behind. The socket leaves the
+// epoll instance: one in it with no events asked for would still report
+// an error or a hang-up at every wait, and the loop would spin.
 func (p *poller) pause(s *Session) {
-	_ = s.praw.Control(func(f uintptr) {
-		_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, int(f), &unix.EpollEvent{Fd: s.pfd})
-	})
+	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) })
 }
 
 // resume has the loop read s again (rmu held), first what its buffer
-// holds.
+// holds, unless s left the poller meanwhile.
 func (p *poller) resume(s *Session) {
-	_ = s.praw.Control(func(f uintptr) {
-		_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_MOD, int(f), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: s.pfd})
-	})
 	p.mu.Lock()
-	if p.sessions[s.pfd] == s {
-		p.readyLocked(s)
+	defer p.mu.Unlock()
+	if p.sessions[s.pfd] != s {
+		return
 	}
-	p.mu.Unlock()
+	_ = s.praw.Control(func(f uintptr) {
+		_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(f), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: s.pfd})
+	})
+	p.readyLocked(s)
 }
 
 // readyLocked queues s for the loop's next round (mu held).
@@ -211,6 +226,7 @@ func (p *poller) loop() {
 		if err := p.epc.Read(p.woke); err != nil {
 			p.n = 0 // epf closed: cannot be while the loop runs
 		}
+		p.rounds.Add(1)
 		for i := 0; i < p.n; i++ {
 			fd := p.evs[i].Fd
 			if fd == int32(p.efd) {
@@ -272,7 +288,12 @@ func (s *Session) readSocket(fd uintptr) bool {
 // messages, control frames). The session leaves the poller when reading
 // ends: the peer's close, the connection's end, a breach of the format.
 func (s *Session) pollRead() {
-	s.rdMu.Lock()
+	// A polled session's rdMu is taken by no one else but its closing
+	// handshake (stopPolling, drain), which reads the socket now, for up
+	// to closeLinger: the loop must not wait for it.
+	if !s.rdMu.TryLock() {
+		return
+	}
 	defer s.rdMu.Unlock()
 	if !s.fr.nowait || s.endErr.Load() != nil {
 		return
@@ -310,6 +331,7 @@ func (s *Session) pollRead() {
 		}
 	}
 	err := s.readFrames()
+	s.pong()
 	switch {
 	case err == errPaused, err == errMore && end == nil:
 		return

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/roomwire/roomwire/reliable"
 )
 
 // A client whose reliable bytes the server does not Read is held by TCP:
@@ -160,5 +163,140 @@ func TestPollerEchoesACloseBehindData(t *testing.T) {
 		break
 	}
 	<-stopped
+	s.Wait()
+}
+
+// A breach of the format found by the poller ends a reader that
+// NotifyReadable parked: it learns of the error at once, not at the idle
+// timeout.
+func TestPollerWakesAParkedReaderOnABreach(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	c, _ := rawClient(t, url, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ts, err := l.Accept(ctx)
+	require.NoError(t, err)
+	s := ts.(*Session)
+	woke := make(chan struct{})
+	require.True(t, s.NotifyReadable(func() { close(woke) }), "parked")
+	_, err = c.Write([]byte{finBit | opBinary, 3, channelReliable, 'h', 'i'}) // unmasked
+	require.NoError(t, err)
+	select {
+	case <-woke:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the parked reader was not started again")
+	}
+	_, err = s.Read(make([]byte, 10))
+	require.ErrorIs(t, err, reliable.ErrBadFrame)
+	_ = s.Close(uint16(reliable.CloseProtocolError), "bad frame")
+	s.Wait()
+}
+
+// A paused socket is out of the poller's epoll instance: when its peer
+// resets it, the loop does not wake for it again and again (an error or a
+// hang-up is reported whatever events a socket in it asks for).
+func TestPollerDoesNotSpinOnAPausedSocket(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	l, url := serve(t, Config{}, false)
+	c, _ := rawClient(t, url, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ts, err := l.Accept(ctx)
+	require.NoError(t, err)
+	s := ts.(*Session)
+	key := [4]byte{1, 2, 3, 4}
+	msg := clientFrame(true, opBinary, key, append([]byte{channelReliable}, frame(1000)...))
+	go func() {
+		for range 200 { // 200 KB: past readBuffered
+			if _, err := c.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	require.Eventually(t, func() bool {
+		s.rmu.Lock()
+		defer s.rmu.Unlock()
+		return s.paused
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, c.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, c.Close()) // a reset
+	time.Sleep(50 * time.Millisecond)
+	before := s.poll.rounds.Load()
+	time.Sleep(300 * time.Millisecond)
+	rounds := s.poll.rounds.Load() - before
+	require.Less(t, rounds, uint64(100), "the loop's waits in 300 ms after the reset: it spins")
+	_ = s.Close(0, "test over")
+	s.Wait()
+}
+
+// A session closed while the poller has it queued (refused: the accept
+// queue is full) holds its socket for its closing handshake, up to a
+// second for a peer that never answers: the loop passes it over instead
+// of waiting, and the other sessions are read meanwhile.
+func TestPollerDoesNotWaitForAClosingSession(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one poller for all
+	l, url := serve(t, Config{Backlog: 1}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	other, err := Dial(ctx, url, Config{})
+	require.NoError(t, err)
+	ts, err := l.Accept(ctx)
+	require.NoError(t, err)
+	steady := ts.(*Session)
+	defer func() {
+		_ = other.Close(0, "")
+		_ = steady.Close(0, "")
+		other.Wait()
+		steady.Wait()
+	}()
+	rawClient(t, url, nil) // fills the accept queue
+	worst := time.Duration(0)
+	for range 3 {
+		done := make(chan struct{})
+		go func() { // refused, and never answers the server's close
+			defer close(done)
+			rawClient(t, url, nil)
+		}()
+		for j := range 30 {
+			start := time.Now()
+			require.NoError(t, other.SendDatagram([]byte{byte(j)}))
+			_, err := steady.ReceiveDatagram(ctx)
+			require.NoError(t, err)
+			worst = max(worst, time.Since(start))
+			time.Sleep(5 * time.Millisecond)
+		}
+		<-done
+	}
+	require.Less(t, worst, closeLinger/2, "a datagram waited for the loop behind a closing session")
+}
+
+// A ping flood costs the poller one pong a round, answering the last ping
+// of the round (RFC 6455 5.5.3).
+func TestPollerAnswersTheLastPingOfARound(t *testing.T) {
+	key := [4]byte{3, 1, 4, 1}
+	var pings []byte
+	const n = 100
+	for i := range n {
+		pings = append(pings, clientFrame(true, opPing, key, []byte{byte(i)})...)
+	}
+	l, url := serve(t, Config{}, false)
+	c, br := rawClient(t, url, pings)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ts, err := l.Accept(ctx)
+	require.NoError(t, err)
+	s := ts.(*Session)
+	pongs := 0
+	for {
+		op, p := serverFrame(t, br)
+		require.Equal(t, byte(opPong), op)
+		pongs++
+		if p[0] == n-1 {
+			break
+		}
+	}
+	require.Less(t, pongs, n/2, "one pong a round, not one a ping")
+	_ = c.Close()
+	_ = s.Close(0, "")
 	s.Wait()
 }

@@ -2,13 +2,18 @@
 
 package websocket
 
-import "errors"
+import (
+	"errors"
+	"net"
+)
 
 // poller is Linux's (poll_linux.go): elsewhere a server's sessions are
 // read by their Read.
 type poller struct{}
 
 func newPoller() (*poller, error) { return nil, errors.ErrUnsupported }
+
+func pollable(net.Conn) bool { return false }
 
 func (p *poller) close()            {}
 func (p *poller) add(*Session) bool { return false }

@@ -226,3 +226,30 @@ func testServerClosesTCPOnThePeersClose(t *testing.T, cfg Config) {
 	require.Less(t, time.Since(start), closeLinger/2, "at the peer's close, not at the handshake's bound")
 	s.(*Session).Wait()
 }
+
+// A datagram over its limit is a protocol error, whoever reads it, also
+// when its header comes alone and its channel byte later.
+func TestServerRefusesALongDatagramInPieces(t *testing.T) {
+	bothReaders(t, func(t *testing.T, cfg Config) {
+		l, url := serve(t, cfg, false)
+		c, _ := rawClient(t, url, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ts, err := l.Accept(ctx)
+		require.NoError(t, err)
+		s := ts.(*Session)
+		key := [4]byte{1, 2, 3, 4}
+		const n = 200_000
+		h := binary.BigEndian.AppendUint64([]byte{finBit | opBinary, 0x80 | 127}, n)
+		_, err = c.Write(append(h, key[:]...))
+		require.NoError(t, err)
+		time.Sleep(50 * time.Millisecond) // read alone
+		_, err = c.Write([]byte{channelDatagram ^ key[0]})
+		require.NoError(t, err)
+		_, err = s.Read(make([]byte, 10))
+		require.ErrorIs(t, err, reliable.ErrBadFrame)
+		require.NotErrorIs(t, err, reliable.ErrFrameTooLarge)
+		_ = s.Close(uint16(reliable.CloseProtocolError), "")
+		s.Wait()
+	})
+}

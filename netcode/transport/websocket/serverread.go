@@ -248,6 +248,13 @@ func (s *Session) readFrames() error {
 		case op == opText:
 			bad = fmt.Errorf("%w: websocket: a text message", reliable.ErrBadFrame)
 		case !control && have+n > limit:
+			if have == 0 && n > 0 {
+				// A datagram's channel byte tells which limit it broke
+				// (tooLong): wait for it, the header left unread.
+				if err := f.fill(hl + 1); err != nil {
+					return err
+				}
+			}
 			f.r += hl
 			s.skip = n
 			return s.tooLong(have, n, h[hl-4:hl])
@@ -372,7 +379,7 @@ func (s *Session) controlIn(op byte, p []byte) error {
 	switch op {
 	case opPing:
 		if s.fr.nowait {
-			s.tryControl(opPong, p)
+			s.ping, s.pingDue = append(s.ping[:0], p...), true
 			return nil
 		}
 		return s.writeControl(opPong, p)
@@ -385,6 +392,7 @@ func (s *Session) controlIn(op byte, p []byte) error {
 			code, reason = websocket.StatusCode(binary.BigEndian.Uint16(p)), string(p[2:])
 		}
 		ce := &transport.CloseError{Code: uint16(closeCode(code)), Reason: reason, Remote: true}
+		s.pong()    // before our close
 		s.wg.Add(1) // before the end, which a Wait may follow at once
 		if !s.end(ce, false) {
 			s.wg.Done()
@@ -479,7 +487,7 @@ func (s *Session) pollReceived(p []byte) error {
 		s.rmu.Unlock()
 		return nil // closing: nothing more is read
 	}
-	if s.roff > 0 {
+	if s.roff > 0 && s.roff >= len(s.rbuf)/2 { // each byte moves at most once
 		s.rbuf = s.rbuf[:copy(s.rbuf, s.rbuf[s.roff:])]
 		s.roff = 0
 	}
@@ -488,7 +496,7 @@ func (s *Session) pollReceived(p []byte) error {
 	readable := s.onReadable
 	s.onReadable = nil
 	var err error
-	if len(s.rbuf) >= readBuffered {
+	if len(s.rbuf)-s.roff >= readBuffered {
 		s.paused = true
 		s.stalled.Store(true) // the peer is not silent: we are not listening
 		s.poll.pause(s)
@@ -518,20 +526,32 @@ func (s *Session) NotifyReadable(f func()) bool {
 	return true
 }
 
-// tryControl writes a control frame from the poller, which must not wait,
-// if the socket takes it at once; it reports whether it did. A pong or a
-// close echo is a few bytes, which a socket under TCP_NOTSENT_LOWAT takes
-// whole or not at all.
+// pong answers the last ping of a poller's round, if one waits.
+func (s *Session) pong() {
+	if s.pingDue {
+		s.pingDue = false
+		s.tryControl(opPong, s.ping)
+	}
+}
+
+// nowWriter writes a message in one system call if the socket takes it at
+// once, never waiting (eorConn, on Linux).
+type nowWriter interface {
+	writeNow(p []byte) bool
+}
+
+// tryControl writes a control frame (at most 125 bytes of payload) from
+// the poller, which must not wait, if the socket takes it at once; it
+// reports whether it did.
 func (s *Session) tryControl(op byte, p []byte) bool {
-	tw, ok := s.conn.(tryWriter)
+	nw, ok := s.conn.(nowWriter)
 	if !ok {
 		return false
 	}
-	b := make([]byte, serverHeader+len(p))
-	copy(b[serverHeader:], p)
-	start := putServerHeader(b, serverHeader, op, len(p))
-	sent, err := tw.tryWrite(b[start:])
-	return sent && err == nil
+	var b [serverHeader + 125]byte
+	n := copy(b[serverHeader:], p)
+	start := putServerHeader(b[:], serverHeader, op, n)
+	return nw.writeNow(b[start : serverHeader+n])
 }
 
 // stopPolling takes a session out of its poller for good, and returns

@@ -72,6 +72,11 @@ type Session struct {
 	perr   error
 	// paused (rmu): the poller stopped reading while Read is behind.
 	paused bool
+	// ping (rdMu) is the payload of the last ping of the poller's round,
+	// answered once at its end (pingDue): a peer's ping flood costs one
+	// pong a round (RFC 6455 5.5.3 allows answering only the latest).
+	ping    []byte
+	pingDue bool
 	// onReadable (rmu): NotifyReadable's f, waiting for bytes or the end.
 	onReadable func()
 
@@ -304,7 +309,12 @@ func (s *Session) broken(err error) {
 		s.rerr = err
 	}
 	s.rcond.Broadcast()
+	readable := s.onReadable // a parked reader learns of it
+	s.onReadable = nil
 	s.rmu.Unlock()
+	if readable != nil {
+		readable()
+	}
 }
 
 // readEnded ends the session when the connection did: a close from the
@@ -412,6 +422,9 @@ func (s *Session) take(p []byte) int {
 	s.roff += n
 	if s.roff == len(s.rbuf) {
 		s.rbuf, s.roff = s.rbuf[:0], 0
+		if cap(s.rbuf) > 2*messageChunk {
+			s.rbuf = nil // a burst's buffer is not kept
+		}
 	}
 	return n
 }
