@@ -209,6 +209,8 @@ type run struct {
 	addrs []string
 	runID string
 	clock *frameClocks // the bots' frames
+	// cpuStart are the machine's CPU times at the start (steal.go).
+	cpuStart cpuTimes
 
 	connected, failed      atomic.Int64
 	connectRetries         atomic.Int64
@@ -308,6 +310,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		r.profs[j].bots++
 	}
 	start := time.Now()
+	r.cpuStart = readCPUTimes()
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Bots; i++ {
 		wg.Add(1)

@@ -56,7 +56,13 @@ type Report struct {
 	// interpolation due in it) that their process was too busy to run in
 	// time: a load generator short of CPU, whose figures then say more
 	// about itself than about the server.
-	FramesSkipped         uint64  `json:"frames_skipped"`
+	FramesSkipped uint64 `json:"frames_skipped"`
+	// MachineStealPercent is the share of the machine's CPU time that its
+	// virtual machine's host gave other guests during the run, in percent
+	// (Linux's steal time; 0 elsewhere). A few percent is common on shared
+	// hosts; tens of percent make bots and a server on the same machine
+	// late for reasons of neither.
+	MachineStealPercent   float64 `json:"machine_steal_pct"`
 	InterpUnderruns       uint64  `json:"interp_underruns"`
 	InterpUnderrunPercent float64 `json:"interp_underrun_pct"`
 	// InterpDelayMean is the mean, in milliseconds, of the Delay of every
@@ -169,10 +175,12 @@ func (r *run) report(elapsed time.Duration) Report {
 		BytesReceived:     r.bytesRecv,
 		InterpFrames:      r.frames,
 		FramesSkipped:     r.clock.skipped(),
-		InterpUnderruns:   r.underruns,
-		InterpDelay:       percentiles(r.delay, true),
-		TickRate:          r.tickRate,
-		InputsSent:        r.inputsSent.Load(),
+
+		MachineStealPercent: stealPercent(r.cpuStart, readCPUTimes()),
+		InterpUnderruns:     r.underruns,
+		InterpDelay:         percentiles(r.delay, true),
+		TickRate:            r.tickRate,
+		InputsSent:          r.inputsSent.Load(),
 
 		SnapshotsUndecodable: r.undecod,
 		Resumed:              r.resumed.Load(),

@@ -106,8 +106,11 @@ func figures(r Report) [][2]string {
 		{"bandwidth per bot", fmt.Sprintf("%.1f kbit/s down, %.1f kbit/s up", r.KbpsDown, r.KbpsUp)},
 		{"tick rate", fmt.Sprintf("%d Hz", r.TickRate)},
 	}
+	if r.MachineStealPercent >= 5 {
+		f = append(f, [2]string{"cpu steal", fmt.Sprintf("%.1f %% of the machine's CPU time went to other guests of its host", r.MachineStealPercent)})
+	}
 	if r.FramesSkipped > 0 {
-		f = append(f, [2]string{"frames skipped", fmt.Sprintf("%d: the bot process was too busy for its bots", r.FramesSkipped)})
+		f = append(f, [2]string{"frames skipped", fmt.Sprintf("%d: the bot process ran late for its bots (too busy, or its CPU stolen)", r.FramesSkipped)})
 	}
 	if r.Away > 0 || r.Resumed > 0 || r.Expired > 0 {
 		f = append(f, [2]string{"sessions", fmt.Sprintf("%d away, %d resumed, %d expired", r.Away, r.Resumed, r.Expired)})

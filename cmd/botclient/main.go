@@ -244,8 +244,11 @@ func printTable(w io.Writer, r loadtest.Report) {
 		upct = 100 * float64(r.InterpUnderruns) / float64(r.InterpFrames)
 	}
 	fmt.Fprintf(tw, "interpolation\t%d frames at 60/s, %d underruns (%.2f%%)\n", r.InterpFrames, r.InterpUnderruns, upct)
+	if r.MachineStealPercent >= 5 {
+		fmt.Fprintf(tw, "cpu steal\t%.1f%% of the machine's CPU time went to other guests of its host: the bots (and a server here) ran late for it\n", r.MachineStealPercent)
+	}
 	if r.FramesSkipped > 0 {
-		fmt.Fprintf(tw, "frames skipped\t%d: this process was too busy for its bots (fewer bots a process, or more cores)\n", r.FramesSkipped)
+		fmt.Fprintf(tw, "frames skipped\t%d: this process ran late for its bots (too busy: fewer bots a process, or more cores; or its CPU stolen)\n", r.FramesSkipped)
 	}
 	fmt.Fprintf(tw, "interp delay (ms)\tmean %.2f  p50 %.2f  p99 %.2f\n", r.InterpDelayMean, r.InterpDelay.P50, r.InterpDelay.P99)
 	fmt.Fprintf(tw, "inputs\t%d sent\n", r.InputsSent)
