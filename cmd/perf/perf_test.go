@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/roomwire/roomwire/loadtest"
 )
 
 func TestParseStat(t *testing.T) {
@@ -155,5 +157,18 @@ func TestParseTransports(t *testing.T) {
 		if _, err := parseTransports(bad, true); err == nil {
 			t.Errorf("parseTransports(%q, true): no error", bad)
 		}
+	}
+}
+
+// A run on a machine whose host stole much of its CPU, or whose bots ran
+// late for their frames, says so beside its figure.
+func TestLateNotes(t *testing.T) {
+	if n := lateNotes(loadtest.Report{InterpFrames: 1000, FramesSkipped: 5, MachineStealPercent: 1}); len(n) != 0 {
+		t.Errorf("a quiet run: notes %q", n)
+	}
+	n := lateNotes(loadtest.Report{InterpFrames: 600, FramesSkipped: 400, MachineStealPercent: 41.5})
+	want := []string{"the host stole 41.5 % of the machine's CPU time", "the bots ran late for 40.0 % of their frames"}
+	if len(n) != 2 || n[0] != want[0] || n[1] != want[1] {
+		t.Errorf("notes %q, want %q", n, want)
 	}
 }

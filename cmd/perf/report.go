@@ -98,6 +98,20 @@ func result(rep loadtest.Report, w window) Result {
 	return r
 }
 
+// lateNotes say what in the bots' report makes the server's figure
+// doubtful: the machine's host stealing its CPU, or bots too late for
+// their frames (and so for their inputs), which a server then does not get.
+func lateNotes(rep loadtest.Report) []string {
+	var notes []string
+	if rep.MachineStealPercent >= 5 {
+		notes = append(notes, fmt.Sprintf("the host stole %.1f %% of the machine's CPU time", rep.MachineStealPercent))
+	}
+	if all := rep.InterpFrames + rep.FramesSkipped; rep.FramesSkipped > 0 && float64(rep.FramesSkipped) >= 0.01*float64(all) {
+		notes = append(notes, fmt.Sprintf("the bots ran late for %.1f %% of their frames", 100*float64(rep.FramesSkipped)/float64(all)))
+	}
+	return notes
+}
+
 func round(v float64, digits int) float64 {
 	p := math.Pow(10, float64(digits))
 	return math.Round(v*p) / p

@@ -230,6 +230,7 @@ func (c config) measure(ctx context.Context, transport string) (Result, error) {
 	if len(rep.Errors) > 0 {
 		notes = append(notes, fmt.Sprintf("%d kinds of bot error, first %q", len(rep.Errors), rep.Errors[0]))
 	}
+	notes = append(notes, lateNotes(rep)...)
 	r.Note = strings.Join(notes, "; ")
 	return r, nil
 }
