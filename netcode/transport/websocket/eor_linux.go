@@ -92,10 +92,11 @@ func (c *eorConn) tryWrite(p []byte) (bool, error) {
 // and never waits: not for another write (it reports false), nor for the
 // socket. A socket that takes part of p (which a frame of a few bytes
 // meets only under the kernel's memory pressure, the socket holding
-// nothing unsent) is closed, as the frame on it is torn.
-func (c *eorConn) writeNow(p []byte) bool {
+// nothing unsent) is closed, as the frame on it is torn: torn says so,
+// and the caller ends its session.
+func (c *eorConn) writeNow(p []byte) (sent, torn bool) {
 	if !c.mu.TryLock() {
-		return false
+		return false, false
 	}
 	defer c.mu.Unlock()
 	c.p, c.n, c.err = p, 0, nil
@@ -104,13 +105,14 @@ func (c *eorConn) writeNow(p []byte) bool {
 	c.p, c.err = nil, nil
 	switch {
 	case err != nil || (serr != nil && serr != unix.EAGAIN):
-		return false
+		return false, false
 	case n == len(p):
-		return true
+		return true, false
 	case n > 0:
 		_ = c.TCPConn.Close()
+		return false, true
 	}
-	return false
+	return false, false
 }
 
 // sendOnce is writeNow's system call.

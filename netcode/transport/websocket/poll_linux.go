@@ -207,7 +207,12 @@ func (p *poller) loop() {
 		p.mu.Lock()
 		ready := p.ready
 		p.ready, p.spare = p.spare[:0], nil
-		if len(p.sessions) == 0 && len(ready) == 0 {
+		// With no session left, the loop ends, whatever is in ready (only
+		// sessions removed since): the wake-up of the last removal may
+		// have been taken by a read of efd this round (woken still set),
+		// so no wait may follow this check unless a session is left.
+		if len(p.sessions) == 0 {
+			clear(ready)
 			p.running, p.woken = false, false
 			if p.closed {
 				p.release()

@@ -300,3 +300,36 @@ func TestPollerAnswersTheLastPingOfARound(t *testing.T) {
 	_ = s.Close(0, "")
 	s.Wait()
 }
+
+// The loop ends once its last session is gone, however the sessions'
+// arrivals and ends fall around its wake-ups: here a session arrives
+// while another is read, and both end at once, over and over.
+func TestPollerEndsWhateverTheOrder(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one poller for all
+	l, url := serve(t, Config{}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	accept := func() *Session {
+		ts, err := l.Accept(ctx)
+		require.NoError(t, err)
+		return ts.(*Session)
+	}
+	for i := range 100 {
+		c, _ := rawClient(t, url, nil)
+		a := accept()
+		d, _ := rawClient(t, url, nil)
+		b := accept()
+		_ = a.Close(0, "")
+		_ = b.Close(0, "")
+		_ = c.Close()
+		_ = d.Close()
+		a.Wait()
+		b.Wait()
+		p := a.poll
+		require.Eventually(t, func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return !p.running
+		}, 2*time.Second, time.Millisecond, "round %d: the loop outlived its sessions", i)
+	}
+}

@@ -537,7 +537,7 @@ func (s *Session) pong() {
 // nowWriter writes a message in one system call if the socket takes it at
 // once, never waiting (eorConn, on Linux).
 type nowWriter interface {
-	writeNow(p []byte) bool
+	writeNow(p []byte) (sent, torn bool)
 }
 
 // tryControl writes a control frame (at most 125 bytes of payload) from
@@ -551,7 +551,11 @@ func (s *Session) tryControl(op byte, p []byte) bool {
 	var b [serverHeader + 125]byte
 	n := copy(b[serverHeader:], p)
 	start := putServerHeader(b[:], serverHeader, op, n)
-	return nw.writeNow(b[start : serverHeader+n])
+	sent, torn := nw.writeNow(b[start : serverHeader+n])
+	if torn { // the socket is closed, and out of the poller's epoll instance
+		s.readEnded(errors.New("a control frame's write was cut short"))
+	}
+	return sent
 }
 
 // stopPolling takes a session out of its poller for good, and returns
