@@ -13,3 +13,10 @@ func SetClockIdlePeriod(d time.Duration) (restore func()) {
 // ReadLoopStarts is how many parked read loops started again, in every
 // server of the process.
 func ReadLoopStarts() uint64 { return readLoopStarts.Load() }
+
+// WriterRunning reports whether c's writer goroutine runs.
+func WriterRunning(c *Conn) bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.writer.running
+}

@@ -353,6 +353,17 @@ func (o *outbox) control(frame []byte) {
 	o.signal()
 }
 
+// controlQuiet is control without waking the writer goroutine: the caller
+// flushes itself right after.
+func (o *outbox) controlQuiet(frame []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed || o.lost {
+		return
+	}
+	o.buf = append(o.buf, frame...)
+}
+
 // trim lets the two buffers go once nothing is queued or being written and
 // nothing was written for trimAfter (housekeeping, peer.trim): the next
 // frame queued allocates one again.

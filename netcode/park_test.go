@@ -3,6 +3,7 @@ package netcode_test
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -25,12 +26,17 @@ func serverReaders() int {
 // On KCP, which says when its stream is readable, an idle connection's
 // read loop parks: the server keeps no goroutine for it, and a new one
 // reads what comes next, each time. Requests, events and the close all go
-// on as before. On QUIC the reader stays, parked in Read.
+// on as before. So on WebSocket, where Linux's poll loops read the
+// sockets. On QUIC the reader stays, parked in Read.
 func TestIdleReaderParks(t *testing.T) {
+	wsReaders := 0
+	if runtime.GOOS != "linux" {
+		wsReaders = 1 // the session's Read reads its socket
+	}
 	for _, c := range []struct {
 		name    string
 		readers int
-	}{{"kcp", 0}, {"quic", 1}} {
+	}{{"kcp", 0}, {"ws", wsReaders}, {"quic", 1}} {
 		t.Run(c.name, func(t *testing.T) {
 			tr := nt.Find(c.name)
 			ended := make(chan *netcode.CloseError, 1)
@@ -85,4 +91,35 @@ func TestBusyReaderDoesNotPark(t *testing.T) {
 		require.Equal(t, []byte{byte(i)}, rep)
 	}
 	require.Less(t, netcode.ReadLoopStarts()-before, uint64(requests/10), "read loops started for %d requests back to back", requests)
+}
+
+// An idle WebSocket client PINGs each second, so that a dead TCP path is
+// found soon (PROTOCOL 14.8); the server answers on the reader's
+// goroutine, its ACKED with the PONG, so the connection's writer goroutine
+// is not woken for it and ends after its linger, as on every idle
+// connection.
+func TestIdleWebSocketWriterEnds(t *testing.T) {
+	tr := nt.Find("ws")
+	conns := make(chan *netcode.Conn, 1)
+	srv := nt.Server(t, tr, nil, func(s *netcode.Server) {
+		s.OnConnect(func(c *netcode.Conn) { conns <- c })
+	})
+	cl := nt.Client(t, tr, srv, nil)
+	conn := nt.Recv(t, conns, "the connection")
+	pongs := func() uint64 { return cl.Stats().FramesReceived }
+	start := pongs()
+	// Past the writer's 2 s linger, with a PING a second meanwhile.
+	deadline := time.Now().Add(10 * time.Second)
+	for netcode.WriterRunning(conn) || pongs() < start+3 {
+		require.True(t, time.Now().Before(deadline), "the server's writer still runs after %d frames to the idle client", pongs()-start)
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range 3 { // and it stays asleep across the next PINGs
+		was := pongs()
+		for pongs() == was {
+			require.True(t, time.Now().Before(deadline), "no PONG")
+			time.Sleep(10 * time.Millisecond)
+		}
+		require.False(t, netcode.WriterRunning(conn), "a PING woke the server's writer")
+	}
 }

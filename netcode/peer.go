@@ -702,6 +702,11 @@ func (p *peer) handleFrame(f reliable.Frame) {
 		if b, ok := p.out.begin(); ok {
 			p.out.noCopy = quiet
 			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(now.UnixNano())))) == nil {
+				// The ACKED owed goes with it, for the PING too (while it is
+				// delivered, the sequencer's next is its number).
+				if ack := p.res.ackWith(p.seq.next + 1); ack != nil {
+					p.out.controlQuiet(ack)
+				}
 				_ = p.out.flush()
 			}
 		}

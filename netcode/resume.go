@@ -263,6 +263,26 @@ func (r *resumeState) handled(size int) {
 	r.ackMu.Unlock()
 }
 
+// ackWith takes the ACKED owed for every frame numbered before next, for a
+// caller that writes a frame anyway (a PONG, on the goroutine that handles
+// the PING): the ack timer's is then not needed. It returns nil when none
+// is owed. An idle client's PING a second would otherwise wake the
+// connection's writer goroutine for its ACKED each time, and it would
+// never end.
+func (r *resumeState) ackWith(next uint32) []byte {
+	if !r.on() {
+		return nil
+	}
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	if !r.armed {
+		return nil
+	}
+	r.frames, r.bytes, r.armed = 0, 0, false
+	r.ackTimer.Stop() // had it fired, its ACKED is a harmless repeat
+	return reliable.AppendAcked(nil, next)
+}
+
 // sendAck sends an ACKED for what was handled (the ack timer).
 func (r *resumeState) sendAck() {
 	r.ackMu.Lock()
