@@ -402,24 +402,24 @@ func (s *Session) controlIn(op byte, p []byte) error {
 		if len(p) >= 2 {
 			echo = []byte{p[0], p[1]}
 		}
-		if !s.fr.nowait || s.tryControl(opClose, echo) {
-			if !s.fr.nowait {
+		switch {
+		case !s.fr.nowait:
+			_ = s.writeControl(opClose, echo)
+		case !s.tryControl(opClose, echo):
+			// The poller must not wait for the socket: a goroutine of the
+			// session's writes the echo, which the peer waits for to see
+			// a clean close, for at most closeLinger.
+			go func() {
+				defer s.wg.Done()
+				kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
+				defer kill.Stop()
 				_ = s.writeControl(opClose, echo)
-			}
-			_ = s.conn.Close()
-			s.wg.Done()
+				_ = s.conn.Close()
+			}()
 			return errPeerClosed
 		}
-		// The poller must not wait for the socket: a goroutine of the
-		// session's writes the echo, which the peer waits for to see a
-		// clean close, for at most closeLinger.
-		go func() {
-			defer s.wg.Done()
-			kill := time.AfterFunc(closeLinger, func() { _ = s.conn.Close() })
-			defer kill.Stop()
-			_ = s.writeControl(opClose, echo)
-			_ = s.conn.Close()
-		}()
+		_ = s.conn.Close()
+		s.wg.Done()
 		return errPeerClosed
 	}
 	return nil // a pong: the frame was heard, which is all it is for
@@ -462,13 +462,10 @@ func (s *Session) serverPing() {
 func (s *Session) polledRead(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	for s.roff == len(s.rbuf) && s.rerr == nil {
-		s.rcond.Wait()
+	n, err := s.takeWhenReady(p)
+	if err != nil {
+		return n, err
 	}
-	if s.roff == len(s.rbuf) || s.rdrop {
-		return 0, s.rerr
-	}
-	n := s.take(p)
 	if s.paused && len(s.rbuf)-s.roff < readBuffered/2 {
 		s.paused = false
 		s.stalled.Store(false)
@@ -493,8 +490,7 @@ func (s *Session) pollReceived(p []byte) error {
 	}
 	s.rbuf = append(s.rbuf, p...)
 	s.rcond.Broadcast()
-	readable := s.onReadable
-	s.onReadable = nil
+	readable := s.takeReadable()
 	var err error
 	if len(s.rbuf)-s.roff >= readBuffered {
 		s.paused = true
@@ -503,9 +499,7 @@ func (s *Session) pollReceived(p []byte) error {
 		err = errPaused
 	}
 	s.rmu.Unlock()
-	if readable != nil {
-		readable()
-	}
+	readable()
 	return err
 }
 

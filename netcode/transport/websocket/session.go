@@ -309,12 +309,9 @@ func (s *Session) broken(err error) {
 		s.rerr = err
 	}
 	s.rcond.Broadcast()
-	readable := s.onReadable // a parked reader learns of it
-	s.onReadable = nil
+	readable := s.takeReadable() // a parked reader learns of it
 	s.rmu.Unlock()
-	if readable != nil {
-		readable()
-	}
+	readable()
 }
 
 // readEnded ends the session when the connection did: a close from the
@@ -349,16 +346,13 @@ func (s *Session) end(ce *transport.CloseError, local bool) bool {
 		}
 		s.rdrop = local
 		s.rcond.Broadcast()
-		readable := s.onReadable
-		s.onReadable = nil
+		readable := s.takeReadable()
 		p := s.poll
 		s.rmu.Unlock()
 		if p != nil {
 			p.remove(s)
 		}
-		if readable != nil {
-			readable() // a parked reader learns of the end
-		}
+		readable() // a parked reader learns of the end
 		s.turn.close()
 		s.kmu.Lock()
 		s.stopped = true
@@ -405,15 +399,36 @@ func (s *Session) Read(p []byte) (int, error) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	n, err := s.takeWhenReady(p)
+	if err == nil {
+		s.rcond.Broadcast() // the reader may wait for room
+	}
+	return n, err
+}
+
+// takeWhenReady waits (rmu held) until reliable bytes were read or reading
+// ended, and then takes what there is into p, or returns why it ended:
+// Read's, on a session whose bytes a reader hands on (a client's reader
+// goroutine, a server's poller).
+func (s *Session) takeWhenReady(p []byte) (int, error) {
 	for s.roff == len(s.rbuf) && s.rerr == nil {
 		s.rcond.Wait()
 	}
 	if s.roff == len(s.rbuf) || s.rdrop {
 		return 0, s.rerr
 	}
-	n := s.take(p)
-	s.rcond.Broadcast() // the reader may wait for room
-	return n, nil
+	return s.take(p), nil
+}
+
+// takeReadable takes NotifyReadable's f (rmu held), for its caller to
+// call once rmu is unlocked; with none waiting, a func that does nothing.
+func (s *Session) takeReadable() func() {
+	f := s.onReadable
+	s.onReadable = nil
+	if f == nil {
+		return func() {}
+	}
+	return f
 }
 
 // take copies reliable bytes read into p (rmu held).
