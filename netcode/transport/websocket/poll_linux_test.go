@@ -24,21 +24,8 @@ func TestPollerPausesWhileReadIsBehind(t *testing.T) {
 	l, url := serve(t, Config{}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dial := func() (*Session, *Session) {
-		c, err := Dial(ctx, url, Config{})
-		require.NoError(t, err)
-		s, err := l.Accept(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() {
-			_ = c.Close(0, "test over")
-			_ = s.Close(0, "test over")
-			c.Wait()
-			s.(*Session).Wait()
-		})
-		return c, s.(*Session)
-	}
-	flooder, behind := dial()
-	other, steady := dial()
+	flooder, behind := connect(t, l, url)
+	other, steady := connect(t, l, url)
 	require.NotNil(t, behind.poll)
 	require.Same(t, behind.poll, steady.poll)
 
@@ -54,11 +41,7 @@ func TestPollerPausesWhileReadIsBehind(t *testing.T) {
 		_, err := flooder.Write(want)
 		wrote <- err
 	}()
-	require.Eventually(t, func() bool {
-		behind.rmu.Lock()
-		defer behind.rmu.Unlock()
-		return behind.paused
-	}, 5*time.Second, 10*time.Millisecond, "the poller pauses the session")
+	require.Eventually(t, behind.isPaused, 5*time.Second, 10*time.Millisecond, "the poller pauses the session")
 	time.Sleep(100 * time.Millisecond) // the poller would read on meanwhile
 	behind.rmu.Lock()
 	held := len(behind.rbuf) - behind.roff
@@ -78,6 +61,14 @@ func TestPollerPausesWhileReadIsBehind(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, got, "every byte, in order")
 	require.NoError(t, <-wrote)
+}
+
+// isPaused reports whether the poller stopped reading s while its Read is
+// behind.
+func (s *Session) isPaused() bool {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.paused
 }
 
 // The poller's goroutine ends with its last session, and starts again
@@ -124,12 +115,7 @@ func TestPollerEndsWithItsLastSession(t *testing.T) {
 func TestPollerEchoesACloseBehindData(t *testing.T) {
 	l, url := serve(t, Config{}, false)
 	key := [4]byte{9, 8, 7, 6}
-	c, br := rawClient(t, url, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	s := ts.(*Session)
+	c, br, s := rawSession(t, l, url, nil)
 	require.NotNil(t, s.poll)
 	var sent atomic.Int64
 	stopped := make(chan struct{})
@@ -149,7 +135,7 @@ func TestPollerEchoesACloseBehindData(t *testing.T) {
 		}
 	}
 	status := binary.BigEndian.AppendUint16(nil, 4000+uint16(1))
-	_, err = c.Write(clientFrame(true, opClose, key, append(status, "leaving"...)))
+	_, err := c.Write(clientFrame(true, opClose, key, append(status, "leaving"...)))
 	require.NoError(t, err)
 	<-s.Done()
 	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
@@ -171,15 +157,10 @@ func TestPollerEchoesACloseBehindData(t *testing.T) {
 // timeout.
 func TestPollerWakesAParkedReaderOnABreach(t *testing.T) {
 	l, url := serve(t, Config{}, false)
-	c, _ := rawClient(t, url, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	s := ts.(*Session)
+	c, _, s := rawSession(t, l, url, nil)
 	woke := make(chan struct{})
 	require.True(t, s.NotifyReadable(func() { close(woke) }), "parked")
-	_, err = c.Write([]byte{finBit | opBinary, 3, channelReliable, 'h', 'i'}) // unmasked
+	_, err := c.Write([]byte{finBit | opBinary, 3, channelReliable, 'h', 'i'}) // unmasked
 	require.NoError(t, err)
 	select {
 	case <-woke:
@@ -198,12 +179,7 @@ func TestPollerWakesAParkedReaderOnABreach(t *testing.T) {
 func TestPollerDoesNotSpinOnAPausedSocket(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	l, url := serve(t, Config{}, false)
-	c, _ := rawClient(t, url, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	s := ts.(*Session)
+	c, _, s := rawSession(t, l, url, nil)
 	key := [4]byte{1, 2, 3, 4}
 	msg := clientFrame(true, opBinary, key, append([]byte{channelReliable}, frame(1000)...))
 	go func() {
@@ -213,11 +189,7 @@ func TestPollerDoesNotSpinOnAPausedSocket(t *testing.T) {
 			}
 		}
 	}()
-	require.Eventually(t, func() bool {
-		s.rmu.Lock()
-		defer s.rmu.Unlock()
-		return s.paused
-	}, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, s.isPaused, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, c.(*net.TCPConn).SetLinger(0))
 	require.NoError(t, c.Close()) // a reset
 	time.Sleep(50 * time.Millisecond)
@@ -238,17 +210,7 @@ func TestPollerDoesNotWaitForAClosingSession(t *testing.T) {
 	l, url := serve(t, Config{Backlog: 1}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	other, err := Dial(ctx, url, Config{})
-	require.NoError(t, err)
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	steady := ts.(*Session)
-	defer func() {
-		_ = other.Close(0, "")
-		_ = steady.Close(0, "")
-		other.Wait()
-		steady.Wait()
-	}()
+	other, steady := connect(t, l, url)
 	rawClient(t, url, nil) // fills the accept queue
 	worst := time.Duration(0)
 	for range 3 {
@@ -280,12 +242,7 @@ func TestPollerAnswersTheLastPingOfARound(t *testing.T) {
 		pings = append(pings, clientFrame(true, opPing, key, []byte{byte(i)})...)
 	}
 	l, url := serve(t, Config{}, false)
-	c, br := rawClient(t, url, pings)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	s := ts.(*Session)
+	c, br, s := rawSession(t, l, url, pings)
 	pongs := 0
 	for {
 		op, p := serverFrame(t, br)
@@ -307,18 +264,9 @@ func TestPollerAnswersTheLastPingOfARound(t *testing.T) {
 func TestPollerEndsWhateverTheOrder(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // one poller for all
 	l, url := serve(t, Config{}, false)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	accept := func() *Session {
-		ts, err := l.Accept(ctx)
-		require.NoError(t, err)
-		return ts.(*Session)
-	}
 	for i := range 100 {
-		c, _ := rawClient(t, url, nil)
-		a := accept()
-		d, _ := rawClient(t, url, nil)
-		b := accept()
+		c, _, a := rawSession(t, l, url, nil)
+		d, _, b := rawSession(t, l, url, nil)
 		_ = a.Close(0, "")
 		_ = b.Close(0, "")
 		_ = c.Close()

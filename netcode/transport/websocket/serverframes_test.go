@@ -72,6 +72,18 @@ func rawClient(t *testing.T, url string, first []byte) (net.Conn, *bufio.Reader)
 	return c, br
 }
 
+// rawSession opens a raw client to l at url, first behind its handshake
+// (rawClient), and returns it, its reader and the server's session.
+func rawSession(t *testing.T, l *Listener, url string, first []byte) (net.Conn, *bufio.Reader, *Session) {
+	t.Helper()
+	c, br := rawClient(t, url, first)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := l.Accept(ctx)
+	require.NoError(t, err)
+	return c, br, s.(*Session)
+}
+
 // serverFrame reads one frame the server wrote, which is never masked.
 func serverFrame(t *testing.T, br *bufio.Reader) (op byte, p []byte) {
 	t.Helper()
@@ -111,16 +123,13 @@ func testServerReadsClientFrames(t *testing.T, cfg Config) {
 		dgram[1+i] = byte(i)
 	}
 	first = append(first, clientFrame(true, opBinary, key, dgram)...)
-	c, br := rawClient(t, url, first)
+	c, br, s := rawSession(t, l, url, first)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ts, err := l.Accept(ctx)
-	require.NoError(t, err)
-	s := ts.(*Session)
 	require.Equal(t, runtime.GOOS == "linux" && !cfg.ReaderPerSession, s.poll != nil, "who reads the socket")
 	got := make([]byte, len(reliableBytes)-1)
-	_, err = io.ReadFull(s, got)
+	_, err := io.ReadFull(s, got)
 	require.NoError(t, err)
 	require.Equal(t, string(reliableBytes[1:]), string(got))
 	// The rest is read by the next Read, as netcode's read loop reads on.
@@ -170,12 +179,8 @@ func testServerRefusesBadFrames(t *testing.T, cfg Config) {
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
 			l, url := serve(t, cfg, false)
-			c, br := rawClient(t, url, bad)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s, err := l.Accept(ctx)
-			require.NoError(t, err)
-			_, err = s.Read(make([]byte, 16))
+			c, br, s := rawSession(t, l, url, bad)
+			_, err := s.Read(make([]byte, 16))
 			if name == "a message over the limits" {
 				require.ErrorIs(t, err, reliable.ErrFrameTooLarge)
 			} else {
@@ -188,7 +193,7 @@ func testServerRefusesBadFrames(t *testing.T, cfg Config) {
 			require.Equal(t, "bad frame", string(p[2:]))
 			_, err = c.Write(clientFrame(true, opClose, key, p[:2]))
 			require.NoError(t, err)
-			s.(*Session).Wait()
+			s.Wait()
 		})
 	}
 }
@@ -205,11 +210,7 @@ func TestServerClosesTCPOnThePeersClose(t *testing.T) {
 func testServerClosesTCPOnThePeersClose(t *testing.T, cfg Config) {
 	l, url := serve(t, cfg, false)
 	key := [4]byte{5, 6, 7, 8}
-	c, br := rawClient(t, url, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	s, err := l.Accept(ctx)
-	require.NoError(t, err)
+	c, br, s := rawSession(t, l, url, nil)
 	require.NoError(t, s.Close(uint16(reliable.CloseKicked), "bye"))
 	op, p := serverFrame(t, br)
 	require.Equal(t, byte(opClose), op)
@@ -219,12 +220,12 @@ func testServerClosesTCPOnThePeersClose(t *testing.T, cfg Config) {
 	late = append(late, clientFrame(true, opBinary, key, append([]byte{channelReliable}, frame(300)...))...)
 	late = append(late, clientFrame(true, opClose, key, p[:2])...)
 	start := time.Now()
-	_, err = c.Write(late)
+	_, err := c.Write(late)
 	require.NoError(t, err)
 	_, err = br.ReadByte()
 	require.ErrorIs(t, err, io.EOF, "the server closes the connection after the peer's close frame")
 	require.Less(t, time.Since(start), closeLinger/2, "at the peer's close, not at the handshake's bound")
-	s.(*Session).Wait()
+	s.Wait()
 }
 
 // A datagram over its limit is a protocol error, whoever reads it, also
@@ -232,16 +233,11 @@ func testServerClosesTCPOnThePeersClose(t *testing.T, cfg Config) {
 func TestServerRefusesALongDatagramInPieces(t *testing.T) {
 	bothReaders(t, func(t *testing.T, cfg Config) {
 		l, url := serve(t, cfg, false)
-		c, _ := rawClient(t, url, nil)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ts, err := l.Accept(ctx)
-		require.NoError(t, err)
-		s := ts.(*Session)
+		c, _, s := rawSession(t, l, url, nil)
 		key := [4]byte{1, 2, 3, 4}
 		const n = 200_000
 		h := binary.BigEndian.AppendUint64([]byte{finBit | opBinary, 0x80 | 127}, n)
-		_, err = c.Write(append(h, key[:]...))
+		_, err := c.Write(append(h, key[:]...))
 		require.NoError(t, err)
 		time.Sleep(50 * time.Millisecond) // read alone
 		_, err = c.Write([]byte{channelDatagram ^ key[0]})

@@ -49,6 +49,13 @@ func serve(t *testing.T, cfg Config, tlsOn bool) (*Listener, string) {
 func pair(t *testing.T, cfg Config) (client, server *Session) {
 	t.Helper()
 	l, url := serve(t, cfg, false)
+	return connect(t, l, url)
+}
+
+// connect dials l at url and returns both sessions, closed and waited for
+// when the test ends.
+func connect(t *testing.T, l *Listener, url string) (client, server *Session) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, url, Config{})
