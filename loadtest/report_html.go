@@ -106,7 +106,7 @@ func figures(r Report) [][2]string {
 		{"bandwidth per bot", fmt.Sprintf("%.1f kbit/s down, %.1f kbit/s up", r.KbpsDown, r.KbpsUp)},
 		{"tick rate", fmt.Sprintf("%d Hz", r.TickRate)},
 	}
-	if r.MachineStealPercent >= 5 {
+	if r.MachineStealPercent >= StealNoted {
 		f = append(f, [2]string{"cpu steal", fmt.Sprintf("%.1f %% of the machine's CPU time went to other guests of its host", r.MachineStealPercent)})
 	}
 	if r.FramesSkipped > 0 {

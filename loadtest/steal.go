@@ -49,6 +49,11 @@ func parseCPUTimes(b []byte) cpuTimes {
 	return t
 }
 
+// StealNoted is the share of the machine's CPU time stolen, in percent
+// (Report.MachineStealPercent), from which a report warns that its
+// figures are doubtful.
+const StealNoted = 5.0
+
 // stealPercent is the share of the machine's CPU time stolen between a
 // and b, in percent, or 0 when it cannot tell.
 func stealPercent(a, b cpuTimes) float64 {

@@ -244,7 +244,7 @@ func printTable(w io.Writer, r loadtest.Report) {
 		upct = 100 * float64(r.InterpUnderruns) / float64(r.InterpFrames)
 	}
 	fmt.Fprintf(tw, "interpolation\t%d frames at 60/s, %d underruns (%.2f%%)\n", r.InterpFrames, r.InterpUnderruns, upct)
-	if r.MachineStealPercent >= 5 {
+	if r.MachineStealPercent >= loadtest.StealNoted {
 		fmt.Fprintf(tw, "cpu steal\t%.1f%% of the machine's CPU time went to other guests of its host: the bots (and a server here) ran late for it\n", r.MachineStealPercent)
 	}
 	if r.FramesSkipped > 0 {

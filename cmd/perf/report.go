@@ -103,7 +103,7 @@ func result(rep loadtest.Report, w window) Result {
 // their frames (and so for their inputs), which a server then does not get.
 func lateNotes(rep loadtest.Report) []string {
 	var notes []string
-	if rep.MachineStealPercent >= 5 {
+	if rep.MachineStealPercent >= loadtest.StealNoted {
 		notes = append(notes, fmt.Sprintf("the host stole %.1f %% of the machine's CPU time", rep.MachineStealPercent))
 	}
 	if all := rep.InterpFrames + rep.FramesSkipped; rep.FramesSkipped > 0 && float64(rep.FramesSkipped) >= 0.01*float64(all) {
