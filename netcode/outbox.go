@@ -343,25 +343,22 @@ func (o *outbox) reattach(first []byte, replay func() []byte, attach func()) {
 // control queues an unnumbered frame (ACKED) unless the queue is closed
 // or its transport lost: such a frame only says something about now.
 func (o *outbox) control(frame []byte) {
-	o.mu.Lock()
-	if o.closed || o.lost {
-		o.mu.Unlock()
-		return
+	if o.controlQuiet(frame) {
+		o.signal()
 	}
-	o.buf = append(o.buf, frame...)
-	o.mu.Unlock()
-	o.signal()
 }
 
-// controlQuiet is control without waking the writer goroutine: the caller
-// flushes itself right after.
-func (o *outbox) controlQuiet(frame []byte) {
+// controlQuiet is control without waking the writer goroutine, for a
+// caller that flushes itself right after; it reports whether it queued
+// the frame.
+func (o *outbox) controlQuiet(frame []byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed || o.lost {
-		return
+		return false
 	}
 	o.buf = append(o.buf, frame...)
+	return true
 }
 
 // trim lets the two buffers go once nothing is queued or being written and
