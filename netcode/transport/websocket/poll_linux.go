@@ -127,12 +127,8 @@ func (p *poller) add(s *Session) bool {
 	if p.closed {
 		return false
 	}
-	var fd int32 = -1
-	var cerr error
-	if err := ec.raw.Control(func(f uintptr) {
-		fd = int32(f)
-		cerr = unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(f), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: fd})
-	}); err != nil || cerr != nil {
+	fd, err := p.watch(ec.raw)
+	if err != nil {
 		return false
 	}
 	s.startPolled(p, ec, fd)
@@ -154,8 +150,7 @@ func (p *poller) remove(s *Session) {
 		return
 	}
 	delete(p.sessions, s.pfd)
-	// The socket may be closed already, which took it out of ep.
-	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) }) // or paused: not in ep
+	p.unwatch(s) // or paused: not in ep
 	if len(p.sessions) == 0 {
 		p.wakeLocked() // the loop ends
 	}
@@ -165,9 +160,7 @@ func (p *poller) remove(s *Session) {
 // the two are ordered by it), while Read is behind. The socket leaves the
 // epoll instance: one in it with no events asked for would still report
 // an error or a hang-up at every wait, and the loop would spin.
-func (p *poller) pause(s *Session) {
-	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) })
-}
+func (p *poller) pause(s *Session) { p.unwatch(s) }
 
 // resume has the loop read s again (rmu held), first what its buffer
 // holds, unless s left the poller meanwhile.
@@ -177,10 +170,25 @@ func (p *poller) resume(s *Session) {
 	if p.sessions[s.pfd] != s {
 		return
 	}
-	_ = s.praw.Control(func(f uintptr) {
-		_ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(f), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: s.pfd})
-	})
+	_, _ = p.watch(s.praw)
 	p.readyLocked(s)
+}
+
+// watch puts the socket under raw in ep, and returns its descriptor.
+func (p *poller) watch(raw syscall.RawConn) (fd int32, err error) {
+	var cerr error
+	if err := raw.Control(func(f uintptr) {
+		fd = int32(f)
+		cerr = unix.EpollCtl(p.ep, unix.EPOLL_CTL_ADD, int(f), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: fd})
+	}); err != nil {
+		return -1, err
+	}
+	return fd, cerr
+}
+
+// unwatch takes s's socket out of ep; a closed socket left it already.
+func (p *poller) unwatch(s *Session) {
+	_ = s.praw.Control(func(f uintptr) { _ = unix.EpollCtl(p.ep, unix.EPOLL_CTL_DEL, int(f), nil) })
 }
 
 // readyLocked queues s for the loop's next round (mu held).
