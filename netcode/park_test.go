@@ -123,3 +123,36 @@ func TestIdleWebSocketWriterEnds(t *testing.T) {
 		require.False(t, netcode.WriterRunning(conn), "a PING woke the server's writer")
 	}
 }
+
+// A client that sends a request every few hundred milliseconds, as a bot
+// pings, has the ACKED for each go with its REPLY, in the reply's write on
+// the reader's goroutine: the connection's writer goroutine is not woken
+// 250 ms later for it, so it ends after its linger and stays asleep.
+func TestRequestsLeaveTheWriterAsleep(t *testing.T) {
+	nt.Each(t, func(t *testing.T, tr nt.Transport) {
+		conns := make(chan *netcode.Conn, 1)
+		srv := nt.Server(t, tr, nil, func(s *netcode.Server) {
+			echo(s)
+			s.OnConnect(func(c *netcode.Conn) { conns <- c })
+		})
+		cl := nt.Client(t, tr, srv, nil)
+		conn := nt.Recv(t, conns, "the connection")
+		ask := func(i int) {
+			rep, err := cl.Request(context.Background(), "echo", []byte{byte(i)})
+			require.NoError(t, err)
+			require.Equal(t, []byte{byte(i)}, rep)
+		}
+		// Past the writer's 2 s linger, with a request every 400 ms.
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; netcode.WriterRunning(conn) || i < 3; i++ {
+			require.True(t, time.Now().Before(deadline), "the server's writer still runs after %d requests", i)
+			ask(i)
+			time.Sleep(400 * time.Millisecond)
+		}
+		for i := range 4 { // each later request's ACKED, due 250 ms after it, went with its REPLY
+			ask(i)
+			time.Sleep(400 * time.Millisecond)
+			require.False(t, netcode.WriterRunning(conn), "request %d woke the server's writer", i)
+		}
+	})
+}

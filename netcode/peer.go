@@ -513,8 +513,20 @@ func (p *peer) reply(id uint32, payload []byte, herr error) error {
 	if err := p.enqueued(p.out.endQuiet(b)); err != nil {
 		return err
 	}
+	p.ackDelivered()
 	_ = p.out.flush()
 	return nil
+}
+
+// ackDelivered queues the ACKED owed, for the frame being delivered too,
+// behind a frame that its handler just queued to flush at once (a PONG, a
+// REPLY): the two go out in one write, and the ack timer's own write is
+// not needed. It runs in the delivery (the sequencer's lock held, so its
+// next is that frame's number).
+func (p *peer) ackDelivered() {
+	if ack := p.res.ackWith(p.seq.next + 1); ack != nil {
+		p.out.controlQuiet(ack)
+	}
 }
 
 func (p *peer) request(ctx context.Context, name string, payload []byte, timeout time.Duration) ([]byte, error) {
@@ -702,11 +714,7 @@ func (p *peer) handleFrame(f reliable.Frame) {
 		if b, ok := p.out.begin(); ok {
 			p.out.noCopy = quiet
 			if p.enqueued(p.out.endQuiet(reliable.AppendPong(b, f.Time, uint64(now.UnixNano())))) == nil {
-				// The ACKED owed goes with it, for the PING too (while it is
-				// delivered, the sequencer's next is its number).
-				if ack := p.res.ackWith(p.seq.next + 1); ack != nil {
-					p.out.controlQuiet(ack)
-				}
+				p.ackDelivered()
 				_ = p.out.flush()
 			}
 		}
