@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -118,7 +119,7 @@ func (c *eorConn) writeNow(p []byte) (sent, torn bool) {
 // sendOnce is writeNow's system call.
 func (c *eorConn) sendOnce(fd uintptr) bool {
 	for {
-		n, err := unix.SendmsgN(int(fd), c.p, nil, nil, unix.MSG_EOR|unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		n, err := sendEOR(fd, c.p, unix.MSG_DONTWAIT)
 		if err != unix.EINTR {
 			c.n, c.err = max(n, 0), err
 			return true
@@ -130,7 +131,7 @@ func (c *eorConn) sendOnce(fd uintptr) bool {
 // socket takes more.
 func (c *eorConn) sendmsg(fd uintptr) bool {
 	for c.n < len(c.p) {
-		m, err := unix.SendmsgN(int(fd), c.p[c.n:], nil, nil, unix.MSG_EOR|unix.MSG_NOSIGNAL)
+		m, err := sendEOR(fd, c.p[c.n:], 0)
 		switch err {
 		case nil:
 			c.n += m
@@ -147,4 +148,16 @@ func (c *eorConn) sendmsg(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// sendEOR writes p (not empty) to socket fd with MSG_EOR, MSG_NOSIGNAL and
+// flags, in one send(2): a single buffer needs none of sendmsg's message
+// header and vector, which the kernel copies in and checks on every call.
+func sendEOR(fd uintptr, p []byte, flags int) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		uintptr(unix.MSG_EOR|unix.MSG_NOSIGNAL|flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
