@@ -431,6 +431,13 @@ type Session struct {
 	// session.
 	pc   net.PacketConn
 	keep time.Duration
+
+	// The stream's next byte, read ahead while the connection's reader is
+	// parked (NotifyReadable), and what that read returned; Read returns
+	// them first.
+	ahead    [1]byte
+	aheadN   int
+	aheadErr error
 }
 
 func newSession(conn *quicgo.Conn, st *quicgo.Stream, keep time.Duration) *Session {
@@ -451,12 +458,47 @@ func (s *Session) stream() (*quicgo.Stream, error) {
 }
 
 func (s *Session) Read(p []byte) (int, error) {
+	if s.aheadN > 0 || s.aheadErr != nil {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n, err := copy(p, s.ahead[:s.aheadN]), s.aheadErr
+		s.aheadN, s.aheadErr = 0, nil
+		return n, s.mapErr(err)
+	}
 	st, err := s.stream()
 	if err != nil {
 		return 0, s.mapErr(err)
 	}
 	n, err := st.Read(p)
 	return n, s.mapErr(err)
+}
+
+// NotifyReadable lets a server's connection park its reader while the
+// stream is idle (transport.ReadNotifier). quic-go tells no one when a
+// stream has bytes, so a goroutine of the session's waits in a read of one
+// byte instead, which Read returns first, and then calls f. That goroutine
+// calls nothing of netcode's while it waits, so its stack stays at its
+// smallest, where a reader parked in Read keeps the stack that handling
+// frames grew; the reader's buffers go back to their pool meanwhile. It
+// ends with its read: when a byte comes or the connection ends.
+func (s *Session) NotifyReadable(f func()) bool {
+	if s.aheadN > 0 || s.aheadErr != nil {
+		return false
+	}
+	st, err := s.stream()
+	if err != nil {
+		s.aheadErr = err
+		return false
+	}
+	go s.readAhead(st, f)
+	return true
+}
+
+// readAhead is NotifyReadable's goroutine.
+func (s *Session) readAhead(st *quicgo.Stream, f func()) {
+	s.aheadN, s.aheadErr = st.Read(s.ahead[:])
+	f()
 }
 
 func (s *Session) Write(p []byte) (int, error) {
