@@ -1,10 +1,14 @@
 package main
 
-// The bare quic-go subject of -idle: what an idle QUIC connection costs a
-// server that is quic-go and nothing else, for the quic row's ratio. perf
-// runs itself twice for it, as a server (perf bare-quic-server) and as its
-// idle clients (perf bare-quic-clients), so that each can be pinned to its
-// CPU like the gameserver and the botclient.
+// The bare quic-go subjects of -idle: what an idle QUIC connection costs a
+// server that is quic-go and nothing else, for the quic row's ratios. perf
+// runs itself twice for each, as a server (perf bare-quic-server) and as
+// its idle clients (perf bare-quic-clients), so that each can be pinned to
+// its CPU like the gameserver and the botclient. bare-quic has datagrams
+// only; bare-quic-stream (-stream) also the one stream each client opens,
+// with a goroutine of the server's waiting in its Read, as Roomwire's
+// reliable stream has: the cost of the stream is quic-go's, and the quic
+// row over bare-quic-stream is what Roomwire adds.
 
 import (
 	"context"
@@ -44,7 +48,8 @@ func bareQUICConfig() *quicgo.Config { return quictransport.Config{}.QUICConfig(
 
 // serveBareQUIC is `perf bare-quic-server`: a quic-go listener that accepts
 // every connection and keeps one goroutine per connection reading its
-// datagrams, until SIGINT or SIGTERM. Its HTTP address serves what perf
+// datagrams (with -stream, another reading the stream the client opens),
+// until SIGINT or SIGTERM. Its HTTP address serves what perf
 // reads from a gameserver's side port: /healthz, /metrics.json (the
 // active connections and the runtime figures) and /debug/pprof/.
 func serveBareQUIC(args []string, stderr io.Writer) error {
@@ -52,6 +57,7 @@ func serveBareQUIC(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	quicAddr := fs.String("quic", "127.0.0.1:0", "UDP `address` to accept QUIC on")
 	httpAddr := fs.String("http", "127.0.0.1:0", "TCP `address` of the figures")
+	stream := fs.Bool("stream", false, "accept a stream on each connection and keep a goroutine reading it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,12 +94,30 @@ func serveBareQUIC(args []string, stderr io.Writer) error {
 		wg.Go(func() {
 			defer active.Add(-1)
 			defer conn.CloseWithError(0, "")
+			if *stream {
+				st, err := conn.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				wg.Go(func() { drain(st) })
+			}
 			for {
 				if _, err := conn.ReceiveDatagram(ctx); err != nil {
 					return
 				}
 			}
 		})
+	}
+}
+
+// drain reads a stream until it ends, with the small buffer of a reader
+// that waits for a frame's header.
+func drain(st *quicgo.Stream) {
+	var b [16]byte
+	for {
+		if _, err := st.Read(b[:]); err != nil {
+			return
+		}
 	}
 }
 
@@ -131,7 +155,8 @@ const bareDialers = 64
 // for a loopback server, and then do nothing for the duration (quic-go
 // sends their keep-alives), or until SIGINT or SIGTERM. It prints a report
 // like the botclient's -json one: bots, connected, failed, duration_s and
-// errors.
+// errors. With -stream each opens a stream and writes a byte on it, which
+// the server's AcceptStream waits for.
 func bareQUICClients(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("perf bare-quic-clients", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -139,8 +164,13 @@ func bareQUICClients(args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("n", 1000, "clients")
 	duration := fs.Duration("duration", time.Minute, "how long each client stays connected")
 	connectTimeout := fs.Duration("connect-timeout", 30*time.Second, "bound on each client's handshake")
+	stream := fs.Bool("stream", false, "open a stream on each connection and write a byte on it")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	subject := bareQUIC
+	if *stream {
+		subject = bareQUICStream
 	}
 	raddr, err := net.ResolveUDPAddr("udp", *addr)
 	if err != nil {
@@ -160,6 +190,9 @@ func bareQUICClients(args []string, stdout, stderr io.Writer) error {
 		wg.Go(func() {
 			dialing <- struct{}{}
 			conn, err := dialBare(ctx, raddr, i, tlsConf, *connectTimeout)
+			if err == nil && *stream {
+				err = openStream(conn)
+			}
 			<-dialing
 			if err != nil {
 				failed.Add(1)
@@ -179,7 +212,21 @@ func bareQUICClients(args []string, stdout, stderr io.Writer) error {
 		})
 	}
 	wg.Wait()
-	return writeBareReport(stdout, bareQUIC, *n, &connected, &failed, began, &errs)
+	return writeBareReport(stdout, subject, *n, &connected, &failed, began, &errs)
+}
+
+// openStream opens a client's stream and writes its first byte, so that
+// the server sees it; the connection is closed if either fails.
+func openStream(conn *quicgo.Conn) error {
+	st, err := conn.OpenStream()
+	if err == nil {
+		_, err = st.Write([]byte{0})
+	}
+	if err != nil {
+		_ = conn.CloseWithError(0, "")
+		return fmt.Errorf("open a stream: %w", err)
+	}
+	return nil
 }
 
 // serveFigures serves bareHandler's figures on httpAddr until the returned

@@ -14,8 +14,12 @@ import (
 	"time"
 )
 
-// bareQUIC is the -idle subject that is quic-go alone (barequic.go).
-const bareQUIC = "bare-quic"
+// bareQUIC and bareQUICStream are the -idle subjects that are quic-go
+// alone, with datagrams and with a stream too (barequic.go).
+const (
+	bareQUIC       = "bare-quic"
+	bareQUICStream = "bare-quic-stream"
+)
 
 // idleSlack is how much longer than the wait for the connections (the
 // last wave may start at the join timeout and take the connect timeout),
@@ -119,10 +123,13 @@ func (c config) idleCommands(subject string, p ports, wave int) (server, clients
 		clients = []string{c.Self, "bare-udp-clients", "-addr", udpAddr, "-n", n, "-duration", stay}
 		return server, clients, nil
 	}
-	if subject == bareQUIC {
+	if subject == bareQUIC || subject == bareQUICStream {
 		server = []string{c.Self, "bare-quic-server", "-quic", quicAddr, "-http", httpAddr}
 		clients = []string{c.Self, "bare-quic-clients", "-addr", quicAddr, "-n", n,
 			"-duration", stay, "-connect-timeout", idleConnectTimeout.String()}
+		if subject == bareQUICStream {
+			server, clients = append(server, "-stream"), append(clients, "-stream")
+		}
 		return server, clients, nil
 	}
 	url, err := transportURL(subject, p)

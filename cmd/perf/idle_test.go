@@ -64,16 +64,20 @@ func TestIdleResult(t *testing.T) {
 func TestVsBare(t *testing.T) {
 	rows := []IdleResult{
 		{Subject: bareQUIC, BytesPerSession: 20000},
+		{Subject: bareQUICStream, BytesPerSession: 17500},
 		{Subject: "quic", BytesPerSession: 21000},
 		{Subject: "kcp", BytesPerSession: 6000, ServerCPUPct: 3},
 		{Subject: bareUDP, ServerCPUPct: 2},
 	}
 	vsBare(rows)
-	if rows[1].VsBareQUIC != 1.05 || rows[0].VsBareQUIC != 0 || rows[2].VsBareQUIC != 0 {
-		t.Errorf("got %v, %v, %v; want only quic's, 1.05", rows[0].VsBareQUIC, rows[1].VsBareQUIC, rows[2].VsBareQUIC)
+	if rows[2].VsBareQUIC != 1.05 || rows[0].VsBareQUIC != 0 || rows[3].VsBareQUIC != 0 {
+		t.Errorf("got %v, %v, %v; want only quic's, 1.05", rows[0].VsBareQUIC, rows[2].VsBareQUIC, rows[3].VsBareQUIC)
 	}
-	if rows[2].CPUVsBareUDP != 1.5 || rows[1].CPUVsBareUDP != 0 {
-		t.Errorf("CPU vs bare UDP: kcp %v, quic %v; want 1.5 and none", rows[2].CPUVsBareUDP, rows[1].CPUVsBareUDP)
+	if rows[2].VsBareQUICStream != 1.2 || rows[1].VsBareQUICStream != 0 || rows[3].VsBareQUICStream != 0 {
+		t.Errorf("vs bare-quic-stream: got %v, %v, %v; want only quic's, 1.2", rows[1].VsBareQUICStream, rows[2].VsBareQUICStream, rows[3].VsBareQUICStream)
+	}
+	if rows[3].CPUVsBareUDP != 1.5 || rows[2].CPUVsBareUDP != 0 {
+		t.Errorf("CPU vs bare UDP: kcp %v, quic %v; want 1.5 and none", rows[3].CPUVsBareUDP, rows[2].CPUVsBareUDP)
 	}
 	failed := []IdleResult{{Subject: bareQUIC, Error: "x"}, {Subject: "quic", BytesPerSession: 21000}}
 	vsBare(failed)
@@ -86,7 +90,7 @@ func TestWriteIdleMarkdown(t *testing.T) {
 	var b strings.Builder
 	rows := []IdleResult{
 		{Subject: bareQUIC, Sessions: 500, ServerCPUPct: 0.8, BytesPerSession: 20000, HeapPerSession: 17000, StackPerSession: 3000, GoroutinesPerSession: 1.01, RSSPerSession: 30000},
-		{Subject: "quic", Sessions: 500, ServerCPUPct: 1.25, BytesPerSession: 24000, HeapPerSession: 19000, StackPerSession: 5000, GoroutinesPerSession: 2, RSSPerSession: 41000, VsBareQUIC: 1.2},
+		{Subject: "quic", Sessions: 500, ServerCPUPct: 1.25, BytesPerSession: 24000, HeapPerSession: 19000, StackPerSession: 5000, GoroutinesPerSession: 2, RSSPerSession: 41000, VsBareQUIC: 1.2, VsBareQUICStream: 1.1},
 		{Subject: "ws", Error: "sessions never connected | x"},
 		{Subject: "kcp", Sessions: 500, ServerCPUPct: 2.4, CPUVsBareUDP: 1.5, BytesPerSession: 8000, HeapPerSession: 7900, StackPerSession: 100, RSSPerSession: 9000},
 	}
@@ -98,10 +102,10 @@ func TestWriteIdleMarkdown(t *testing.T) {
 		t.Fatalf("%d lines, want 6:\n%s", len(lines), b.String())
 	}
 	for i, want := range []string{
-		"| bare-quic | 500 | 0.80 |  | 20000 (17000 + 3000) | 1.01 | 30000 |  |",
-		"| quic | 500 | 1.25 |  | 24000 (19000 + 5000) | 2.00 | 41000 | 1.20× |",
-		`| ws | error: sessions never connected \| x | | | | | | |`,
-		"| kcp | 500 | 2.40 | 1.50× | 8000 (7900 + 100) | 0.00 | 9000 |  |",
+		"| bare-quic | 500 | 0.80 |  | 20000 (17000 + 3000) | 1.01 | 30000 |  |  |",
+		"| quic | 500 | 1.25 |  | 24000 (19000 + 5000) | 2.00 | 41000 | 1.20× | 1.10× |",
+		`| ws | error: sessions never connected \| x | | | | | | | |`,
+		"| kcp | 500 | 2.40 | 1.50× | 8000 (7900 + 100) | 0.00 | 9000 |  |  |",
 	} {
 		if lines[2+i] != want {
 			t.Errorf("row\n%s\nwant\n%s", lines[2+i], want)
@@ -136,6 +140,14 @@ func TestIdleCommands(t *testing.T) {
 	if err != nil || srv[0] != "/tmp/perf" || srv[1] != "bare-quic-server" || cl[1] != "bare-quic-clients" ||
 		!hasArgs(srv, []string{"-quic", "127.0.0.1:1"}) || !hasArgs(cl, []string{"-addr", "127.0.0.1:1"}) {
 		t.Errorf("bare-quic: %q, %q, %v", srv, cl, err)
+	}
+	if hasArgs(srv, []string{"-stream"}) || hasArgs(cl, []string{"-stream"}) {
+		t.Errorf("bare-quic: %q, %q: a stream", srv, cl)
+	}
+	srv, cl, err = c.idleCommands(bareQUICStream, p, 100)
+	if err != nil || srv[1] != "bare-quic-server" || cl[1] != "bare-quic-clients" ||
+		!hasArgs(srv, []string{"-stream"}) || !hasArgs(cl, []string{"-stream"}) {
+		t.Errorf("bare-quic-stream: %q, %q, %v", srv, cl, err)
 	}
 	srv, cl, err = c.idleCommands(bareUDP, p, 100)
 	if err != nil || srv[0] != "/tmp/perf" || srv[1] != "bare-udp-server" || cl[1] != "bare-udp-clients" ||

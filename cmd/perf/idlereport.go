@@ -38,6 +38,8 @@ type IdleResult struct {
 	// VsBareQUIC, on the quic row, is its BytesPerSession over bare-quic's
 	// in the same run; 0 elsewhere or without a bare-quic row.
 	VsBareQUIC float64 `json:"vs_bare_quic,omitempty"`
+	// VsBareQUICStream is the same over bare-quic-stream's.
+	VsBareQUICStream float64 `json:"vs_bare_quic_stream,omitempty"`
 	// CPUVsBareUDP, on the kcp row, is its ServerCPUPct over bare-udp's in
 	// the same run; 0 elsewhere or without a bare-udp row.
 	CPUVsBareUDP float64 `json:"cpu_vs_bare_udp,omitempty"`
@@ -86,15 +88,18 @@ func idleResult(before, after sample, w window) IdleResult {
 	return r
 }
 
-// vsBare sets the quic row's ratio to the bare-quic row's memory per
-// session, and the kcp row's to the bare-udp row's CPU, when both measured.
+// vsBare sets the quic row's ratios to the bare-quic and bare-quic-stream
+// rows' memory per session, and the kcp row's to the bare-udp row's CPU,
+// when both measured.
 func vsBare(rows []IdleResult) {
-	var bareQ, bareU, q, k *IdleResult
+	var bareQ, bareQS, bareU, q, k *IdleResult
 	for i := range rows {
 		switch r := &rows[i]; {
 		case r.Error != "":
 		case r.Subject == bareQUIC:
 			bareQ = r
+		case r.Subject == bareQUICStream:
+			bareQS = r
 		case r.Subject == bareUDP:
 			bareU = r
 		case r.Subject == "quic":
@@ -106,6 +111,9 @@ func vsBare(rows []IdleResult) {
 	if bareQ != nil && q != nil && bareQ.BytesPerSession > 0 {
 		q.VsBareQUIC = round(float64(q.BytesPerSession)/float64(bareQ.BytesPerSession), 2)
 	}
+	if bareQS != nil && q != nil && bareQS.BytesPerSession > 0 {
+		q.VsBareQUICStream = round(float64(q.BytesPerSession)/float64(bareQS.BytesPerSession), 2)
+	}
 	if bareU != nil && k != nil && bareU.ServerCPUPct > 0 {
 		k.CPUVsBareUDP = round(k.ServerCPUPct/bareU.ServerCPUPct, 2)
 	}
@@ -114,24 +122,27 @@ func vsBare(rows []IdleResult) {
 // writeIdleMarkdown prints the rows as a Markdown table.
 func writeIdleMarkdown(w io.Writer, rows []IdleResult) error {
 	var b strings.Builder
-	b.WriteString("| subject | sessions | server CPU % | CPU vs bare UDP | bytes/session (heap + stacks) | goroutines/session | RSS bytes/session | vs bare quic-go |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| subject | sessions | server CPU % | CPU vs bare UDP | bytes/session (heap + stacks) | goroutines/session | RSS bytes/session | vs bare quic-go | vs bare quic-go with a stream |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rows {
 		if r.Error != "" {
-			fmt.Fprintf(&b, "| %s | error: %s | | | | | | |\n", r.Subject, strings.ReplaceAll(r.Error, "|", "\\|"))
+			fmt.Fprintf(&b, "| %s | error: %s | | | | | | | |\n", r.Subject, strings.ReplaceAll(r.Error, "|", "\\|"))
 			continue
 		}
-		ratio := ""
+		ratio, streamRatio := "", ""
 		if r.VsBareQUIC > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.VsBareQUIC)
+		}
+		if r.VsBareQUICStream > 0 {
+			streamRatio = fmt.Sprintf("%.2f×", r.VsBareQUICStream)
 		}
 		cpuRatio := ""
 		if r.CPUVsBareUDP > 0 {
 			cpuRatio = fmt.Sprintf("%.2f×", r.CPUVsBareUDP)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.2f | %s | %d (%d + %d) | %.2f | %d | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %s | %d (%d + %d) | %.2f | %d | %s | %s |\n",
 			r.Subject, r.Sessions, r.ServerCPUPct, cpuRatio, r.BytesPerSession, r.HeapPerSession, r.StackPerSession,
-			r.GoroutinesPerSession, r.RSSPerSession, ratio)
+			r.GoroutinesPerSession, r.RSSPerSession, ratio, streamRatio)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

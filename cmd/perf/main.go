@@ -32,7 +32,10 @@
 // one, is the same for a server that is quic-go alone with Roomwire's QUIC
 // settings, and idle quic-go clients: perf runs itself for both sides
 // (perf bare-quic-server, perf bare-quic-clients), and the quic row's
-// memory per session is also given as a ratio to it. A bare-udp row,
+// memory per session is also given as a ratio to it. A bare-quic-stream
+// row is the same with one stream per connection, which the server keeps
+// a goroutine reading, as Roomwire's reliable stream needs: the quic row's
+// ratio to it is what Roomwire adds to quic-go. A bare-udp row,
 // measured before the kcp one, is a server that only keeps its idle UDP
 // clients alive, one packet each way a second as the KCP listener does
 // (bareudp.go), and the kcp row's CPU is also given as a ratio to it.
@@ -80,7 +83,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	transports := fs.String("transports", "quic,kcp,ws", "transports to measure, comma-separated, one after another: quic, kcp, ws; with -idle also bare-quic and bare-udp, which come with quic and kcp unless given")
+	transports := fs.String("transports", "quic,kcp,ws", "transports to measure, comma-separated, one after another: quic, kcp, ws; with -idle also bare-quic, bare-quic-stream and bare-udp, which come with quic and kcp unless given")
 	var c config
 	fs.IntVar(&c.Rooms, "rooms", 10, "arena rooms")
 	fs.IntVar(&c.Players, "players", 10, "bots per room (the server's -max-members)")
@@ -130,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("-pin needs taskset and at least 2 CPUs")
 	}
 	for _, bin := range []string{c.Gameserver, c.Botclient} {
-		if slices.Equal(list, []string{bareQUIC}) {
+		if !slices.ContainsFunc(list, func(t string) bool { return !isBare(t) }) {
 			break // perf alone
 		}
 		if _, err := os.Stat(bin); err != nil {
@@ -200,8 +203,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // parseTransports splits the -transports list, refusing unknown and
-// repeated names. With idle, bare-quic and bare-udp are subjects too, and
-// come just before quic and kcp unless the list names them.
+// repeated names. With idle, bare-quic, bare-quic-stream and bare-udp are
+// subjects too, and come just before quic and kcp unless the list names
+// one of theirs.
 func parseTransports(s string, idle bool) ([]string, error) {
 	var list []string
 	seen := map[string]bool{}
@@ -210,10 +214,10 @@ func parseTransports(s string, idle bool) ([]string, error) {
 		if t == "" {
 			continue
 		}
-		if !idle || (t != bareQUIC && t != bareUDP) {
+		if !idle || !isBare(t) {
 			if _, err := transportURL(t, ports{}); err != nil {
 				if idle {
-					err = fmt.Errorf("%w, or with -idle %s or %s", err, bareQUIC, bareUDP)
+					err = fmt.Errorf("%w, or with -idle %s, %s or %s", err, bareQUIC, bareQUICStream, bareUDP)
 				}
 				return nil, err
 			}
@@ -227,13 +231,20 @@ func parseTransports(s string, idle bool) ([]string, error) {
 	if len(list) == 0 {
 		return nil, errors.New("no transports: -transports is empty")
 	}
-	for bare, of := range map[string]string{bareQUIC: "quic", bareUDP: "kcp"} {
-		if i := slices.Index(list, of); idle && i >= 0 && !seen[bare] {
-			list = slices.Insert(list, i, bare)
+	for _, b := range [...]struct {
+		of   string
+		bare []string
+	}{{"quic", []string{bareQUIC, bareQUICStream}}, {"kcp", []string{bareUDP}}} {
+		named := slices.ContainsFunc(b.bare, func(t string) bool { return seen[t] })
+		if i := slices.Index(list, b.of); idle && i >= 0 && !named {
+			list = slices.Insert(list, i, b.bare...)
 		}
 	}
 	return list, nil
 }
+
+// isBare reports whether an -idle subject is one of perf's own servers.
+func isBare(t string) bool { return t == bareQUIC || t == bareQUICStream || t == bareUDP }
 
 // runIdle measures each subject of list with -idle's idle sessions.
 func (c config) runIdle(ctx context.Context, list []string, asJSON bool, stdout io.Writer) error {

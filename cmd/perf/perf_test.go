@@ -133,14 +133,15 @@ func TestParseTransports(t *testing.T) {
 		want string
 	}{
 		{" quic, kcp,ws,", false, "quic kcp ws"},
-		// With -idle, bare-quic and bare-udp come just before quic and kcp
-		// unless named.
-		{" quic, kcp,ws,", true, "bare-quic quic bare-udp kcp ws"},
-		{"kcp,quic", true, "bare-udp kcp bare-quic quic"},
+		// With -idle, bare-quic, bare-quic-stream and bare-udp come just
+		// before quic and kcp unless one of theirs is named.
+		{" quic, kcp,ws,", true, "bare-quic bare-quic-stream quic bare-udp kcp ws"},
+		{"kcp,quic", true, "bare-udp kcp bare-quic bare-quic-stream quic"},
 		{"kcp", true, "bare-udp kcp"},
 		{"kcp,bare-udp", true, "kcp bare-udp"},
 		{"quic,bare-quic", true, "quic bare-quic"},
 		{"bare-quic", true, "bare-quic"},
+		{"bare-quic-stream,quic", true, "bare-quic-stream quic"},
 		{"ws", true, "ws"},
 	} {
 		got, err := parseTransports(tc.list, tc.idle)
@@ -148,7 +149,7 @@ func TestParseTransports(t *testing.T) {
 			t.Errorf("parseTransports(%q, %v): got %q, %v; want %q", tc.list, tc.idle, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "quic,tcp", "kcp,kcp", "bare-quic"} {
+	for _, bad := range []string{"", "quic,tcp", "kcp,kcp", "bare-quic", "bare-quic-stream"} {
 		if _, err := parseTransports(bad, false); err == nil {
 			t.Errorf("parseTransports(%q, false): no error", bad)
 		}
