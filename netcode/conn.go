@@ -264,8 +264,8 @@ func (s *Server) serveConn(sess transport.Session) {
 	// The read loop goes on in a new goroutine, and this one ends: its
 	// stack grew in the handshake, and a goroutine's stack shrinks only at
 	// collections, which an idle server seldom runs. A connection that
-	// reads on one goroutine for its lifetime (WebTransport: no
-	// ReadNotifier to park on) would keep that stack as long as it lives.
+	// reads on one goroutine for its lifetime (a transport with no
+	// ReadNotifier to park on, such as WebSocket off Linux) would keep that stack as long as it lives.
 	go c.serveReads()
 }
 

@@ -18,10 +18,11 @@
 //     stream: it reads frames, runs their handlers one at a time and
 //     writes their replies itself when no one else is writing. On a
 //     transport that says when its stream is readable
-//     (transport.ReadNotifier: KCP, QUIC, and WebSocket on Linux), the reader
+//     (transport.ReadNotifier: every shipped transport), the reader
 //     ends whenever the stream is idle, and the session starts a new one
 //     when more comes, so an idle connection has no reader goroutine (on
-//     QUIC, only the session's small one that waits to read a byte ahead).
+//     QUIC and WebTransport, only the session's small one that waits to
+//     read a byte ahead).
 //   - Snapshots are encoded and sent on the goroutine that sends them,
 //     usually a room's tick loop (Conn.SendSnapshotBatch), when the
 //     transport can take them without blocking: on KCP into a Batch that

@@ -27,8 +27,8 @@ func serverReaders() int {
 // read loop parks: the server keeps no goroutine for it, and a new one
 // reads what comes next, each time. Requests, events and the close all go
 // on as before. So on WebSocket, where Linux's poll loops read the
-// sockets, and on QUIC, where a small goroutine of the session's reads the
-// stream's next byte ahead instead of the read loop.
+// sockets, and on QUIC and WebTransport, where a small goroutine of the
+// session's reads the stream's next byte ahead instead of the read loop.
 func TestIdleReaderParks(t *testing.T) {
 	wsReaders := 0
 	if runtime.GOOS != "linux" {
@@ -37,7 +37,7 @@ func TestIdleReaderParks(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		readers int
-	}{{"kcp", 0}, {"ws", wsReaders}, {"quic", 0}} {
+	}{{"kcp", 0}, {"ws", wsReaders}, {"quic", 0}, {"webtransport", 0}} {
 		t.Run(c.name, func(t *testing.T) {
 			tr := nt.Find(c.name)
 			ended := make(chan *netcode.CloseError, 1)

@@ -87,8 +87,8 @@ type KeptAlive interface {
 // something to return, so that a connection whose stream is idle needs no
 // goroutine parked in Read. On a server with thousands of idle players,
 // the stacks of such goroutines would be most of its memory per player
-// (KCP, WebSocket on Linux and QUIC implement it; netcode uses it on a
-// server's connections).
+// (KCP, WebSocket on Linux, and QUIC and WebTransport with ReadAhead
+// implement it; netcode uses it on a server's connections).
 type ReadNotifier interface {
 	// NotifyReadable returns false when Read would return at once: bytes
 	// are ready, or the session ended. Otherwise it returns true and calls

@@ -202,6 +202,7 @@ var _ transport.Listener = (*Listener)(nil)
 var _ transport.Session = (*Session)(nil)
 var _ transport.PathRTT = (*Session)(nil)
 var _ transport.KeptAlive = (*Session)(nil)
+var _ transport.ReadNotifier = (*Session)(nil)
 
 // Listen binds a QUIC listener on the UDP address addr.
 func Listen(addr string, tlsConf *tls.Config, cfg Config) (*Listener, error) {
@@ -432,12 +433,9 @@ type Session struct {
 	pc   net.PacketConn
 	keep time.Duration
 
-	// The stream's next byte, read ahead while the connection's reader is
-	// parked (NotifyReadable), and what that read returned; Read returns
-	// them first.
-	ahead    [1]byte
-	aheadN   int
-	aheadErr error
+	// ahead is the stream's next byte while the connection's reader is
+	// parked (NotifyReadable); Read returns it first.
+	ahead transport.ReadAhead
 }
 
 func newSession(conn *quicgo.Conn, st *quicgo.Stream, keep time.Duration) *Session {
@@ -458,12 +456,7 @@ func (s *Session) stream() (*quicgo.Stream, error) {
 }
 
 func (s *Session) Read(p []byte) (int, error) {
-	if s.aheadN > 0 || s.aheadErr != nil {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		n, err := copy(p, s.ahead[:s.aheadN]), s.aheadErr
-		s.aheadN, s.aheadErr = 0, nil
+	if n, ok, err := s.ahead.Take(p); ok {
 		return n, s.mapErr(err)
 	}
 	st, err := s.stream()
@@ -475,30 +468,15 @@ func (s *Session) Read(p []byte) (int, error) {
 }
 
 // NotifyReadable lets a server's connection park its reader while the
-// stream is idle (transport.ReadNotifier). quic-go tells no one when a
-// stream has bytes, so a goroutine of the session's waits in a read of one
-// byte instead, which Read returns first, and then calls f. That goroutine
-// calls nothing of netcode's while it waits, so its stack stays at its
-// smallest, where a reader parked in Read keeps the stack that handling
-// frames grew; the reader's buffers go back to their pool meanwhile. It
-// ends with its read: when a byte comes or the connection ends.
+// stream is idle (transport.ReadNotifier): quic-go tells no one when a
+// stream has bytes, so a goroutine of the session's reads one ahead
+// (transport.ReadAhead).
 func (s *Session) NotifyReadable(f func()) bool {
-	if s.aheadN > 0 || s.aheadErr != nil {
-		return false
-	}
 	st, err := s.stream()
 	if err != nil {
-		s.aheadErr = err
-		return false
+		return false // Read returns the error at once
 	}
-	go s.readAhead(st, f)
-	return true
-}
-
-// readAhead is NotifyReadable's goroutine.
-func (s *Session) readAhead(st *quicgo.Stream, f func()) {
-	s.aheadN, s.aheadErr = st.Read(s.ahead[:])
-	f()
+	return s.ahead.Notify(st, f)
 }
 
 func (s *Session) Write(p []byte) (int, error) {

@@ -42,6 +42,9 @@ type Session struct {
 	accept       context.Context
 	cancelAccept context.CancelFunc
 	wrote        atomic.Bool // this side has written to the reliable stream
+	// ahead is the stream's next byte while the connection's reader is
+	// parked (NotifyReadable); Read returns it first.
+	ahead transport.ReadAhead
 
 	dgrams  chan []byte
 	pumped  chan struct{} // closed when the datagram pump ended
@@ -54,9 +57,10 @@ type Session struct {
 }
 
 var (
-	_ transport.Session    = (*Session)(nil)
-	_ transport.Challenged = (*Session)(nil)
-	_ transport.PathRTT    = (*Session)(nil)
+	_ transport.Session      = (*Session)(nil)
+	_ transport.Challenged   = (*Session)(nil)
+	_ transport.PathRTT      = (*Session)(nil)
+	_ transport.ReadNotifier = (*Session)(nil)
 )
 
 // newSession wraps sess, on conn; st is the reliable stream when this side
@@ -120,12 +124,27 @@ func (s *Session) stream() (*wtgo.Stream, error) {
 }
 
 func (s *Session) Read(p []byte) (int, error) {
+	if n, ok, err := s.ahead.Take(p); ok {
+		return n, s.mapErr(err)
+	}
 	st, err := s.stream()
 	if err != nil {
 		return 0, s.mapErr(err)
 	}
 	n, err := st.Read(p)
 	return n, s.mapErr(err)
+}
+
+// NotifyReadable lets a server's connection park its reader while the
+// stream is idle (transport.ReadNotifier): webtransport-go tells no one
+// when a stream has bytes, so a goroutine of the session's reads one ahead
+// (transport.ReadAhead).
+func (s *Session) NotifyReadable(f func()) bool {
+	st, err := s.stream()
+	if err != nil {
+		return false // Read returns the error at once
+	}
+	return s.ahead.Notify(st, f)
 }
 
 func (s *Session) Write(p []byte) (int, error) {
