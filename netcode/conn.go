@@ -265,7 +265,8 @@ func (s *Server) serveConn(sess transport.Session) {
 	// stack grew in the handshake, and a goroutine's stack shrinks only at
 	// collections, which an idle server seldom runs. A connection that
 	// reads on one goroutine for its lifetime (a transport with no
-	// ReadNotifier to park on, such as WebSocket off Linux) would keep that stack as long as it lives.
+	// ReadNotifier to park on, such as WebSocket off Linux) would keep
+	// that stack as long as it lives.
 	go c.serveReads()
 }
 

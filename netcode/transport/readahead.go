@@ -19,7 +19,7 @@ type ReadAhead struct {
 // Take returns what the goroutine read, if anything is left of it: ok is
 // false when the session's Read should read its stream instead.
 func (a *ReadAhead) Take(p []byte) (n int, ok bool, err error) {
-	if a.n == 0 && a.err == nil {
+	if !a.held() {
 		return 0, false, nil
 	}
 	if len(p) == 0 {
@@ -33,12 +33,15 @@ func (a *ReadAhead) Take(p []byte) (n int, ok bool, err error) {
 // Notify is the session's NotifyReadable over stream r: false, with
 // nothing started, when Read would return at once.
 func (a *ReadAhead) Notify(r io.Reader, f func()) bool {
-	if a.n > 0 || a.err != nil {
+	if a.held() {
 		return false
 	}
 	go a.read(r, f)
 	return true
 }
+
+// held reports whether the last read ahead is still to be taken.
+func (a *ReadAhead) held() bool { return a.n > 0 || a.err != nil }
 
 // read is Notify's goroutine; it ends with its read, when a byte comes or
 // the stream ends.
