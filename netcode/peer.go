@@ -524,7 +524,8 @@ func (p *peer) reply(id uint32, payload []byte, herr error) error {
 // not needed. It runs in the delivery (the sequencer's lock held, so its
 // next is that frame's number).
 func (p *peer) ackDelivered() {
-	if ack := p.res.ackWith(p.seq.next + 1); ack != nil {
+	var b [reliable.HeaderLen + 4]byte // an ACKED frame
+	if ack := p.res.ackWith(b[:0], p.seq.next+1); ack != nil {
 		p.out.controlQuiet(ack)
 	}
 }

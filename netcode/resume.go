@@ -268,8 +268,9 @@ func (r *resumeState) handled(size int) {
 // the PING): the ack timer's is then not needed. It returns nil when none
 // is owed. An idle client's PING a second would otherwise wake the
 // connection's writer goroutine for its ACKED each time, and it would
-// never end.
-func (r *resumeState) ackWith(next uint32) []byte {
+// never end. The frame is appended to dst, so that a caller's stack
+// buffer spares the PING handled a second its allocation.
+func (r *resumeState) ackWith(dst []byte, next uint32) []byte {
 	if !r.on() {
 		return nil
 	}
@@ -280,7 +281,7 @@ func (r *resumeState) ackWith(next uint32) []byte {
 	}
 	r.frames, r.bytes, r.armed = 0, 0, false
 	r.ackTimer.Stop() // had it fired, its ACKED is a harmless repeat
-	return reliable.AppendAcked(nil, next)
+	return reliable.AppendAcked(dst, next)
 }
 
 // sendAck sends an ACKED for what was handled (the ack timer).
@@ -288,7 +289,8 @@ func (r *resumeState) sendAck() {
 	r.ackMu.Lock()
 	r.frames, r.bytes, r.armed = 0, 0, false
 	r.ackMu.Unlock()
-	r.p.out.control(reliable.AppendAcked(nil, r.p.seq.nextNum()))
+	var b [reliable.HeaderLen + 4]byte // an ACKED frame
+	r.p.out.control(reliable.AppendAcked(b[:0], r.p.seq.nextNum()))
 }
 
 // stop ends resume for a connection that ended, and lets the kept frames
