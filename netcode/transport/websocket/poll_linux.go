@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -264,11 +265,11 @@ func (p *poller) loop() {
 // now, and says to wait for Go's poller when there are none.
 func (p *poller) wait(ep uintptr) bool {
 	for {
-		n, err := unix.EpollWait(int(ep), p.evs[:], 0)
+		n, err := epollPoll(ep, p.evs[:])
 		if err == unix.EINTR {
 			continue
 		}
-		p.n = max(n, 0)
+		p.n = n
 		return n > 0 || err != nil
 	}
 }
@@ -287,7 +288,7 @@ func (s *Session) startPolled(p *poller, ec *eorConn, fd int32) {
 // readSocket is the poller's read of s's socket into fr, without waiting.
 func (s *Session) readSocket(fd uintptr) bool {
 	for {
-		n, err := unix.Read(int(fd), s.fr.buf[s.fr.w:])
+		n, err := readNow(fd, s.fr.buf[s.fr.w:])
 		if err == unix.EINTR {
 			continue
 		}
@@ -356,4 +357,25 @@ func (s *Session) pollRead() {
 	// Nothing more is parsed here: after a breach, the closing handshake
 	// reads on from the frame after it (stopPolling, drain).
 	s.fr.nowait = false
+}
+
+// epollPoll takes the events ready in epoll instance ep now, without
+// waiting, and readNow reads what socket fd holds now (it is
+// non-blocking). Neither waits in the kernel, so both skip the runtime's
+// system call entry and exit (RawSyscall), as sendEOR does, and for the
+// same reason.
+func epollPoll(ep uintptr, evs []unix.EpollEvent) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep, uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+func readNow(fd uintptr, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
 }
