@@ -313,7 +313,7 @@ func (s *Session) pollRead() {
 		return
 	}
 	s.rmu.Lock()
-	paused := s.paused
+	paused := s.paused || s.direct
 	s.rmu.Unlock()
 	if paused {
 		return

@@ -281,3 +281,72 @@ func TestPollerEndsWhateverTheOrder(t *testing.T) {
 		}, 2*time.Second, time.Millisecond, "round %d: the loop outlived its sessions", i)
 	}
 }
+
+// isDirect reports whether s's Read reads its socket itself.
+func (s *Session) isDirect() bool {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.direct
+}
+
+// A Read that finds nothing waiting reads the socket itself (direct), and
+// the poller leaves the socket alone; once the read loop parks on
+// NotifyReadable, the poller has it again, with what the buffer holds.
+func TestPolledReadGoesDirectWhileBusy(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	key := [4]byte{1, 2, 3, 4}
+	c, _, s := rawSession(t, l, url, nil)
+	require.NotNil(t, s.poll)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rel := frame(3)
+	relMsg := clientFrame(true, opBinary, key, append([]byte{channelReliable}, rel...))
+	dgram := func(p string) []byte {
+		return clientFrame(true, opBinary, key, append([]byte{channelDatagram}, p...))
+	}
+	buf := make([]byte, 64)
+
+	got := make(chan []byte, 1)
+	go func() {
+		n, _ := s.Read(buf)
+		got <- buf[:n]
+	}()
+	require.Eventually(t, s.isDirect, 5*time.Second, time.Millisecond, "a Read with nothing to take goes direct")
+	_, err := c.Write(relMsg)
+	require.NoError(t, err)
+	require.Equal(t, rel, <-got)
+
+	// A reliable message and a datagram in one write: Read takes the
+	// message, and the datagram may wait in the buffer unparsed.
+	_, err = c.Write(append(append([]byte(nil), relMsg...), dgram("left")...))
+	require.NoError(t, err)
+	n, err := s.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, rel, buf[:n])
+	require.True(t, s.isDirect())
+
+	woke := make(chan struct{}, 1)
+	require.True(t, s.NotifyReadable(func() { woke <- struct{}{} }))
+	require.False(t, s.isDirect(), "parking gives the socket back to the poller")
+	d, err := s.ReceiveDatagram(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "left", string(d), "the poller parses what the buffer held")
+
+	// No Read runs now: the poller reads the socket.
+	_, err = c.Write(dgram("polled"))
+	require.NoError(t, err)
+	d, err = s.ReceiveDatagram(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "polled", string(d))
+	_, err = c.Write(relMsg)
+	require.NoError(t, err)
+	select {
+	case <-woke:
+	case <-ctx.Done():
+		t.Fatal("the poller did not call NotifyReadable's f")
+	}
+	n, err = s.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, rel, buf[:n])
+	require.False(t, s.isDirect(), "a Read with bytes waiting takes them")
+}

@@ -72,6 +72,9 @@ type Session struct {
 	perr   error
 	// paused (rmu): the poller stopped reading while Read is behind.
 	paused bool
+	// direct (rmu): Read reads the socket itself while the stream is busy,
+	// and the poller does not watch it (polledRead, pollAgain).
+	direct bool
 	// ping (rdMu) is the payload of the last ping of the poller's round,
 	// answered once at its end (pingDue): a peer's ping flood costs one
 	// pong a round (RFC 6455 5.5.3 allows answering only the latest).
