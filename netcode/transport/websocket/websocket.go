@@ -44,7 +44,10 @@
 // bytes, datagrams handed to the handler and pings answered inline, reliable
 // bytes into the bounded buffer that Read drains (the loop stops reading a
 // socket while Read is behind, and a reader parked by NotifyReadable is
-// started again when bytes come). Under TLS, elsewhere, or with
+// started again when bytes come). While a session's stream is busy (Read
+// is called with nothing to take, so netcode's read loop did not park),
+// the socket leaves its poll loop and Read reads it itself, as below,
+// until the read loop parks again. Under TLS, elsewhere, or with
 // Config.ReaderPerSession, Read's caller (netcode's read loop) reads the
 // socket itself, handling datagrams and control frames inline until a
 // reliable message comes, so that a message wakes one goroutine, not two;
