@@ -137,8 +137,12 @@ func (s *Session) readSelf(p []byte) (int, error) {
 		s.rdMu.Lock()
 		s.rmu.Lock()
 		ended := s.rerr != nil // while waiting for the socket
+		// A polled session's: a round of the poller's that ran on as Read
+		// went direct may have handed on a message while Read waited for
+		// rdMu, and the socket may hold nothing more.
+		handed := s.roff < len(s.rbuf) && !s.rdrop
 		s.rmu.Unlock()
-		if !ended {
+		if !ended && !handed {
 			s.fr.nowait = false // a polled session's, while direct
 			s.stalled.Store(false)
 			err := s.readFrames()
@@ -467,12 +471,16 @@ func (s *Session) serverPing() {
 // the reliable bytes the poller handed on, and has the poller read on
 // once it is no longer behind.
 //
-// A Read with nothing to take means a busy stream: netcode's read loop
-// parks on NotifyReadable instead while its stream is idle. Read then
-// reads the socket itself (direct), as without a poller, until the loop
-// parks (pollAgain): a request and its reply cost no hand-over from the
-// poller's goroutine to the read loop's, which in a round trip on
-// loopback cost a tenth of a bare WebSocket echo's.
+// A Read with nothing to take means, most of the time, a busy stream:
+// netcode's read loop parks on NotifyReadable instead while its stream is
+// idle (other such Reads: the handshake's first, and one for the rest of
+// a frame split across messages). Read then reads the socket itself
+// (direct), as without a poller, until the loop parks (pollAgain): a
+// request and its reply cost no hand-over from the poller's goroutine to
+// the read loop's (on loopback, about a tenth of a bare WebSocket echo's
+// round trip; BENCHMARKS.md). While direct, the socket is read only while
+// Read is called, as a session without a poller is: a peer that leaves
+// meanwhile is seen at the next Read.
 func (s *Session) polledRead(p []byte) (int, error) {
 	s.rmu.Lock()
 	if !s.direct && s.roff == len(s.rbuf) && s.rerr == nil && !s.paused {
@@ -552,10 +560,15 @@ func (s *Session) NotifyReadable(f func()) bool {
 }
 
 // pollAgain gives a direct session's socket back to the poller, which
-// first parses what the buffer holds. No Read runs (NotifyReadable's
-// caller is Read's); a closing handshake that began meanwhile keeps the
-// socket, and the session has left the poller.
+// first parses what the buffer holds. The read loop's Read does not run
+// (NotifyReadable's caller is Read's); a Read of a loop that the
+// session's end started at once (calling f) returns that end. A closing
+// handshake that began meanwhile keeps the socket, and the session has
+// left the poller.
 func (s *Session) pollAgain() {
+	if s.endErr.Load() != nil {
+		return // not to wait for rdMu behind the closing handshake
+	}
 	s.rdMu.Lock()
 	if s.endErr.Load() == nil {
 		s.fr.nowait = true
