@@ -281,6 +281,7 @@ func (s *Session) startPolled(p *poller, ec *eorConn, fd int32) {
 	s.poll, s.praw, s.pfd = p, ec.raw, fd
 	s.rmu.Unlock()
 	s.pollFn = s.readSocket
+	s.fr.beforeWait = s.pong
 	s.fr.nowait = true
 	s.stalled.Store(false) // the poller listens
 }

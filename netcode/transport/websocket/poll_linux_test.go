@@ -390,3 +390,45 @@ func TestPolledReadTakesWhatTheRoundHandedOn(t *testing.T) {
 		}
 	}
 }
+
+// A polled session's Read that went direct answers pings as its poller
+// does: the last of several read at once, without waiting for the socket,
+// and before it waits for more.
+func TestPolledReadDirectAnswersTheLastPing(t *testing.T) {
+	l, url := serve(t, Config{}, false)
+	key := [4]byte{3, 1, 4, 1}
+	c, br, s := rawSession(t, l, url, nil)
+	require.NotNil(t, s.poll)
+	rel := frame(3)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := s.Read(buf)
+		got <- buf[:n]
+	}()
+	require.Eventually(t, s.isDirect, 5*time.Second, time.Millisecond)
+	var pings []byte
+	for _, p := range []string{"one", "two", "three"} {
+		pings = append(pings, clientFrame(true, opPing, key, []byte(p))...)
+	}
+	_, err := c.Write(pings)
+	require.NoError(t, err)
+	op, p := serverFrame(t, br)
+	require.Equal(t, byte(opPong), op)
+	require.Equal(t, "three", string(p), "the last ping's pong, while Read waits")
+	_, err = c.Write(clientFrame(true, opBinary, key, append([]byte{channelReliable}, rel...)))
+	require.NoError(t, err)
+	require.Equal(t, rel, <-got)
+	require.True(t, s.isDirect())
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(200*time.Millisecond)))
+	_, err = br.ReadByte()
+	var ne net.Error
+	require.ErrorAs(t, err, &ne, "no other pong")
+	require.True(t, ne.Timeout())
+
+	// A direct socket is read only while Read is called: the next Read
+	// sees the peer leave, and the session leaves its poller.
+	require.NoError(t, c.Close())
+	_, err = s.Read(make([]byte, 64))
+	require.Error(t, err)
+}

@@ -30,6 +30,10 @@ type frameReader struct {
 	nowait bool
 	// frag: a fragmented message is being read into the session's msg.
 	frag bool
+	// beforeWait, when set, runs before fill waits for the socket: a
+	// polled session's pong (reading direct, it answers as its poller
+	// does).
+	beforeWait func()
 }
 
 // errMore stops the parsing of a polled session's buffer (fill) until its
@@ -57,6 +61,9 @@ func (f *frameReader) fill(n int) error {
 	}
 	if f.nowait {
 		return errMore
+	}
+	if f.beforeWait != nil {
+		f.beforeWait()
 	}
 	for f.w < n {
 		m, err := f.conn.Read(f.buf[f.w:])
@@ -146,6 +153,7 @@ func (s *Session) readSelf(p []byte) (int, error) {
 			s.fr.nowait = false // a polled session's, while direct
 			s.stalled.Store(false)
 			err := s.readFrames()
+			s.pong() // a polled session's last ping, if one waits
 			s.stalled.Store(true)
 			s.readFailed(err)
 		}
@@ -389,7 +397,7 @@ func (s *Session) datagramIn(d []byte) {
 func (s *Session) controlIn(op byte, p []byte) error {
 	switch op {
 	case opPing:
-		if s.fr.nowait {
+		if s.poll != nil { // its poller's way, direct too: see pong
 			s.ping, s.pingDue = append(s.ping[:0], p...), true
 			return nil
 		}
@@ -584,7 +592,9 @@ func (s *Session) pollAgain() {
 	s.poll.resume(s)
 }
 
-// pong answers the last ping of a poller's round, if one waits.
+// pong answers the last ping of a poller's round, if one waits; and of a
+// polled session's direct read, before it waits for the socket and when
+// it returns (rdMu holder).
 func (s *Session) pong() {
 	if s.pingDue {
 		s.pingDue = false
